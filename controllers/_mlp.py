@@ -1,0 +1,74 @@
+"""Multi-layer perceptron policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+
+from diffsim import AbstractActionSpace, Box
+
+
+class MLPPolicy(eqx.Module):
+    """A feed-forward policy ``(t, observation) -> output`` for an action space.
+
+    For a bounded :class:`diffsim.Box` the output is squashed into ``[low, high]`` with
+    ``tanh``; for unbounded boxes it is left linear; for :class:`diffsim.Discrete` it is
+    the logits of the choices. Time is ignored (the policy is stationary).
+    ``observation_scale`` (fixed, not trained) divides observations so that the
+    inputs are of order one (e.g. ``(1, 1, 8)`` for the pendulum's speed).
+    """
+
+    mlp: eqx.nn.MLP
+    low: Float[Array, " m"] | None
+    high: Float[Array, " m"] | None
+    observation_scale: Float[Array, " o"] | None
+    width: int = eqx.field(static=True)
+    depth: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        observation_size: int,
+        action_space: AbstractActionSpace,
+        *,
+        width: int = 64,
+        depth: int = 2,
+        activation: Callable = jax.nn.tanh,
+        final_scale: float = 0.1,
+        observation_scale: Float[Array, " o"] | None = None,
+        key: PRNGKeyArray,
+    ):
+        self.width, self.depth = width, depth
+        self.observation_scale = (
+            None if observation_scale is None else jnp.asarray(observation_scale, dtype=float)
+        )
+        self.mlp = eqx.nn.MLP(
+            observation_size, action_space.controller_size, width, depth, activation, key=key
+        )
+        last = self.mlp.layers[-1]
+        self.mlp = eqx.tree_at(
+            lambda m: (m.layers[-1].weight, m.layers[-1].bias),
+            self.mlp,
+            (last.weight * final_scale, jnp.zeros_like(last.bias)),
+        )
+        if isinstance(action_space, Box) and action_space.bounded:
+            self.low, self.high = action_space.low, action_space.high
+        else:
+            self.low = self.high = None
+
+    @classmethod
+    def for_env(cls, env, *, key: PRNGKeyArray, **kwargs) -> MLPPolicy:
+        """A policy sized for ``env``'s observations and action space."""
+        return cls(env.observation_size, env.action_space, key=key, **kwargs)
+
+    def __call__(self, t: Scalar, observation: Float[Array, " o"]) -> Float[Array, " k"]:
+        if self.observation_scale is not None:
+            observation = observation / jax.lax.stop_gradient(self.observation_scale)
+        output = self.mlp(observation)
+        if self.low is None:
+            return output
+        middle, half = (self.high + self.low) / 2, (self.high - self.low) / 2
+        return middle + half * jnp.tanh(output)

@@ -1,0 +1,91 @@
+"""Evaluation on fixed seeds: many deterministic episodes, summarised."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._env import AbstractEnv
+from ._errors import DiffsimError
+from ._integrators import AbstractIntegrator
+from ._rollout import Controller, rollout
+
+
+class Evaluation(eqx.Module):
+    """Returns of ``episodes`` evaluation episodes and their summary."""
+
+    returns: Float[Array, " episodes"]
+    lengths: Float[Array, " episodes"]
+    seed: int = eqx.field(static=True)
+
+    @property
+    def mean(self) -> float:
+        return float(jnp.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(jnp.std(self.returns))
+
+    @property
+    def episodes(self) -> int:
+        return int(self.returns.shape[0])
+
+    def block_means(self, block: int = 100) -> np.ndarray:
+        """Means of consecutive blocks of ``block`` episodes (the spread of 100-episode
+        averages that leaderboards report)."""
+        returns = np.asarray(self.returns)
+        usable = (returns.size // block) * block
+        return returns[:usable].reshape(-1, block).mean(axis=1)
+
+    def summary(self) -> dict:
+        blocks = self.block_means()
+        out = {
+            "mean": self.mean,
+            "std": self.std,
+            "episodes": self.episodes,
+            "seed": self.seed,
+            "mean_length": float(jnp.mean(self.lengths)),
+        }
+        if blocks.size:
+            out["block100_min"] = float(blocks.min())
+            out["block100_max"] = float(blocks.max())
+        return out
+
+
+def initial_states(env: AbstractEnv, episodes: int, seed: int) -> Float[Array, "episodes n"]:
+    """The fixed start states of evaluation: ``episodes`` draws from ``jr.key(seed)``."""
+    return jax.vmap(env.initial_state)(jr.split(jr.key(seed), episodes))
+
+
+@eqx.filter_jit
+def _episode_returns(env, controller, states, integrator):
+    trajectories = jax.vmap(lambda y: rollout(env, controller, y, integrator=integrator))(states)
+    return trajectories.episode_return, trajectories.length
+
+
+def evaluate(
+    env: AbstractEnv,
+    controller: Controller,
+    *,
+    episodes: int = 1000,
+    seed: int = 0,
+    integrator: AbstractIntegrator | None = None,
+) -> Evaluation:
+    """Run ``episodes`` full episodes of the deterministic policy from fixed start states.
+
+    Discrete action spaces take hard arg-max choices. Raises :class:`DiffsimError` if a
+    return is NaN or infinite (the simulation diverged).
+    """
+    if episodes < 1:
+        raise DiffsimError(f"episodes must be at least 1, got {episodes}")
+    returns, lengths = _episode_returns(
+        env, controller, initial_states(env, episodes, seed), integrator
+    )
+    if not bool(jnp.all(jnp.isfinite(returns))):
+        bad = int(jnp.sum(~jnp.isfinite(returns)))
+        raise DiffsimError(f"{bad} of {episodes} evaluation episodes gave a non-finite return")
+    return Evaluation(returns=returns, lengths=lengths.astype(returns.dtype), seed=seed)

@@ -1,0 +1,174 @@
+"""Action spaces: how a controller's output becomes the control the dynamics see."""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._errors import DiffsimError
+
+
+class AbstractActionSpace(eqx.Module):
+    """Maps what a controller outputs to the control ``u`` fed to ``vector_field``."""
+
+    @property
+    @abc.abstractmethod
+    def controller_size(self) -> int:
+        """Length of the vector a controller must output."""
+
+    @property
+    @abc.abstractmethod
+    def control_size(self) -> int:
+        """Length of the control vector ``u`` the dynamics see."""
+
+    @abc.abstractmethod
+    def to_control(
+        self,
+        output: Float[Array, " k"],
+        estimator: AbstractEstimator | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> Float[Array, " m"]:
+        """The control applied for a controller output (``estimator`` only matters for
+        discrete spaces: ``None`` means hard, non-differentiable choices)."""
+
+    @abc.abstractmethod
+    def from_action(self, action) -> Float[Array, " m"]:
+        """The control for an RL-style action (a vector for boxes, an index for discrete)."""
+
+
+class Box(AbstractActionSpace):
+    """Continuous controls in ``[low, high]``; outputs outside are clipped, as gym does.
+
+    Infinite bounds are allowed (no clipping, e.g. the unclipped pendulum of the 2019 post).
+    """
+
+    low: Float[Array, " m"]
+    high: Float[Array, " m"]
+
+    def __init__(self, low, high):
+        self.low = jnp.atleast_1d(jnp.asarray(low, dtype=float))
+        self.high = jnp.atleast_1d(jnp.asarray(high, dtype=float))
+        if self.low.shape != self.high.shape or self.low.ndim != 1:
+            raise DiffsimError(
+                f"Box bounds must be vectors of one shape, got {self.low.shape} and "
+                f"{self.high.shape}"
+            )
+
+    @property
+    def controller_size(self) -> int:
+        return self.low.shape[0]
+
+    @property
+    def control_size(self) -> int:
+        return self.low.shape[0]
+
+    @property
+    def bounded(self) -> bool:
+        """Whether every bound is finite (then policies squash their output into it)."""
+        try:
+            return bool(jnp.all(jnp.isfinite(self.low) & jnp.isfinite(self.high)))
+        except jax.errors.ConcretizationTypeError:
+            return True
+
+    def to_control(self, output, estimator=None, *, key=None):
+        return jnp.clip(output, self.low, self.high)
+
+    def from_action(self, action):
+        return self.to_control(jnp.reshape(jnp.asarray(action, self.low.dtype), self.low.shape))
+
+
+class Discrete(AbstractActionSpace):
+    """A finite set of controls ``values[i]``, chosen by a controller's ``n`` logits.
+
+    Training through a discrete choice needs an :class:`AbstractEstimator` (straight-through,
+    Gumbel-softmax); evaluation always takes the hard arg-max.
+    """
+
+    values: Float[Array, "n m"]
+
+    def __init__(self, values):
+        values = jnp.asarray(values, dtype=float)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.ndim != 2 or values.shape[0] < 2:
+            raise DiffsimError(
+                f"Discrete needs at least two controls of shape (n, m), got {values.shape}"
+            )
+        self.values = values
+
+    @property
+    def num_actions(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def controller_size(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def control_size(self) -> int:
+        return self.values.shape[1]
+
+    def to_control(self, output, estimator=None, *, key=None):
+        if estimator is None:
+            weights = jax.nn.one_hot(jnp.argmax(output), self.num_actions, dtype=output.dtype)
+        else:
+            weights = estimator(output, key=key)
+        return weights @ self.values
+
+    def from_action(self, action: Int[Array, ""]):
+        return self.values[action]
+
+
+class AbstractEstimator(eqx.Module):
+    """Turns logits into (differentiable) choice weights over a discrete action set.
+
+    ``__call__(logits, key=...)`` returns weights of shape ``(n,)``; their forward value is
+    the one-hot of the chosen action for the straight-through estimators.
+    """
+
+    @abc.abstractmethod
+    def __call__(
+        self, logits: Float[Array, " n"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " n"]: ...
+
+    needs_key: eqx.AbstractClassVar[bool]
+
+
+class StraightThrough(AbstractEstimator):
+    """Hard arg-max forward, identity backward: ``d weights / d logits = I``.
+
+    With two actions of controls ``-F`` and ``+F`` this is exactly the 2019 post's
+    ``sign`` estimator applied to the logit difference.
+    """
+
+    needs_key = False
+
+    def __call__(self, logits, *, key=None):
+        hard = jax.nn.one_hot(jnp.argmax(logits), logits.shape[-1], dtype=logits.dtype)
+        return logits + jax.lax.stop_gradient(hard - logits)
+
+
+class GumbelSoftmax(AbstractEstimator):
+    """Gumbel-softmax relaxation (Jang et al. 2017) at ``temperature``; with
+    ``hard=True`` the forward pass takes the sampled one-hot and the backward pass the
+    relaxed gradient (straight-through Gumbel)."""
+
+    temperature: float = 1.0
+    hard: bool = eqx.field(static=True, default=True)
+    needs_key = True
+
+    def __call__(self, logits, *, key=None):
+        if key is None:
+            raise DiffsimError("GumbelSoftmax needs a key: pass key= to rollout or train")
+        gumbel = -jnp.log(-jnp.log(jr.uniform(key, logits.shape, logits.dtype, 1e-10, 1.0)))
+        soft = jax.nn.softmax((logits + gumbel) / self.temperature)
+        if not self.hard:
+            return soft
+        hard = jax.nn.one_hot(jnp.argmax(soft), logits.shape[-1], dtype=logits.dtype)
+        return soft + jax.lax.stop_gradient(hard - soft)

@@ -1,0 +1,114 @@
+"""Plots and animations of training and trajectories (matplotlib).
+
+Works for any env: trajectories are plotted per state component, and animations draw
+the polylines that ``env.draw(state)`` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import animation
+
+from ._env import AbstractEnv
+from ._rollout import Trajectory
+from ._train import History
+
+
+def plot_learning_curve(history: History, ax=None, *, label: str | None = None):
+    """Evaluation return (and training loss, on a second axis) against env steps."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    ax.plot(history.eval_env_steps, history.eval_return, "o-", label=label or "evaluation")
+    ax.set_xlabel("training env steps")
+    ax.set_ylabel("mean evaluation return")
+    ax.grid(alpha=0.3)
+    if history.loss:
+        loss_ax = ax.twinx()
+        loss_ax.plot(history.env_steps, history.loss, color="0.6", lw=0.8, alpha=0.7)
+        loss_ax.set_ylabel("training loss", color="0.5")
+    ax.set_title(
+        f"{history.total_env_steps:,} env steps, {history.train_seconds:.1f} s "
+        f"({history.compile_seconds:.1f} s compile)",
+        fontsize=9,
+    )
+    return ax
+
+
+def plot_trajectory(
+    trajectory: Trajectory,
+    *,
+    state_labels: Sequence[str] | None = None,
+    control_labels: Sequence[str] | None = None,
+    axes=None,
+):
+    """States, controls and per-step cost of one trajectory against time."""
+    states = np.asarray(trajectory.states)
+    controls = np.asarray(trajectory.controls)
+    times = np.asarray(trajectory.times)
+    if states.ndim != 2:
+        raise ValueError("plot_trajectory takes one trajectory: index a batch first")
+    if axes is None:
+        _, axes = plt.subplots(3, 1, figsize=(6, 6), sharex=True, constrained_layout=True)
+    n, m = states.shape[1], controls.shape[1]
+    for i in range(n):
+        axes[0].plot(times, states[:, i], label=state_labels[i] if state_labels else f"y[{i}]")
+    for i in range(m):
+        axes[1].step(
+            times[:-1],
+            controls[:, i],
+            where="post",
+            label=control_labels[i] if control_labels else f"u[{i}]",
+        )
+    axes[2].plot(times[:-1], np.where(trajectory.alive, trajectory.costs, np.nan), color="C3")
+    axes[0].set_ylabel("state")
+    axes[1].set_ylabel("control")
+    axes[2].set_ylabel("cost per step")
+    axes[2].set_xlabel("time (s)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[1].legend(fontsize=8, loc="upper right")
+    return axes
+
+
+def animate(
+    env: AbstractEnv,
+    trajectory: Trajectory,
+    *,
+    every: int = 1,
+    interval_ms: float | None = None,
+    figsize=(4, 4),
+) -> animation.FuncAnimation:
+    """An animation of ``env.draw`` over the trajectory's states (every ``every``-th).
+
+    Show it in a notebook with ``IPython.display.HTML(anim.to_jshtml())`` or save it with
+    ``anim.save("file.gif")``.
+    """
+    states = np.asarray(trajectory.states)[::every]
+    frames = [[np.asarray(p) for p in jax.device_get(env.draw(y))] for y in states]
+    points = np.concatenate([p for frame in frames for p in frame])
+    low, high = points.min(axis=0), points.max(axis=0)
+    margin = 0.1 * max(high - low) + 0.1
+    fig, ax = plt.subplots(figsize=figsize)
+    ax.set_xlim(low[0] - margin, high[0] + margin)
+    ax.set_ylim(low[1] - margin, high[1] + margin)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    lines = [ax.plot([], [], "o-", lw=3, ms=4)[0] for _ in frames[0]]
+    label = ax.text(0.02, 0.95, "", transform=ax.transAxes)
+    times = np.asarray(trajectory.times)[::every]
+
+    def draw_frame(i):
+        for line, polyline in zip(lines, frames[i], strict=True):
+            line.set_data(polyline[:, 0], polyline[:, 1])
+        label.set_text(f"t = {times[i]:.2f} s")
+        return [*lines, label]
+
+    interval = 1000 * env.control_dt * every if interval_ms is None else interval_ms
+    anim = animation.FuncAnimation(fig, draw_frame, frames=len(frames), interval=interval)
+    plt.close(fig)
+    return anim

@@ -1,0 +1,16 @@
+"""Environments built on the diffsim core: examples of what a user writes.
+
+``CLI_PLUGINS`` lists functions ``add_commands(subparsers)`` through which an env
+module adds its own ``diffsim`` sub-commands.
+"""
+
+from . import trebuchet
+from . import pendulum
+from .pendulum import Pendulum
+from .trebuchet import _cli as _trebuchet_cli
+
+CLI_PLUGINS = [_trebuchet_cli.add_commands]
+RECIPES = {"pendulum": pendulum.recipe}
+"""Training recipes by command-line name (``diffsim train NAME``)."""
+
+__all__ = ["Pendulum", "trebuchet"]

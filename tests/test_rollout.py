@@ -1,0 +1,170 @@
+"""Core rollout machinery: gradients, batching, compilation, modes, errors."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import diffsim
+from diffsim.controllers import MLPPolicy
+from diffsim.envs import Pendulum
+
+HORIZON = 40
+
+
+@eqx.filter_jit
+def _cost(env, controller, y0):
+    return diffsim.rollout(env, controller, y0, num_steps=HORIZON).total_cost
+
+
+def _central_difference(f, x, eps):
+    return (f(x + eps) - f(x - eps)) / (2 * eps)
+
+
+@pytest.mark.usefixtures("x64")
+def test_rollout_gradient_matches_finite_differences():
+    env = Pendulum()
+    controller = MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(0))
+    y0 = jnp.array([2.0, 0.5])
+    grads = eqx.filter_grad(lambda c: _cost(env, c, y0))(controller)
+    # random direction in parameter space
+    params, static = eqx.partition(controller, eqx.is_inexact_array)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jr.split(jr.key(1), len(leaves))
+    direction = jax.tree_util.tree_unflatten(
+        treedef, [jr.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
+    )
+    along = lambda s: _cost(
+        env, eqx.combine(jax.tree_util.tree_map(lambda p, d: p + s * d, params, direction), static),
+        y0,
+    )
+    directional = sum(
+        jnp.vdot(g, d)
+        for g, d in zip(
+            jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_inexact_array)),
+            jax.tree_util.tree_leaves(direction),
+            strict=True,
+        )
+    )
+    assert float(directional) == pytest.approx(float(_central_difference(along, 0.0, 1e-6)), rel=1e-5)
+    # and with respect to the physics: d cost / d g and d cost / d y0
+    d_env, d_y0 = eqx.filter_grad(lambda ey: _cost(ey[0], controller, ey[1]))((env, y0))
+    fd_g = _central_difference(lambda g: _cost(eqx.tree_at(lambda e: e.g, env, g), controller, y0), env.g, 1e-6)
+    assert float(d_env.g) == pytest.approx(float(fd_g), rel=1e-5)
+    fd_theta = _central_difference(lambda th: _cost(env, controller, y0.at[0].set(th)), y0[0], 1e-6)
+    assert float(d_y0[0]) == pytest.approx(float(fd_theta), rel=1e-5)
+
+
+def test_vmap_over_initial_states_and_over_physical_parameters():
+    env = Pendulum()
+    controller = MLPPolicy.for_env(env, key=jr.key(0))
+    states = jax.vmap(env.initial_state)(jr.split(jr.key(3), 5))
+    batched = jax.vmap(lambda y: _cost(env, controller, y))(states)
+    one_by_one = jnp.stack([_cost(env, controller, y) for y in states])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5)
+
+    gravities = jnp.array([1.0, 5.0, 10.0, 20.0])
+    envs = eqx.filter_vmap(lambda g: Pendulum(g=g))(gravities)
+    costs = eqx.filter_vmap(lambda e: _cost(e, controller, states[0]))(envs)
+    expected = jnp.stack([_cost(Pendulum(g=g), controller, states[0]) for g in gravities])
+    np.testing.assert_allclose(costs, expected, rtol=1e-5)
+    assert len(set(np.round(np.asarray(costs), 3))) == 4
+
+
+def test_jit_compiles_once_when_only_values_change():
+    env = Pendulum()
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def cost(env, controller, y0):
+        return diffsim.rollout(env, controller, y0, num_steps=10).total_cost
+
+    for seed in range(3):
+        controller = MLPPolicy.for_env(env, key=jr.key(seed))
+        cost(Pendulum(g=9.0 + seed), controller, env.initial_state(jr.key(seed)))
+
+
+def test_feedback_mode_equals_zoh_for_a_constant_controller():
+    env = Pendulum()
+    constant = lambda t, o: jnp.array([0.7])
+    y0 = jnp.array([1.0, 0.0])
+    zoh = diffsim.rollout(env, constant, y0, num_steps=20)
+    feedback = diffsim.rollout(env, constant, y0, num_steps=20, mode="feedback")
+    np.testing.assert_allclose(zoh.states, feedback.states, rtol=1e-5, atol=1e-6)
+
+
+def test_feedback_mode_differs_from_zoh_for_a_state_feedback_controller():
+    env = Pendulum()
+    damping = lambda t, o: -0.5 * o[2:]
+    y0 = jnp.array([1.0, 3.0])
+    zoh = diffsim.rollout(env, damping, y0, num_steps=20)
+    feedback = diffsim.rollout(env, damping, y0, num_steps=20, mode="feedback")
+    gap = float(jnp.max(jnp.abs(zoh.states - feedback.states)))
+    assert 1e-4 < gap < 0.2
+
+
+@pytest.mark.usefixtures("x64")
+def test_fixed_step_and_adaptive_integrators_agree():
+    env = Pendulum()
+    y0 = jnp.array([2.5, 0.0])
+    swing = lambda t, o: jnp.array([1.0])
+    fixed = diffsim.rollout(env, swing, y0, num_steps=20, integrator=diffsim.FixedStep(substeps=8))
+    adaptive = diffsim.rollout(
+        env, swing, y0, num_steps=20, integrator=diffsim.Adaptive(rtol=1e-10, atol=1e-10)
+    )
+    np.testing.assert_allclose(fixed.states, adaptive.states, atol=1e-7)
+
+
+def test_termination_freezes_state_and_masks_costs():
+    class Falling(diffsim.AbstractEnv):
+        control_dt: float = 0.1
+        episode_steps: int = 10
+
+        @property
+        def action_space(self):
+            return diffsim.Box(-1.0, 1.0)
+
+        def vector_field(self, t, y, u):
+            return jnp.array([1.0])
+
+        def initial_state(self, key):
+            return jnp.zeros(1)
+
+        def running_cost(self, t, y, u):
+            return jnp.array(1.0)
+
+        def termination(self, y):
+            return y[0] > 0.35
+
+    trajectory = diffsim.rollout(Falling(), lambda t, o: jnp.zeros(1), jnp.zeros(1))
+    assert int(trajectory.length) == 4
+    assert bool(trajectory.terminated)
+    assert float(trajectory.total_cost) == 4.0
+    np.testing.assert_allclose(trajectory.states[4:, 0], 0.4, rtol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    env = Pendulum()
+    controller = lambda t, o: jnp.zeros(1)
+    with pytest.raises(diffsim.DiffsimError, match=r"shape \(3,\).*\(2,\)"):
+        diffsim.rollout(env, controller, jnp.zeros(3))
+    with pytest.raises(Exception, match="NaN or inf"):
+        diffsim.rollout(env, controller, jnp.array([jnp.nan, 0.0]))
+    with pytest.raises(diffsim.DiffsimError, match="mode"):
+        diffsim.rollout(env, controller, jnp.zeros(2), mode="continuous")
+    with pytest.raises(diffsim.DiffsimError, match="zero-order-hold"):
+        diffsim.rollout(Pendulum(discretisation="gym"), controller, jnp.zeros(2), mode="feedback")
+
+
+def test_adaptive_solver_reports_max_steps():
+    env = Pendulum()
+    with pytest.raises(Exception, match="max_steps|maximum number of solver steps"):
+        diffsim.rollout(
+            env,
+            lambda t, o: jnp.ones(1),
+            jnp.array([2.0, 0.0]),
+            num_steps=3,
+            integrator=diffsim.Adaptive(rtol=1e-12, atol=1e-12, max_steps=2),
+        )
