@@ -43,10 +43,10 @@ __all__ = [
     "step",
 ]
 
-from ._evaluate import Evaluation, evaluate, initial_states  # noqa: E402
-from ._train import History, TrainingDiverged, mean_step_cost, train  # noqa: E402
-from ._recipe import Recipe, adam_cosine  # noqa: E402
 from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint  # noqa: E402
+from ._evaluate import Evaluation, evaluate, initial_states  # noqa: E402
+from ._recipe import Recipe, adam_cosine  # noqa: E402
+from ._train import History, TrainingDiverged, mean_step_cost, train  # noqa: E402
 
 __all__ += [
     "Evaluation",
@@ -62,3 +62,13 @@ __all__ += [
     "mean_step_cost",
     "train",
 ]
+
+
+def __getattr__(name):
+    # `diffsim.envs.Pendulum()` after a bare `import diffsim`, without the core importing
+    # any env (or matplotlib) until asked.
+    if name in ("envs", "controllers", "plotting"):
+        import importlib
+
+        return importlib.import_module(f"diffsim.{name}")
+    raise AttributeError(f"module 'diffsim' has no attribute {name!r}")

@@ -67,7 +67,12 @@ def _train(args) -> dict:
     checkpoint = save_checkpoint(
         out / "controller.eqx",
         controller,
-        {"env": args.env, "seed": args.seed, "quick": args.quick, "env_steps": history.total_env_steps},
+        {
+            "env": args.env,
+            "seed": args.seed,
+            "quick": args.quick,
+            "env_steps": history.total_env_steps,
+        },
     )
     (out / "history.json").write_text(json.dumps(history.to_dict()))
     result = evaluate(env, controller, episodes=episodes, seed=recipe.eval_seed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -147,7 +148,7 @@ class StraightThrough(AbstractEstimator):
     ``sign`` estimator applied to the logit difference.
     """
 
-    needs_key = False
+    needs_key: ClassVar[bool] = False
 
     def __call__(self, logits, *, key=None):
         hard = jax.nn.one_hot(jnp.argmax(logits), logits.shape[-1], dtype=logits.dtype)
@@ -161,7 +162,7 @@ class GumbelSoftmax(AbstractEstimator):
 
     temperature: float = 1.0
     hard: bool = eqx.field(static=True, default=True)
-    needs_key = True
+    needs_key: ClassVar[bool] = True
 
     def __call__(self, logits, *, key=None):
         if key is None:

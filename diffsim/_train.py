@@ -67,7 +67,6 @@ class _WindowConfig(eqx.Module):
 
     num_steps: int = eqx.field(static=True)
     carry_state: bool = eqx.field(static=True)
-    trainable: str = eqx.field(static=True)
     objective: Objective = eqx.field(static=True)
 
 
@@ -80,12 +79,24 @@ class _Carry(eqx.Module):
 
 def _split_model(env, controller, trainable):
     """Partition ``(env, controller)`` into the arrays being trained and the rest."""
-    train_env, train_controller = trainable in ("env", "both"), trainable in ("controller", "both")
-    mask = (
-        jax.tree_util.tree_map(lambda x: train_env and eqx.is_inexact_array(x), env),
-        jax.tree_util.tree_map(lambda x: train_controller and eqx.is_inexact_array(x), controller),
+    model = (env, controller)
+    if callable(trainable):
+        mask = jax.tree_util.tree_map(lambda _: False, model)
+        mask = eqx.tree_at(
+            lambda m: trainable(*m),
+            mask,
+            replace_fn=lambda node: jax.tree_util.tree_map(lambda _: True, node),
+        )
+    else:
+        flags = (trainable in ("env", "both"), trainable in ("controller", "both"))
+        mask = tuple(
+            jax.tree_util.tree_map(lambda _, flag=flag: flag, part)
+            for flag, part in zip(flags, model, strict=True)
+        )
+    mask = jax.tree_util.tree_map(
+        lambda leaf, selected: selected and eqx.is_inexact_array(leaf), model, mask
     )
-    return eqx.partition((env, controller), mask)
+    return eqx.partition(model, mask)
 
 
 def _fresh_carry(env, batch_size, key):
@@ -131,7 +142,7 @@ def _train_step(config, trained, frozen, opt_state, optimiser, integrator, estim
         carry = _Carry(states=states, steps=jnp.where(finished, 0, steps))
     else:
         carry = fresh
-    return trained, opt_state, carry, loss, optax.global_norm(grads)
+    return trained, opt_state, carry, loss, optax.tree.norm(grads)
 
 
 def train(
@@ -144,7 +155,7 @@ def train(
     batch_size: int = 64,
     window: int | None = None,
     carry_state: bool = True,
-    trainable: Literal["controller", "env", "both"] = "controller",
+    trainable: Literal["controller", "env", "both"] | Callable = "controller",
     objective: Objective = mean_step_cost,
     integrator: AbstractIntegrator | None = None,
     estimator: AbstractEstimator | None = None,
@@ -170,8 +181,10 @@ def train(
         key: the seed of everything random in training.
         iterations: optimiser updates.
         window: control steps per differentiated window (default: a whole episode).
-        trainable: what is optimised: the controller, the env's array parameters
-            (system identification), or both.
+        trainable: what is optimised: ``"controller"``, ``"env"`` (all the env's array
+            parameters: system identification), ``"both"``, or a function
+            ``where(env, controller)`` returning the nodes to train, as for
+            ``eqx.tree_at`` (e.g. ``lambda env, controller: env.g``).
         objective: loss of one trajectory window (default: mean running cost per step).
         estimator: differentiable estimator for discrete actions.
         eval_every: evaluate every this many iterations on ``eval_episodes`` fixed
@@ -194,11 +207,9 @@ def train(
             f"window, batch_size and iterations must be positive, got {window}, "
             f"{batch_size}, {iterations}"
         )
-    if trainable not in ("controller", "env", "both"):
+    if not callable(trainable) and trainable not in ("controller", "env", "both"):
         raise DiffsimError(f"trainable must be 'controller', 'env' or 'both', got {trainable!r}")
-    config = _WindowConfig(
-        num_steps=window, carry_state=carry_state, trainable=trainable, objective=objective
-    )
+    config = _WindowConfig(num_steps=window, carry_state=carry_state, objective=objective)
     trained, frozen = _split_model(env, controller, trainable)
     opt_state = optimiser.init(trained)
     init_key, key = jr.split(key)

@@ -4,8 +4,7 @@
 module adds its own ``diffsim`` sub-commands.
 """
 
-from . import trebuchet
-from . import pendulum
+from . import pendulum, trebuchet
 from .pendulum import Pendulum
 from .trebuchet import _cli as _trebuchet_cli
 

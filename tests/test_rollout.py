@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-
-import diffsim
 from diffsim.controllers import MLPPolicy
 from diffsim.envs import Pendulum
+
+import diffsim
 
 HORIZON = 40
 
@@ -37,7 +37,8 @@ def test_rollout_gradient_matches_finite_differences():
         treedef, [jr.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves, strict=True)]
     )
     along = lambda s: _cost(
-        env, eqx.combine(jax.tree_util.tree_map(lambda p, d: p + s * d, params, direction), static),
+        env,
+        eqx.combine(jax.tree_util.tree_map(lambda p, d: p + s * d, params, direction), static),
         y0,
     )
     directional = sum(
@@ -48,10 +49,14 @@ def test_rollout_gradient_matches_finite_differences():
             strict=True,
         )
     )
-    assert float(directional) == pytest.approx(float(_central_difference(along, 0.0, 1e-6)), rel=1e-5)
+    assert float(directional) == pytest.approx(
+        float(_central_difference(along, 0.0, 1e-6)), rel=1e-5
+    )
     # and with respect to the physics: d cost / d g and d cost / d y0
     d_env, d_y0 = eqx.filter_grad(lambda ey: _cost(ey[0], controller, ey[1]))((env, y0))
-    fd_g = _central_difference(lambda g: _cost(eqx.tree_at(lambda e: e.g, env, g), controller, y0), env.g, 1e-6)
+    fd_g = _central_difference(
+        lambda g: _cost(eqx.tree_at(lambda e: e.g, env, g), controller, y0), env.g, 1e-6
+    )
     assert float(d_env.g) == pytest.approx(float(fd_g), rel=1e-5)
     fd_theta = _central_difference(lambda th: _cost(env, controller, y0.at[0].set(th)), y0[0], 1e-6)
     assert float(d_y0[0]) == pytest.approx(float(fd_theta), rel=1e-5)

@@ -1,0 +1,37 @@
+"""Policies made equivariant under a mirror symmetry of the env."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Scalar
+
+from diffsim import Controller
+
+
+class Mirrored(eqx.Module):
+    """``policy`` averaged with its mirror image, so the result respects a reflection
+    symmetry of the env exactly: ``u(o) = (f(o) + s_u * f(s_o * o)) / 2``.
+
+    ``observation_signs`` (``s_o``) and ``output_signs`` (``s_u``) are the reflection
+    acting on observations and on controller outputs, e.g. ``(1, -1, -1)`` and ``(-1,)``
+    for the pendulum's ``(cos, sin, speed) -> torque``. A symmetric system then cannot
+    settle in a lopsided policy (swinging up from one side only), a local optimum that
+    gradient training otherwise often falls into.
+    """
+
+    policy: Controller
+    observation_signs: Float[Array, " o"]
+    output_signs: Float[Array, " k"]
+
+    def __init__(self, policy: Controller, observation_signs, output_signs):
+        self.policy = policy
+        self.observation_signs = jnp.asarray(observation_signs, dtype=float)
+        self.output_signs = jnp.asarray(output_signs, dtype=float)
+
+    def __call__(self, t: Scalar, observation: Float[Array, " o"]) -> Float[Array, " k"]:
+        observation_signs = jax.lax.stop_gradient(self.observation_signs)
+        output_signs = jax.lax.stop_gradient(self.output_signs)
+        mirrored = output_signs * self.policy(t, observation_signs * observation)
+        return (self.policy(t, observation) + mirrored) / 2
