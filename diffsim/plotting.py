@@ -27,9 +27,12 @@ def plot_learning_curve(history: History, ax=None, *, label: str | None = None):
     ax.set_ylabel("mean evaluation return")
     ax.grid(alpha=0.3)
     if history.loss:
+        # windows of carried episodes cycle through episode phases: average over ~20 updates
+        width = min(20, len(history.loss))
+        smoothed = np.convolve(history.loss, np.ones(width) / width, mode="valid")
         loss_ax = ax.twinx()
-        loss_ax.plot(history.env_steps, history.loss, color="0.6", lw=0.8, alpha=0.7)
-        loss_ax.set_ylabel("training loss", color="0.5")
+        loss_ax.plot(history.env_steps[width - 1 :], smoothed, color="0.6", lw=1.0)
+        loss_ax.set_ylabel(f"training loss ({width}-update mean)", color="0.5")
     ax.set_title(
         f"{history.total_env_steps:,} env steps, {history.train_seconds:.1f} s "
         f"({history.compile_seconds:.1f} s compile)",

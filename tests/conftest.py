@@ -12,6 +12,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+# implicit broadcasting between arrays of different rank hides shape bugs: make it an error
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
 
 @pytest.fixture
 def x64():

@@ -1,0 +1,72 @@
+"""gymnax ``Environment`` adapter (imported only by :func:`diffsim.rl.to_gymnax`)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from gymnax.environments import environment, spaces
+
+from . import rl
+from ._env import AbstractEnv
+from ._integrators import AbstractIntegrator
+from ._spaces import Box, Discrete
+
+
+class GymnaxParams(eqx.Module):
+    """gymnax ``params``: the diffsim env and the episode length rejax reads."""
+
+    env: AbstractEnv
+    max_steps_in_episode: int = eqx.field(static=True)
+
+
+class GymnaxEnv(environment.Environment):
+    def __init__(self, env: AbstractEnv, integrator: AbstractIntegrator | None):
+        self._env = env
+        self._integrator = integrator
+
+    @property
+    def default_params(self) -> GymnaxParams:
+        return GymnaxParams(env=self._env, max_steps_in_episode=self._env.episode_steps)
+
+    def step_env(self, key, state, action, params):
+        observation, state, reward, terminated, truncated = rl.step(
+            params.env, state, action, integrator=self._integrator
+        )
+        info = {"discount": 1.0 - terminated.astype(reward.dtype), "truncated": truncated}
+        return (
+            jax.lax.stop_gradient(observation),
+            jax.lax.stop_gradient(state),
+            reward,
+            terminated | truncated,
+            info,
+        )
+
+    def reset_env(self, key, params):
+        return rl.reset(params.env, key)
+
+    def get_obs(self, state, params=None, key=None):
+        return self._env.observe(state.y)
+
+    def is_terminal(self, state, params):
+        return params.env.termination(state.y) | (state.steps >= params.max_steps_in_episode)
+
+    @property
+    def name(self) -> str:
+        return f"diffsim-{type(self._env).__name__}"
+
+    @property
+    def num_actions(self) -> int:
+        space = self._env.action_space
+        return space.num_actions if isinstance(space, Discrete) else space.control_size
+
+    def action_space(self, params=None):
+        space = (params.env if params is not None else self._env).action_space
+        if isinstance(space, Discrete):
+            return spaces.Discrete(space.num_actions)
+        assert isinstance(space, Box)
+        return spaces.Box(space.low, space.high, space.low.shape, jnp.float32)
+
+    def observation_space(self, params=None):
+        size = self._env.observation_size
+        return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)

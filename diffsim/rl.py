@@ -1,0 +1,72 @@
+"""The RL bridge: any diffsim env as a functional ``reset``/``step`` env, a gymnax
+``Environment`` (for rejax / PureJaxRL baselines) or a ``gymnasium.Env``.
+
+Every adapter goes through :func:`diffsim.step`, so RL agents see exactly the dynamics that
+differentiable training integrates. Rewards are minus the env's running cost; an episode is
+*terminated* by ``env.termination`` and *truncated* after ``env.episode_steps`` steps.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from ._env import AbstractEnv
+from ._integrators import AbstractIntegrator
+from ._rollout import step as _control_step
+
+
+class EnvState(eqx.Module):
+    """An RL episode's state: the physical state and the control steps taken so far."""
+
+    y: Float[Array, " n"]
+    steps: Int[Array, ""]
+
+
+def reset(env: AbstractEnv, key: PRNGKeyArray) -> tuple[Float[Array, " o"], EnvState]:
+    """Start an episode: ``(observation, state)``."""
+    y = env.initial_state(key)
+    return env.observe(y), EnvState(y=y, steps=jnp.zeros((), jnp.int32))
+
+
+def step(
+    env: AbstractEnv,
+    state: EnvState,
+    action,
+    *,
+    integrator: AbstractIntegrator | None = None,
+) -> tuple[Float[Array, " o"], EnvState, Float[Array, ""], Bool[Array, ""], Bool[Array, ""]]:
+    """One RL step: ``(observation, state, reward, terminated, truncated)``.
+
+    ``action`` is an index for :class:`diffsim.Discrete` spaces and a control vector
+    (clipped to the bounds) for :class:`diffsim.Box`.
+    """
+    u = env.action_space.from_action(action)
+    t = state.steps * env.control_dt
+    y, cost, terminated = _control_step(env, t, state.y, u, integrator=integrator)
+    state = EnvState(y=y, steps=state.steps + 1)
+    truncated = (state.steps >= env.episode_steps) & ~terminated
+    return env.observe(y), state, -cost, terminated, truncated
+
+
+def to_gymnax(env: AbstractEnv, *, integrator: AbstractIntegrator | None = None):
+    """A gymnax ``Environment`` whose default ``params`` is the diffsim env itself (wrapped
+    with ``max_steps_in_episode``), so a batch of envs can be passed as params.
+
+    Needs the ``rl`` extra (``gymnax<1``, which rejax 0.1.3 requires).
+    """
+    from ._gymnax import GymnaxEnv
+
+    return GymnaxEnv(env, integrator)
+
+
+def to_gymnasium(env: AbstractEnv, *, integrator: AbstractIntegrator | None = None):
+    """A ``gymnasium.Env`` with NumPy observations, jitted transitions and the
+    time limit built in. ``reset(options={"state": y})`` starts from a given state."""
+    from ._gymnasium import GymnasiumEnv
+
+    return GymnasiumEnv(env, integrator)
+
+
+__all__ = ["EnvState", "reset", "step", "to_gymnasium", "to_gymnax"]
