@@ -66,7 +66,7 @@ def _train(args) -> dict:
     wall = time.perf_counter() - started
     checkpoint = save_checkpoint(
         out / "controller.eqx",
-        controller,
+        (env, controller),
         {
             "env": args.env,
             "seed": args.seed,
@@ -123,7 +123,9 @@ def _evaluate(args) -> dict:
         raise DiffsimError(
             f"{args.checkpoint} was trained on {metadata.get('env')!r}, not {args.env!r}"
         )
-    env = recipe.make_env()
-    controller = load_checkpoint(args.checkpoint, recipe.make_controller(env, jr.key(0)))
+    like = recipe.make_env()
+    env, controller = load_checkpoint(
+        args.checkpoint, (like, recipe.make_controller(like, jr.key(0)))
+    )
     result = evaluate(env, controller, episodes=args.episodes, seed=args.seed)
     return {"mean": result.mean, "std": result.std, "episodes": result.episodes}

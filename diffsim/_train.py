@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -14,6 +15,7 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._checkpoint import save_checkpoint
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate
@@ -163,6 +165,7 @@ def train(
     eval_episodes: int = 100,
     eval_seed: int = 10_000,
     keep_best: bool = False,
+    checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
 ) -> tuple[Controller, AbstractEnv, History]:
@@ -190,6 +193,9 @@ def train(
         eval_every: evaluate every this many iterations on ``eval_episodes`` fixed
             episodes from ``eval_seed`` (0: only at the end).
         keep_best: return the controller with the best evaluation instead of the last.
+        checkpoint: a file to which the controller and env are saved (atomically) at every
+            evaluation, so an interrupted run loses nothing evaluated; load it with
+            ``load_checkpoint(path, (env, controller))``.
         progress: show a progress bar.
         callback: called as ``callback(iteration, metrics)`` after each iteration.
 
@@ -219,11 +225,19 @@ def train(
 
     def run_evaluation(iteration, env, controller):
         started = time.perf_counter()
-        result: Evaluation = evaluate(env, controller, episodes=eval_episodes, seed=eval_seed)
+        result: Evaluation = evaluate(
+            env, controller, episodes=eval_episodes, seed=eval_seed, integrator=integrator
+        )
         history.eval_iteration.append(iteration)
         history.eval_env_steps.append(history.total_env_steps)
         history.eval_return.append(result.mean)
         history.eval_seconds.append(time.perf_counter() - started)
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                (env, controller),
+                {"iteration": iteration, "eval_return": result.mean, "eval_seed": eval_seed},
+            )
         return result.mean
 
     bar = _progress_bar(iterations, progress)

@@ -127,6 +127,31 @@ def test_divergence_is_reported_with_the_last_finite_controller():
     assert eqx.tree_equal(info.value.controller, policy)
 
 
+def test_training_checkpoints_at_every_evaluation(tmp_path):
+    env = Pendulum()
+    path = tmp_path / "run.eqx"
+    controller, _, history = diffsim.train(
+        env,
+        _policy(),
+        optax.adam(1e-3),
+        key=jr.key(0),
+        iterations=4,
+        batch_size=4,
+        window=5,
+        eval_every=2,
+        eval_episodes=10,
+        checkpoint=path,
+        progress=False,
+    )
+    assert diffsim.read_metadata(path) == {
+        "iteration": 4,
+        "eval_return": history.eval_return[-1],
+        "eval_seed": 10_000,
+    }
+    _, loaded = diffsim.load_checkpoint(path, (env, _policy(1)))
+    assert eqx.tree_equal(loaded, controller)
+
+
 def test_checkpoint_round_trip_is_exact(tmp_path):
     policy = _policy(3)
     path = diffsim.save_checkpoint(tmp_path / "nested" / "c.eqx", policy, {"env": "pendulum"})
