@@ -23,10 +23,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from diffsim.controllers import MLPPolicy
-from diffsim.envs import Pendulum
 
 import diffsim
+from diffsim.controllers import MLPPolicy
+from diffsim.envs import Pendulum
 
 STEPS = 200
 SUBSTEPS = 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -60,8 +61,13 @@ class Recipe:
 
 def adam_cosine(learning_rate: float, clip: float = 1.0, final_fraction: float = 0.05):
     """``make_optimiser`` for recipes: global-norm clipping then Adam with a cosine decay
-    from ``learning_rate`` to ``final_fraction`` of it."""
+    from ``learning_rate`` to ``final_fraction`` of it.
 
+    The optimiser for a given number of iterations is built once and reused: its functions
+    are static arguments of the jitted training step, so a second run with the same
+    settings (another seed) reuses the compiled step instead of compiling it again."""
+
+    @functools.cache
     def make_optimiser(iterations: int) -> optax.GradientTransformation:
         schedule = optax.cosine_decay_schedule(learning_rate, iterations, alpha=final_fraction)
         return optax.chain(optax.clip_by_global_norm(clip), optax.adam(schedule))
