@@ -7,7 +7,6 @@ from typing import Literal
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-from diffsim.controllers import Mirrored, MLPPolicy
 from jaxtyping import Array, Float
 
 from diffsim import (
@@ -20,6 +19,7 @@ from diffsim import (
     check_positive,
     parameter,
 )
+from diffsim.controllers import Mirrored, MLPPolicy
 
 
 def angle_normalize(theta):

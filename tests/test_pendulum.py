@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from diffsim.envs import Pendulum
-from diffsim.envs.pendulum import angle_normalize
 
 import diffsim
+from diffsim.envs import Pendulum
+from diffsim.envs.pendulum import angle_normalize
 
 
 @pytest.mark.usefixtures("x64")

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
-from diffsim.controllers import MLPPolicy
-from diffsim.envs import Pendulum
 
 import diffsim
+from diffsim.controllers import MLPPolicy
+from diffsim.envs import Pendulum
 
 HORIZON = 40
 

@@ -11,11 +11,11 @@ import jax.random as jr
 import numpy as np
 import optax
 import pytest
-from diffsim.controllers import Mirrored, MLPPolicy
-from diffsim.envs import Pendulum
 
 import diffsim
 from diffsim.cli import main
+from diffsim.controllers import Mirrored, MLPPolicy
+from diffsim.envs import Pendulum
 
 
 def _policy(key=0):
