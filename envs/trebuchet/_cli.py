@@ -1,0 +1,2 @@
+def add_commands(subparsers) -> None:
+    """Placeholder until the trebuchet commands land."""

@@ -1,0 +1,647 @@
+"""Hinged-counterweight trebuchet with a sling: ground, hang and flight phases.
+
+Frame: origin at the arm's pivot, x horizontal (the shot flies towards +x), y up; the
+ground is at ``y = -pivot_height``. Generalised coordinates ``q = (a, w, s)``: arm angle
+from the vertical, counterweight angle relative to the arm, sling angle relative to the
+arm. Arm-phase states are ``(a, w, s, da, dw, ds)``, flight states ``(x, y, vx, vy)``.
+Everything inside is SI; only :func:`shoot` and :func:`simulate` take the published
+units (m/s, degrees, pounds).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
+
+FOOT = 0.3048
+"""One foot in metres."""
+POUND = 0.45359237
+"""One pound in kilograms."""
+
+OK, SLING_SLACK, NO_LIFT_OFF, NO_RELEASE, NO_LANDING, SOLVER_FAILED, EVENT_IMPRECISE = range(7)
+STATUS_MESSAGES = {
+    OK: "ok",
+    SLING_SLACK: "sling went slack on the ground (counterweight too light); the projectile "
+    "stays at its resting x",
+    NO_LIFT_OFF: "the projectile never lifted off the ground within the phase time limit",
+    NO_RELEASE: "the release angle was never reached within the hang phase time limit",
+    NO_LANDING: "the projectile did not land within the flight time limit",
+    SOLVER_FAILED: "the ODE solver failed (max_steps reached or a NaN state)",
+    EVENT_IMPRECISE: "an event's root finder did not converge; the event time and the "
+    "distance are approximate (within one solver step)",
+}
+"""Human-readable meaning of each ``Shot.status`` code."""
+
+
+def _float(x) -> Array:
+    return jnp.asarray(x, dtype=float)
+
+
+class Trebuchet(eqx.Module):
+    """A hinged-counterweight trebuchet; its physical parameters are array fields.
+
+    Being an ``eqx.Module``, a ``Trebuchet`` is a pytree: ``eqx.filter_grad`` of a shot
+    with respect to it differentiates the distance by every physical parameter, and
+    ``eqx.filter_vmap`` runs a batch of different machines. The counterweight mass is not
+    a field: it is an input of :func:`shoot`, as in the 2019 post.
+
+    Lengths are in metres, masses in kilograms, inertias (about each body's own centre
+    of gravity) in kg m^2, gravity in m/s^2, air density in kg/m^3.
+
+    Static fields choose the numerics:
+
+    - ``integrator``: ``"adaptive"`` (diffrax ``Tsit5`` + ``PIDController``, events via
+      ``diffrax.Event`` and an optimistix Newton root finder) or ``"euler_hermite"``
+      (Trebuchet.jl's 2019 numerics: explicit Euler at ``dt``, the step grid restarting at
+      each event, events located on the cubic Hermite interpolant between steps).
+    - ``tension``: ``"exact"`` (lift-off from the exact projectile acceleration) or
+      ``"backward_difference"`` (from the change of horizontal velocity over the last
+      step, as Trebuchet.jl).
+    - ``phase_time``: time limit in seconds of the ground, hang and flight phases.
+    - ``rtol``, ``atol``: tolerances of the adaptive solver (float32 values; under float64
+      they are divided by ``1e4``).
+    - ``adjoint``: the diffrax adjoint of the adaptive solver. The default
+      ``RecursiveCheckpointAdjoint`` gives reverse mode; use :meth:`forward_mode` for
+      forward-mode (``jax.jvp``/``jax.jacfwd``) differentiation.
+    """
+
+    pivot_height: Float[Array, ""] = eqx.field(converter=_float)
+    long_arm: Float[Array, ""] = eqx.field(converter=_float)
+    short_arm: Float[Array, ""] = eqx.field(converter=_float)
+    weight_arm: Float[Array, ""] = eqx.field(converter=_float)
+    sling_length: Float[Array, ""] = eqx.field(converter=_float)
+    projectile_radius: Float[Array, ""] = eqx.field(converter=_float)
+    projectile_mass: Float[Array, ""] = eqx.field(converter=_float)
+    arm_mass: Float[Array, ""] = eqx.field(converter=_float)
+    arm_inertia: Float[Array, ""] = eqx.field(converter=_float)
+    weight_inertia: Float[Array, ""] = eqx.field(converter=_float)
+    gravity: Float[Array, ""] = eqx.field(converter=_float)
+    air_density: Float[Array, ""] = eqx.field(converter=_float)
+    drag_coefficient: Float[Array, ""] = eqx.field(converter=_float)
+    integrator: Literal["adaptive", "euler_hermite"] = eqx.field(static=True, default="adaptive")
+    tension: Literal["exact", "backward_difference"] = eqx.field(static=True, default="exact")
+    dt: float = eqx.field(static=True, default=1 / 60)
+    phase_time: tuple[float, float, float] = eqx.field(static=True, default=(2.0, 2.0, 12.0))
+    rtol: float = eqx.field(static=True, default=1e-5)
+    atol: float = eqx.field(static=True, default=1e-6)
+    adjoint: dfx.AbstractAdjoint = eqx.field(
+        static=True, default_factory=dfx.RecursiveCheckpointAdjoint
+    )
+
+    @property
+    def arm_cg(self) -> Float[Array, ""]:
+        """Pivot to arm centre of gravity, on the long side (m)."""
+        return (self.long_arm - self.short_arm) / 2
+
+    @property
+    def drag_constant(self) -> Float[Array, ""]:
+        """k = rho C_d pi r^2 / (2 m_p) in 1/m: drag deceleration is k |v_rel| v_rel."""
+        area = math.pi * self.projectile_radius**2
+        return self.air_density * self.drag_coefficient * area / (2 * self.projectile_mass)
+
+    def initial_coordinates(self) -> Float[Array, "3"]:
+        """``q = (a, w, s)`` at rest: arm tip and sling on the ground, weight hanging."""
+        theta = jnp.arcsin(self.pivot_height / self.long_arm)
+        a = jnp.pi / 2 + theta
+        return jnp.stack([a, -a, jnp.pi - theta])
+
+    def resting_x(self) -> Float[Array, ""]:
+        """x of the projectile at rest on the ground (m), 0.68157 m for the presets."""
+        theta = jnp.arcsin(self.pivot_height / self.long_arm)
+        return self.sling_length - self.long_arm * jnp.cos(theta)
+
+    def forward_mode(self) -> Trebuchet:
+        """The same machine with diffrax's ``ForwardMode`` adjoint (for ``jax.jvp``)."""
+        return eqx.tree_at(lambda t: t.adjoint, self, dfx.ForwardMode())
+
+
+def trebuchet() -> Trebuchet:
+    """The physically faithful default: Trebuchet.jl's geometry and masses with the
+    inertias in their right places, an adaptive ``Tsit5`` solver and the exact sling
+    tension at lift-off. The one to use for physics."""
+    return Trebuchet(
+        pivot_height=5.0 * FOOT,
+        long_arm=6.792 * FOOT,
+        short_arm=1.75 * FOOT,
+        weight_arm=2.0 * FOOT,
+        sling_length=6.833 * FOOT,
+        projectile_radius=0.1245 * FOOT,
+        projectile_mass=0.328 * POUND,
+        arm_mass=10.65 * POUND,
+        arm_inertia=10.65 * POUND * ((6.792 + 1.75) * FOOT) ** 2 / 12,
+        weight_inertia=POUND * FOOT**2,
+        gravity=9.80665,
+        air_density=1.0,
+        drag_coefficient=1.0,
+    )
+
+
+def trebuchet_jl() -> Trebuchet:
+    """The reference preset: Trebuchet.jl as it ran for the 2019 post.
+
+    It swaps the two inertias (the arm's term uses 1 lb ft^2, the counterweight's the
+    arm's 2.7289 kg m^2), integrates with explicit Euler at 60 Hz restarting the step grid
+    at each event, locates events on cubic Hermite interpolants, and estimates the
+    lift-off tension by a backward difference. A hang phase that reaches 1 s without
+    reaching the release angle releases there (status ``NO_RELEASE``), as Trebuchet.jl
+    did. Valid for roughly 50-500 lb at moderate angles.
+    """
+    faithful = trebuchet()
+    parameters = {name: getattr(faithful, name) for name in _PARAMETER_FIELDS}
+    parameters["arm_inertia"] = faithful.weight_inertia
+    parameters["weight_inertia"] = faithful.arm_inertia
+    return Trebuchet(
+        **parameters,
+        integrator="euler_hermite",
+        tension="backward_difference",
+        phase_time=(1.5, 1.0, 9.0),
+    )
+
+
+_PARAMETER_FIELDS = (
+    "pivot_height",
+    "long_arm",
+    "short_arm",
+    "weight_arm",
+    "sling_length",
+    "projectile_radius",
+    "projectile_mass",
+    "arm_mass",
+    "arm_inertia",
+    "weight_inertia",
+    "gravity",
+    "air_density",
+    "drag_coefficient",
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Mechanics
+
+
+class _Args(eqx.Module):
+    trebuchet: Trebuchet
+    weight_mass: Float[Array, ""]
+    wind: Float[Array, ""]
+    release_angle: Float[Array, ""]
+
+
+def _points(tb: Trebuchet, q: Float[Array, "3"]) -> Float[Array, "3 2"]:
+    """Arm CG, counterweight CG and projectile positions (m)."""
+    a, w, s = q
+    arm = tb.arm_cg * jnp.stack([-jnp.sin(a), jnp.cos(a)])
+    weight = jnp.stack(
+        [
+            tb.short_arm * jnp.sin(a) + tb.weight_arm * jnp.sin(a + w),
+            -tb.short_arm * jnp.cos(a) - tb.weight_arm * jnp.cos(a + w),
+        ]
+    )
+    projectile = _projectile(tb, q)
+    return jnp.stack([arm, weight, projectile])
+
+
+def _projectile(tb: Trebuchet, q: Float[Array, "3"]) -> Float[Array, "2"]:
+    a, _, s = q
+    return jnp.stack(
+        [
+            -tb.long_arm * jnp.sin(a) - tb.sling_length * jnp.sin(a + s),
+            tb.long_arm * jnp.cos(a) + tb.sling_length * jnp.cos(a + s),
+        ]
+    )
+
+
+def _projectile_velocity(tb: Trebuchet, y: Float[Array, "6"]) -> Float[Array, "2"]:
+    return jax.jvp(lambda q: _projectile(tb, q), (y[:3],), (y[3:],))[1]
+
+
+def _mechanics(args: _Args, y: Float[Array, "6"]):
+    """Mass matrix, generalised forces and the projectile's Jacobian and bias acceleration.
+
+    With ``J_i`` the Jacobian of point ``i`` and ``b_i = qd^T (d2 p_i / dq2) qd`` its
+    velocity-product acceleration, Lagrange's equations read ``M qdd = Q`` with
+    ``M = sum m_i J_i^T J_i + sum I_k e_k e_k^T`` and ``Q = -sum m_i J_i^T (b_i + g e_y)``.
+    """
+    tb = args.trebuchet
+    q, qd = y[:3], y[3:]
+    masses = jnp.stack([tb.arm_mass, args.weight_mass, tb.projectile_mass])
+    jac = jax.jacfwd(lambda q: _points(tb, q))(q)
+    bias = jax.jvp(lambda q: jax.jvp(lambda q: _points(tb, q), (q,), (qd,))[1], (q,), (qd,))[1]
+    arm_axis = jnp.array([1.0, 0.0, 0.0], dtype=y.dtype)
+    weight_axis = jnp.array([1.0, 1.0, 0.0], dtype=y.dtype)
+    mass_matrix = (
+        jnp.einsum("i,ikj,ikl->jl", masses, jac, jac)
+        + tb.arm_inertia * jnp.outer(arm_axis, arm_axis)
+        + tb.weight_inertia * jnp.outer(weight_axis, weight_axis)
+    )
+    gravity = jnp.stack([jnp.zeros_like(tb.gravity), tb.gravity])
+    force = -jnp.einsum("i,ikj,ik->j", masses, jac, bias + gravity)
+    return mass_matrix, force, jac[2], bias[2]
+
+
+def _inverse3(m: Float[Array, "3 3"]) -> Float[Array, "3 3"]:
+    # Adjugate over determinant: cheaper than LAPACK for a batch of 3x3 matrices.
+    cofactors = jnp.cross(jnp.roll(m, -1, axis=0), jnp.roll(m, 1, axis=0))
+    return cofactors.T / jnp.dot(m[0], cofactors[0])
+
+
+def _hang_field(t, y: Float[Array, "6"], args: _Args) -> Float[Array, "6"]:
+    mass_matrix, force, _, _ = _mechanics(args, y)
+    return jnp.concatenate([y[3:], _inverse3(mass_matrix) @ force])
+
+
+def _ground_accelerations(args: _Args, y: Float[Array, "6"]):
+    """qdd with the projectile held on the ground (``c . qdd = -b_y`` with ``c`` the
+    gradient of its height, via a Lagrange multiplier), and its exact x acceleration."""
+    mass_matrix, force, proj_jac, proj_bias = _mechanics(args, y)
+    row = proj_jac[1]
+    inverse = _inverse3(mass_matrix)
+    free = inverse @ force
+    direction = inverse @ row
+    multiplier = (-proj_bias[1] - row @ free) / (row @ direction)
+    qdd = free + multiplier * direction
+    return qdd, proj_jac[0] @ qdd + proj_bias[0]
+
+
+def _ground_field(t, y: Float[Array, "6"], args: _Args) -> Float[Array, "6"]:
+    qdd, _ = _ground_accelerations(args, y)
+    return jnp.concatenate([y[3:], qdd])
+
+
+def _flight_field(t, y: Float[Array, "4"], args: _Args) -> Float[Array, "4"]:
+    tb = args.trebuchet
+    vx, vy = y[2], y[3]
+    relative_x = vx - args.wind
+    speed = jnp.sqrt(relative_x**2 + vy**2)
+    k = tb.drag_constant
+    return jnp.stack([vx, vy, -k * relative_x * speed, -tb.gravity - k * vy * speed])
+
+
+def _sling_angle(y):
+    return y[0] + y[2] - jnp.pi
+
+
+def _lift_off_value(args: _Args, y, x_acceleration):
+    """m_p g - T cos(theta), with T = -m_p xdd_p / sin(theta): the ground's normal force."""
+    tb = args.trebuchet
+    theta = _sling_angle(y)
+    tension = -tb.projectile_mass * x_acceleration / jnp.sin(theta)
+    return tb.projectile_mass * tb.gravity - tension * jnp.cos(theta), tension
+
+
+def _release_value(args: _Args, y):
+    """|v| sin(direction of the projectile's velocity - release angle), in m/s: the sign
+    and zeros of Trebuchet.jl's sin(direction - angle), better conditioned for Newton."""
+    v = _projectile_velocity(args.trebuchet, y)
+    r = args.release_angle
+    return v[1] * jnp.cos(r) - v[0] * jnp.sin(r)
+
+
+def _landing_value(args: _Args, y):
+    return y[1] + args.trebuchet.pivot_height
+
+
+def _flight_start(args: _Args, y: Float[Array, "6"]) -> Float[Array, "4"]:
+    tb = args.trebuchet
+    return jnp.concatenate([_projectile(tb, y[:3]), _projectile_velocity(tb, y)])
+
+
+# ----------------------------------------------------------------------------------------
+# Trebuchet.jl numerics: explicit Euler, events on cubic Hermite interpolants
+
+
+def _hermite(t0, dt, y0, f0, y1, f1, t):
+    s = (t - t0) / dt
+    s2, s3 = s * s, s * s * s
+    return (
+        (2 * s3 - 3 * s2 + 1) * y0
+        + (s3 - 2 * s2 + s) * dt * f0
+        + (-2 * s3 + 3 * s2) * y1
+        + (s3 - s2) * dt * f1
+    )
+
+
+def _root_tolerance(dtype):
+    return (1e-5, 1e-4) if dtype == jnp.float32 else (1e-10, 1e-10)
+
+
+def _euler_hermite_phase(field, condition, y0, t0, args, n_steps, dt):
+    """Euler steps from ``(t0, y0)`` until ``condition`` changes sign over a step, then
+    the event time as the root of the condition on the step's cubic Hermite interpolant
+    (as OrdinaryDiffEq's ``ContinuousCallback`` with ``Euler`` did).
+
+    ``condition(t_prev, y_prev, t, y) -> (value, fail)``: the event function at ``(t, y)``
+    within the step that started at ``(t_prev, y_prev)``; ``fail`` stops the phase.
+    Returns ``(t_event, y_event, found, failed)``; when nothing was found, the last step.
+    """
+    false = jnp.array(False)
+    f0 = field(t0, y0, args)
+    init = (t0, y0, f0, false, false, (t0, y0, f0, y0, f0))
+
+    def step(carry, _):
+        t, y, f, found, failed, bracket = carry
+        t1 = t + dt
+        y1 = y + dt * f
+        f1 = field(t1, y1, args)
+        g0 = condition(t, y, t, y, args)[0]
+        g1, fail1 = condition(t, y, t1, y1, args)
+        stop = found | failed
+        cross = ~stop & (jnp.sign(g1) != jnp.sign(g0)) & ~fail1
+        fail1 = ~stop & fail1
+        bracket = jax.tree.map(
+            lambda new, old: jnp.where(cross, new, old), (t, y, f, y1, f1), bracket
+        )
+        advance = ~stop & ~cross & ~fail1
+        t, y, f = jax.tree.map(lambda n, o: jnp.where(advance, n, o), (t1, y1, f1), (t, y, f))
+        return (t, y, f, found | cross, failed | fail1, bracket), None
+
+    (t_end, y_end, _, found, failed, bracket), _ = jax.lax.scan(step, init, None, length=n_steps)
+    t_n, y_n, f_n, y_n1, f_n1 = bracket
+
+    def value(fraction):
+        tau = t_n + fraction * dt
+        g = condition(t_n, y_n, tau, _hermite(t_n, dt, y_n, f_n, y_n1, f_n1, tau), args)[0]
+        # Without an event the bracket is a placeholder: solve a harmless equation.
+        return jnp.where(found, g, fraction - 0.5)
+
+    # The condition may jump at the step's start (the ground phase's backward-difference
+    # tension is defined as zero there); a root "at" the jump is the step's start.
+    low, high = 1e-4, 1.0
+    g_low, g_high = value(low), value(high)
+    g_start = condition(t_n, y_n, t_n, y_n, args)[0]
+    at_start = jnp.sign(g_low) != jnp.sign(g_start)
+    denominator = jnp.where(g_low == g_high, 1.0, g_low - g_high)
+    guess = jnp.clip(low + (high - low) * g_low / denominator, low, high)
+    rtol, atol = _root_tolerance(y0.dtype)
+    solution = optx.root_find(
+        lambda fraction, _: value(fraction),
+        optx.Newton(rtol=rtol, atol=atol),
+        guess,
+        options=dict(lower=low, upper=high),
+        throw=False,
+        max_steps=32,
+    )
+    fraction = jnp.where(at_start, 0.0, solution.value)
+    t_event = jnp.where(found, t_n + fraction * dt, t_end)
+    y_event = jnp.where(found, _hermite(t_n, dt, y_n, f_n, y_n1, f_n1, t_event), y_end)
+    return t_event, y_event, found, failed
+
+
+def _ground_condition_jl(t_prev, y_prev, t, y, args):
+    tb = args.trebuchet
+    if tb.tension == "exact":
+        _, x_acceleration = _ground_accelerations(args, y)
+    else:
+        vx = _projectile_velocity(tb, y)[0]
+        vx_prev = _projectile_velocity(tb, y_prev)[0]
+        elapsed = t - t_prev
+        at_start = elapsed == 0
+        x_acceleration = jnp.where(
+            at_start, 0.0, (vx - vx_prev) / jnp.where(at_start, 1.0, elapsed)
+        )
+    value, tension = _lift_off_value(args, y, x_acceleration)
+    return value, tension < 0
+
+
+def _release_condition_jl(t_prev, y_prev, t, y, args):
+    return _release_value(args, y), jnp.array(False)
+
+
+def _landing_condition_jl(t_prev, y_prev, t, y, args):
+    return _landing_value(args, y), jnp.array(False)
+
+
+def _simulate_euler_hermite(args: _Args):
+    tb = args.trebuchet
+    dt = tb.dt
+    n_ground, n_hang, n_flight = (int(round(p / dt)) for p in tb.phase_time)
+    q0 = tb.initial_coordinates()
+    y0 = jnp.concatenate([q0, jnp.zeros_like(q0)])
+    zero = jnp.zeros((), y0.dtype)
+    t_lift, y_lift, lifted, slack = _euler_hermite_phase(
+        _ground_field, _ground_condition_jl, y0, zero, args, n_ground, dt
+    )
+    hang_ok = lifted & ~slack
+    y_lift = jnp.where(hang_ok, y_lift, y0)
+    t_lift = jnp.where(hang_ok, t_lift, zero)
+    t_release, y_release, released, _ = _euler_hermite_phase(
+        _hang_field, _release_condition_jl, y_lift, t_lift, args, n_hang, dt
+    )
+    p0 = _flight_start(args, y_release)
+    t_land, p_land, landed, _ = _euler_hermite_phase(
+        _flight_field,
+        _landing_condition_jl,
+        p0,
+        t_release,
+        args,
+        n_flight,
+        dt,
+    )
+    status = jnp.select(
+        [slack, ~lifted, ~landed, ~released],
+        [SLING_SLACK, NO_LIFT_OFF, NO_LANDING, NO_RELEASE],
+        OK,
+    )
+    return status, (t_lift, t_release, t_land), (y_lift, y_release, p0, p_land)
+
+
+# ----------------------------------------------------------------------------------------
+# Adaptive numerics: diffrax Tsit5 with events
+
+
+def _ground_forces(args: _Args, y):
+    """(normal force, sling tension) on the projectile in N, from the exact acceleration."""
+    _, x_acceleration = _ground_accelerations(args, y)
+    return _lift_off_value(args, y, x_acceleration)
+
+
+def _ground_event(t, y, args, **kwargs):
+    # Both start positive; the phase ends when either crosses zero: lift-off (normal
+    # force) or a slack sling (tension).
+    normal, tension = _ground_forces(args, y)
+    return normal * tension
+
+
+def _release_event(t, y, args, **kwargs):
+    return _release_value(args, y)
+
+
+def _landing_event(t, y, args, **kwargs):
+    return _landing_value(args, y)
+
+
+def _adaptive_phase(field, cond_fn, y0, t0, duration, args):
+    tb = args.trebuchet
+    rtol, atol = _root_tolerance(y0.dtype)
+    scale = 1.0 if y0.dtype == jnp.float32 else 1e-4
+    solution = dfx.diffeqsolve(
+        dfx.ODETerm(field),
+        dfx.Tsit5(),
+        t0,
+        t0 + duration,
+        1e-3,
+        y0,
+        args,
+        saveat=dfx.SaveAt(t1=True),
+        stepsize_controller=dfx.PIDController(rtol=tb.rtol * scale, atol=tb.atol * scale),
+        event=dfx.Event(cond_fn, root_finder=optx.Newton(rtol=rtol, atol=atol)),
+        adjoint=tb.adjoint,
+        max_steps=4096,
+        throw=False,
+    )
+    result = solution.result
+    imprecise = (result == dfx.RESULTS.nonlinear_max_steps_reached) | (
+        result == dfx.RESULTS.nonlinear_divergence
+    )
+    failed = (result != dfx.RESULTS.successful) & (result != dfx.RESULTS.event_occurred)
+    ended = solution.event_mask | imprecise
+    return solution.ts[-1], solution.ys[-1], ended, failed & ~imprecise, imprecise
+
+
+def _simulate_adaptive(args: _Args):
+    tb = args.trebuchet
+    q0 = tb.initial_coordinates()
+    y0 = jnp.concatenate([q0, jnp.zeros_like(q0)])
+    zero = jnp.zeros((), y0.dtype)
+    slack_at_rest = _ground_forces(args, y0)[1] < 0
+    t_lift, y_lift, ended, failed_ground, imprecise_ground = _adaptive_phase(
+        _ground_field, _ground_event, y0, zero, tb.phase_time[0], args
+    )
+    normal, tension = _ground_forces(args, y_lift)
+    slack = slack_at_rest | (ended & (jnp.abs(tension) < jnp.abs(normal)))
+    lifted = ended & ~slack
+    hang_ok = lifted & ~slack & ~failed_ground
+    y_lift = jnp.where(hang_ok, y_lift, y0)
+    t_lift = jnp.where(hang_ok, t_lift, zero)
+    t_release, y_release, released, failed_hang, imprecise_hang = _adaptive_phase(
+        _hang_field, _release_event, y_lift, t_lift, tb.phase_time[1], args
+    )
+    y_release = jnp.where(released, y_release, y_lift)
+    p0 = _flight_start(args, y_release)
+    t_land, p_land, landed, failed_flight, imprecise_flight = _adaptive_phase(
+        _flight_field, _landing_event, p0, t_release, tb.phase_time[2], args
+    )
+    failed = failed_ground | (hang_ok & failed_hang) | (hang_ok & released & failed_flight)
+    imprecise = imprecise_ground | imprecise_hang | imprecise_flight
+    status = jnp.select(
+        [slack, failed, ~lifted, ~released, ~landed, imprecise],
+        [SLING_SLACK, SOLVER_FAILED, NO_LIFT_OFF, NO_RELEASE, NO_LANDING, EVENT_IMPRECISE],
+        OK,
+    )
+    return status, (t_lift, t_release, t_land), (y_lift, y_release, p0, p_land)
+
+
+# ----------------------------------------------------------------------------------------
+# Public functions
+
+
+class Shot(eqx.Module):
+    """The result of one shot (or, under ``vmap``, a batch: every field gains a leading
+    batch axis).
+
+    - ``distance``: landing x from the pivot (m); the resting x (0.682 m) when the sling
+      went slack.
+    - ``status``: 0 ok, else a key of ``STATUS_MESSAGES`` (1 sling slack, 2 no lift-off,
+      3 no release, 4 no landing, 5 solver failure, 6 an event located imprecisely).
+    - ``lift_off_time``, ``release_time``, ``landing_time``: event times (s).
+    - ``lift_off_state``, ``release_state``: arm-phase states ``(a, w, s, da, dw, ds)``
+      (rad, rad/s) at lift-off and at release.
+    - ``release_position``, ``release_velocity``: the projectile's (m, m/s) at release.
+    """
+
+    distance: Float[Array, "*batch"]
+    status: Int[Array, "*batch"]
+    lift_off_time: Float[Array, "*batch"]
+    release_time: Float[Array, "*batch"]
+    landing_time: Float[Array, "*batch"]
+    lift_off_state: Float[Array, "*batch 6"]
+    release_state: Float[Array, "*batch 6"]
+    release_position: Float[Array, "*batch 2"]
+    release_velocity: Float[Array, "*batch 2"]
+
+    @property
+    def ok(self) -> Bool[Array, "*batch"]:
+        """Whether the shot went through all three phases."""
+        return self.status == OK
+
+    @property
+    def message(self) -> str:
+        """The status of a single shot in words."""
+        return STATUS_MESSAGES[int(self.status)]
+
+
+def _args(tb, wind, angle, weight) -> _Args:
+    return _Args(
+        trebuchet=tb,
+        weight_mass=_float(weight) * POUND,
+        wind=_float(wind),
+        release_angle=jnp.deg2rad(_float(angle)),
+    )
+
+
+def simulate(
+    wind: Float[ArrayLike, ""],
+    angle: Float[ArrayLike, ""],
+    weight: Float[ArrayLike, ""],
+    trebuchet: Trebuchet | None = None,
+) -> Shot:
+    """One shot with its event times, states and status.
+
+    **Arguments:** ``wind`` in m/s (positive blows towards +x, a tailwind), release
+    ``angle`` in degrees above the horizontal, counterweight ``weight`` in pounds (all
+    scalars), and the machine (default: the faithful :func:`trebuchet`).
+
+    Jit-able, vmappable, differentiable; see :func:`shoot` for just the distance.
+    """
+    tb = trebuchet_default() if trebuchet is None else trebuchet
+    args = _args(tb, wind, angle, weight)
+    if tb.integrator == "euler_hermite":
+        status, times, states = _simulate_euler_hermite(args)
+    elif tb.integrator == "adaptive":
+        status, times, states = _simulate_adaptive(args)
+    else:
+        raise ValueError(f"unknown integrator {tb.integrator!r}")
+    y_lift, y_release, p0, p_land = states
+    slack = status == SLING_SLACK
+    distance = jnp.where(slack, tb.resting_x(), p_land[0])
+    return Shot(
+        distance=distance,
+        status=status,
+        lift_off_time=times[0],
+        release_time=times[1],
+        landing_time=times[2],
+        lift_off_state=y_lift,
+        release_state=y_release,
+        release_position=p0[:2],
+        release_velocity=p0[2:],
+    )
+
+
+def shoot(
+    wind: Float[ArrayLike, ""],
+    angle: Float[ArrayLike, ""],
+    weight: Float[ArrayLike, ""],
+    trebuchet: Trebuchet | None = None,
+) -> Float[Array, ""]:
+    """Distance (m) a shot lands from the pivot.
+
+    **Arguments:** ``wind`` in m/s (positive = tailwind), release ``angle`` in degrees,
+    counterweight ``weight`` in pounds, all scalars; ``trebuchet`` the machine (default
+    the faithful :func:`trebuchet`; :func:`trebuchet_jl` reproduces the 2019 post:
+    ``shoot(-2, 45, 200, trebuchet_jl())`` is about 74.73 m).
+
+    Wrap in ``jax.jit``; ``jax.vmap`` for batches; ``jax.grad`` with respect to the three
+    inputs or ``eqx.filter_grad`` with respect to the machine. When the counterweight is
+    too light the sling goes slack and the distance is the projectile's resting x,
+    0.682 m, with a zero gradient: use :func:`simulate` to see the status.
+    """
+    return simulate(wind, angle, weight, trebuchet).distance
+
+
+trebuchet_default = trebuchet
