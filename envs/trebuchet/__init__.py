@@ -32,7 +32,7 @@ from ._physics import (
     trebuchet,
     trebuchet_jl,
 )
-from ._plot import animate_shot, plot_distance, trajectory
+from ._plot import ShotTrajectory, animate_shot, plot_distance, trajectory
 
 __all__ = [
     "ANGLE_BOUNDS",
@@ -45,6 +45,7 @@ __all__ = [
     "Aim",
     "Aimer",
     "Shot",
+    "ShotTrajectory",
     "Trebuchet",
     "aim",
     "aimer_misses",

@@ -13,15 +13,14 @@ import optax
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from ._physics import OK, Trebuchet, simulate, trebuchet_jl
+from ._physics import OK, Trebuchet, simulate
+from ._physics import trebuchet as trebuchet_default
 
 ANGLE_BOUNDS = (10.0, 80.0)
 """Release angles (degrees) the aimers may choose."""
 WEIGHT_BOUNDS = (50.0, 500.0)
 """Counterweights (lb) the aimers may choose: the reference preset's valid regime (Euler
 at 60 Hz breaks down above about 520 lb)."""
-NOMINAL = (35.0, 250.0)
-"""The (angle, weight) direct aiming prefers among the many that hit a target."""
 REACH_TOLERANCE = 0.01
 """A target counts as reachable when direct aiming misses it by at most this (m)."""
 
@@ -43,13 +42,21 @@ def _from_box(angle, weight) -> Float[Array, "2"]:
     return jnp.log(s) - jnp.log1p(-s)
 
 
+NOMINAL = (35.0, 250.0)
+"""The (angle, weight) at which the neural aimer starts: its untrained output."""
+
+SHORT, MIDDLE, FAR = range(3)
+
+
 class Aim(eqx.Module):
     """The result of aiming at targets (fields gain a batch axis under ``vmap``).
 
     ``angle`` (degrees) and ``weight`` (lb) inside the allowed box, ``distance`` where
     that shot lands (m), ``miss = |distance - target|`` (m), ``reachable`` whether the
-    miss is at most 1 cm, ``status`` the shot's status (0 ok), ``steps`` the solver's
-    iterations.
+    miss is at most ``REACH_TOLERANCE`` (1 cm), ``status`` the shot's status (0 ok),
+    ``branch`` which one-dimensional search found it (0: short target, release angle at
+    the lightest weight; 1: counterweight at the best angle; 2: far target, release angle
+    at the heaviest weight), ``steps`` the Newton iterations.
     """
 
     angle: Float[Array, "*batch"]
@@ -58,6 +65,7 @@ class Aim(eqx.Module):
     miss: Float[Array, "*batch"]
     reachable: Bool[Array, "*batch"]
     status: Int[Array, "*batch"]
+    branch: Int[Array, "*batch"]
     steps: Int[Array, "*batch"]
 
 
@@ -66,44 +74,81 @@ def aim(
     wind: Float[ArrayLike, ""],
     trebuchet: Trebuchet | None = None,
     *,
-    regularisation: float = 1e-2,
-    max_steps: int = 64,
+    max_steps: int = 12,
 ) -> Aim:
-    """Find the (angle, weight) that hits ``target`` (m) under ``wind`` (m/s).
+    """Find a release angle and counterweight inside the allowed box
+    (``ANGLE_BOUNDS`` x ``WEIGHT_BOUNDS``) that hit ``target`` (m) under ``wind`` (m/s).
 
-    Two unknowns, one equation: this solves the regularised least-squares problem
-    ``min (shoot(wind, angle, weight) - target)^2 + regularisation^2 |u - u_nominal|^2``
-    with Levenberg-Marquardt (``optx.least_squares``), where ``u`` are unbounded
-    coordinates mapped by a sigmoid into the box ``ANGLE_BOUNDS x WEIGHT_BOUNDS``. The
-    small regulariser picks the solution nearest ``NOMINAL`` (it costs well under 1 mm of
-    miss) and keeps the solve finite when the target is out of reach; then ``reachable``
-    is false and the answer is the closest shot found.
+    One equation in two unknowns has a curve of solutions; this picks one by three
+    one-dimensional searches, each a bounded ``optimistix.Newton`` root find on a
+    distance that is monotone along it:
+
+    1. the best angle ``theta`` for the wind: the root of d distance / d angle at the
+       heaviest weight, from one secant step between 20 and 40 degrees (distance is
+       nearly quadratic in the angle around its peak);
+    2. two shots bracket the target: ``d(theta, 50 lb)`` and ``d(theta, 500 lb)``;
+    3. a target in between is hit by solving for the counterweight at ``theta``; a
+       shorter one by raising the angle from ``theta`` at 50 lb; a farther one by moving
+       the angle towards the true peak at 500 lb (Newton cannot overshoot on that concave
+       side; if the target is beyond the peak it stops there, and the answer is the
+       farthest shot with ``reachable`` false).
 
     Scalars in, an :class:`Aim` out; jit-able and vmappable over targets and winds.
-    Default machine: :func:`trebuchet_jl`. Adaptive machines are switched to diffrax's
-    forward-mode adjoint (the Jacobian is taken in forward mode).
+    Default machine: the faithful :func:`trebuchet`, whose distance is smooth in (angle,
+    weight). The reference preset :func:`trebuchet_jl` restarts its 60 Hz Euler grid at
+    each event, which makes its distance piecewise smooth with steps of up to ~0.5 m:
+    aiming it to 1 cm often fails. Adaptive machines are switched to diffrax's
+    forward-mode adjoint (the derivatives are taken in forward mode).
     """
-    tb = trebuchet_jl() if trebuchet is None else trebuchet
+    tb = trebuchet_default() if trebuchet is None else trebuchet
     if tb.integrator == "adaptive":
         tb = tb.forward_mode()
     target = jnp.asarray(target, dtype=float)
     wind = jnp.asarray(wind, dtype=float)
-    u_nominal = _from_box(*(jnp.asarray(x, dtype=float) for x in NOMINAL))
+    low_angle, high_angle = (jnp.asarray(x, dtype=target.dtype) for x in ANGLE_BOUNDS)
+    light, heavy = (jnp.asarray(x, dtype=target.dtype) for x in WEIGHT_BOUNDS)
 
-    def residuals(u, _):
-        angle, weight = _to_box(u)
-        shot = simulate(wind, angle, weight, tb)
-        return jnp.concatenate([(shot.distance - target)[None], regularisation * (u - u_nominal)])
+    def distance(angle, weight):
+        return simulate(wind, angle, weight, tb).distance
 
-    tol = 1e-6 if target.dtype == jnp.float32 else 1e-10
-    solution = optx.least_squares(
-        residuals,
-        optx.LevenbergMarquardt(rtol=tol, atol=tol),
-        u_nominal,
+    slopes = jax.vmap(lambda a: jax.jvp(lambda a: distance(a, heavy), (a,), (1.0,))[1])(
+        jnp.array([20.0, 40.0], dtype=target.dtype)
+    )
+    theta = 20.0 + 20.0 * slopes[0] / jnp.where(slopes[0] == slopes[1], 1.0, slopes[0] - slopes[1])
+    theta = jnp.clip(theta, low_angle + 1.0, 60.0)
+    short_end, far_end = jax.vmap(distance, in_axes=(None, 0))(theta, jnp.stack([light, heavy]))
+    branch = jnp.where(target < short_end, SHORT, jnp.where(target <= far_end, MIDDLE, FAR))
+
+    # One unknown x in [0, 1] per branch: (angle, weight) = origin + x * span.
+    origin = jnp.stack([theta, light])
+    span = jnp.where(
+        branch == SHORT,
+        jnp.stack([high_angle - theta, 0.0]),
+        jnp.where(
+            branch == MIDDLE,
+            jnp.stack([0.0, heavy - light]),
+            jnp.stack([low_angle - theta, 0.0]),
+        ),
+    )
+    origin = jnp.where(branch == FAR, jnp.stack([theta, heavy]), origin)
+    fraction = (target - short_end) / jnp.where(far_end == short_end, 1.0, far_end - short_end)
+    x0 = jnp.where(branch == SHORT, 1.0, jnp.where(branch == MIDDLE, fraction, 0.0))
+    x0 = jnp.clip(x0, 0.0, 1.0)
+
+    def residual(x, _):
+        angle, weight = origin + x * span
+        return distance(angle, weight) - target
+
+    tol = 1e-4 if target.dtype == jnp.float32 else 1e-8
+    solution = optx.root_find(
+        residual,
+        optx.Newton(rtol=0.0, atol=tol),
+        x0,
+        options=dict(lower=jnp.zeros_like(x0), upper=jnp.ones_like(x0)),
         max_steps=max_steps,
         throw=False,
     )
-    angle, weight = _to_box(solution.value)
+    angle, weight = origin + jnp.clip(solution.value, 0.0, 1.0) * span
     shot = simulate(wind, angle, weight, tb)
     miss = jnp.abs(shot.distance - target)
     return Aim(
@@ -113,6 +158,7 @@ def aim(
         miss=miss,
         reachable=(miss <= REACH_TOLERANCE) & (shot.status == OK),
         status=shot.status,
+        branch=branch,
         steps=solution.stats["num_steps"],
     )
 
@@ -161,7 +207,7 @@ def aimer_misses(
     trebuchet: Trebuchet | None = None,
 ) -> Float[Array, " n"]:
     """Signed misses (m) of the aimer's shots: ``shoot(...) - target``."""
-    tb = trebuchet_jl() if trebuchet is None else trebuchet
+    tb = trebuchet_default() if trebuchet is None else trebuchet
 
     def one(target, wind):
         angle, weight = aimer(target, wind)
@@ -187,10 +233,10 @@ def train_aimer(
     shoots with the network's (angle, weight) and descends the mean pseudo-Huber loss of
     the miss (``huber`` m: quadratic below, linear above, so that out-of-reach targets do
     not dominate), with Adam on a warmup-cosine schedule. Default machine:
-    :func:`trebuchet_jl`. Returns the aimer and ``{"loss": [...], "seconds": total
+    :func:`trebuchet`. Returns the aimer and ``{"loss": [...], "seconds": total
     wall-clock, "compile_seconds": the first step's}``.
     """
-    tb = trebuchet_jl() if trebuchet is None else trebuchet
+    tb = trebuchet_default() if trebuchet is None else trebuchet
     init_key, data_key = jr.split(key)
     aimer = Aimer(key=init_key)
     schedule = optax.warmup_cosine_decay_schedule(

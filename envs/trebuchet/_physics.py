@@ -10,6 +10,7 @@ units (m/s, degrees, pounds).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Literal
 
@@ -117,9 +118,24 @@ class Trebuchet(eqx.Module):
         theta = jnp.arcsin(self.pivot_height / self.long_arm)
         return self.sling_length - self.long_arm * jnp.cos(theta)
 
+    def energy(
+        self, state: Float[Array, "6"], weight_mass: Float[ArrayLike, ""]
+    ) -> Float[Array, ""]:
+        """Mechanical energy (J) of an arm-phase state ``(a, w, s, da, dw, ds)``: kinetic
+        energy of the three centres of gravity plus the arm's and the counterweight's
+        rotation about their own, and potential energy ``m g y``; ``weight_mass`` in kg.
+        Conserved in the hang phase (and on the frictionless ground)."""
+        q, qd = state[:3], state[3:]
+        masses = jnp.stack([self.arm_mass, jnp.asarray(weight_mass, q.dtype), self.projectile_mass])
+        positions, velocities = jax.jvp(lambda q: _points(self, q), (q,), (qd,))
+        kinetic = 0.5 * jnp.sum(masses * jnp.sum(velocities**2, axis=-1))
+        kinetic += 0.5 * self.arm_inertia * qd[0] ** 2
+        kinetic += 0.5 * self.weight_inertia * (qd[0] + qd[1]) ** 2
+        return kinetic + self.gravity * jnp.sum(masses * positions[:, 1])
+
     def forward_mode(self) -> Trebuchet:
         """The same machine with diffrax's ``ForwardMode`` adjoint (for ``jax.jvp``)."""
-        return eqx.tree_at(lambda t: t.adjoint, self, dfx.ForwardMode())
+        return dataclasses.replace(self, adjoint=dfx.ForwardMode())
 
 
 def trebuchet() -> Trebuchet:
@@ -241,7 +257,7 @@ def _mechanics(args: _Args, y: Float[Array, "6"]):
         + tb.weight_inertia * jnp.outer(weight_axis, weight_axis)
     )
     gravity = jnp.stack([jnp.zeros_like(tb.gravity), tb.gravity])
-    force = -jnp.einsum("i,ikj,ik->j", masses, jac, bias + gravity)
+    force = -jnp.einsum("i,ikj,ik->j", masses, jac, bias + gravity[None, :])
     return mass_matrix, force, jac[2], bias[2]
 
 
@@ -417,6 +433,26 @@ def _landing_condition_jl(t_prev, y_prev, t, y, args):
     return _landing_value(args, y), jnp.array(False)
 
 
+def _placeholder_lift_off(y0: Float[Array, "6"]) -> Float[Array, "6"]:
+    """Where the hang phase starts after a failed ground phase: the resting pose with the
+    arm turning at 1 rad/s, so that no event of the (discarded) later phases fires at its
+    very first instant with a zero time derivative."""
+    return y0.at[3].set(-1.0)
+
+
+def _detach_unless(keep: Bool[Array, ""], tree):
+    """``tree`` where ``keep``, else the same values with their gradients stopped.
+
+    A failed phase (a slack sling) still runs the later phases on placeholder inputs, whose
+    backward pass may hold infinities (an event at its very first instant); without this
+    the zero cotangent times those infinities would turn the whole gradient into NaN.
+    """
+    return jax.tree.map(
+        lambda x: jnp.where(keep, x, jax.lax.stop_gradient(x)) if eqx.is_inexact_array(x) else x,
+        tree,
+    )
+
+
 def _simulate_euler_hermite(args: _Args):
     tb = args.trebuchet
     dt = tb.dt
@@ -428,8 +464,9 @@ def _simulate_euler_hermite(args: _Args):
         _ground_field, _ground_condition_jl, y0, zero, args, n_ground, dt
     )
     hang_ok = lifted & ~slack
-    y_lift = jnp.where(hang_ok, y_lift, y0)
+    y_lift = jnp.where(hang_ok, y_lift, _placeholder_lift_off(y0))
     t_lift = jnp.where(hang_ok, t_lift, zero)
+    y_lift, t_lift, args = _detach_unless(hang_ok, (y_lift, t_lift, args))
     t_release, y_release, released, _ = _euler_hermite_phase(
         _hang_field, _release_condition_jl, y_lift, t_lift, args, n_hang, dt
     )
@@ -476,6 +513,11 @@ def _landing_event(t, y, args, **kwargs):
     return _landing_value(args, y)
 
 
+_MAX_STEPS = 256
+"""Steps each adaptive phase may take (about 10-40 are used); a shot that needs more
+reports ``SOLVER_FAILED``."""
+
+
 def _adaptive_phase(field, cond_fn, y0, t0, duration, args):
     tb = args.trebuchet
     rtol, atol = _root_tolerance(y0.dtype)
@@ -492,7 +534,7 @@ def _adaptive_phase(field, cond_fn, y0, t0, duration, args):
         stepsize_controller=dfx.PIDController(rtol=tb.rtol * scale, atol=tb.atol * scale),
         event=dfx.Event(cond_fn, root_finder=optx.Newton(rtol=rtol, atol=atol)),
         adjoint=tb.adjoint,
-        max_steps=4096,
+        max_steps=_MAX_STEPS,
         throw=False,
     )
     result = solution.result
@@ -511,14 +553,20 @@ def _simulate_adaptive(args: _Args):
     zero = jnp.zeros((), y0.dtype)
     slack_at_rest = _ground_forces(args, y0)[1] < 0
     t_lift, y_lift, ended, failed_ground, imprecise_ground = _adaptive_phase(
-        _ground_field, _ground_event, y0, zero, tb.phase_time[0], args
+        _ground_field,
+        _ground_event,
+        y0,
+        zero,
+        tb.phase_time[0],
+        _detach_unless(~slack_at_rest, args),
     )
     normal, tension = _ground_forces(args, y_lift)
     slack = slack_at_rest | (ended & (jnp.abs(tension) < jnp.abs(normal)))
     lifted = ended & ~slack
     hang_ok = lifted & ~slack & ~failed_ground
-    y_lift = jnp.where(hang_ok, y_lift, y0)
+    y_lift = jnp.where(hang_ok, y_lift, _placeholder_lift_off(y0))
     t_lift = jnp.where(hang_ok, t_lift, zero)
+    y_lift, t_lift, args = _detach_unless(hang_ok, (y_lift, t_lift, args))
     t_release, y_release, released, failed_hang, imprecise_hang = _adaptive_phase(
         _hang_field, _release_event, y_lift, t_lift, tb.phase_time[1], args
     )

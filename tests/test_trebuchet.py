@@ -1,0 +1,157 @@
+"""The trebuchet against the published numbers, finite differences and conservation laws."""
+
+import dataclasses
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+from diffsim.envs import trebuchet as tr
+from diffsim.envs.trebuchet import _physics
+
+PUBLISHED_DISTANCE = 74.73  # m, shoot(-2, 45, 200) in the 2019 post
+PUBLISHED_GRADIENT = (4.02, -0.99, 0.052)  # per (m/s, degree, lb)
+
+
+def test_reference_preset_reproduces_the_published_shot_and_gradient():
+    tb = tr.trebuchet_jl()
+    winds = jnp.array([-2.0, 0.0, 3.0])
+    shots = jax.jit(jax.vmap(lambda w: tr.simulate(w, 45.0, 200.0, tb)))(winds)
+    np.testing.assert_array_equal(shots.status, [0, 0, 0])
+    assert abs(float(shots.distance[0]) - PUBLISHED_DISTANCE) < 0.01
+    assert float(shots.distance[1]) > float(shots.distance[0])  # less headwind: farther
+    gradient = jax.jit(jax.grad(lambda w, a, m: tr.shoot(w, a, m, tb), argnums=(0, 1, 2)))
+    np.testing.assert_allclose(
+        gradient(-2.0, 45.0, 200.0), PUBLISHED_GRADIENT, rtol=0.01, atol=0.001
+    )
+
+
+@pytest.mark.usefixtures("x64")
+def test_accurate_numerics_land_the_reference_shot_about_36_cm_shorter():
+    """The spec: with an accurate solver (same swapped inertias) the landing moves ~0.36 m."""
+    reference = tr.trebuchet_jl()
+    accurate = dataclasses.replace(
+        reference, integrator="adaptive", tension="exact", phase_time=(2.0, 2.0, 12.0)
+    )
+    shift = float(tr.shoot(-2.0, 45.0, 200.0, reference) - tr.shoot(-2.0, 45.0, 200.0, accurate))
+    assert 0.3 < shift < 0.45
+
+
+@pytest.mark.usefixtures("x64")
+def test_gradients_match_finite_differences_in_reverse_and_forward_mode():
+    tb = tr.trebuchet()
+    x = jnp.array([-2.0, 45.0, 200.0])
+    distance = jax.jit(lambda x, tb: tr.shoot(x[0], x[1], x[2], tb))
+    reverse, by_machine = eqx.filter_jit(eqx.filter_grad(lambda xt: distance(*xt)))((x, tb))
+    forward = jax.jit(jax.jacfwd(lambda x: distance(x, tb.forward_mode())))(x)
+    steps = jnp.array([1e-4, 1e-4, 1e-3])
+    central = [
+        (distance(x.at[i].add(h), tb) - distance(x.at[i].add(-h), tb)) / (2 * h)
+        for i, h in enumerate(steps)
+    ]
+    np.testing.assert_allclose(reverse, central, rtol=1e-4)
+    np.testing.assert_allclose(forward, reverse, rtol=1e-6)
+    # with respect to the machine: the long arm
+    h = 1e-5
+    longer = eqx.tree_at(lambda t: t.long_arm, tb, tb.long_arm + h)
+    shorter = eqx.tree_at(lambda t: t.long_arm, tb, tb.long_arm - h)
+    np.testing.assert_allclose(
+        by_machine.long_arm, (distance(x, longer) - distance(x, shorter)) / (2 * h), rtol=1e-4
+    )
+
+
+def _dense_phase(field, y0, t0, t1, args):
+    solution = dfx.diffeqsolve(
+        dfx.ODETerm(field),
+        dfx.Tsit5(),
+        t0,
+        t1,
+        None,
+        y0,
+        args,
+        saveat=dfx.SaveAt(ts=jnp.linspace(t0, t1, 50)),
+        stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-10),
+        max_steps=100_000,
+    )
+    return solution.ys
+
+
+@pytest.mark.usefixtures("x64")
+def test_energy_is_conserved_on_the_ground_in_the_hang_phase_and_in_flight_without_drag():
+    tb = tr.trebuchet()
+    weight = 200.0
+    shot = jax.jit(lambda: tr.simulate(-2.0, 45.0, weight, tb))()
+    args = _physics._args(tb, -2.0, 45.0, weight)
+    mass = weight * tr.POUND
+    energy = jax.vmap(lambda y: tb.energy(y, mass))
+
+    y0 = jnp.concatenate([tb.initial_coordinates(), jnp.zeros(3)])
+    ground = _dense_phase(_physics._ground_field, y0, 0.0, shot.lift_off_time, args)
+    hang = _dense_phase(
+        _physics._hang_field, shot.lift_off_state, shot.lift_off_time, shot.release_time, args
+    )
+    for states in (ground, hang):
+        e = energy(states)
+        assert float(jnp.max(jnp.abs(e - e[0]))) < 1e-7 * float(jnp.max(jnp.abs(e)))
+    # the energy is really moving between the bodies: the projectile gains kinetic energy
+    assert float(jnp.linalg.norm(shot.release_velocity)) > 20.0
+
+    no_drag = eqx.tree_at(lambda t: t.air_density, tb, 0.0)
+    flight_args = _physics._args(no_drag, -2.0, 45.0, weight)
+    p0 = jnp.concatenate([shot.release_position, shot.release_velocity])
+    flight = _dense_phase(_physics._flight_field, p0, 0.0, 3.0, flight_args)
+    specific = 0.5 * jnp.sum(flight[:, 2:] ** 2, axis=1) + tb.gravity * flight[:, 1]
+    np.testing.assert_allclose(specific, specific[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("preset", [tr.trebuchet, tr.trebuchet_jl])
+def test_too_light_a_counterweight_reports_a_slack_sling_not_a_nan(preset):
+    tb = preset()
+
+    @jax.jit
+    def shot_and_gradient(weight):
+        shot = tr.simulate(0.0, 45.0, weight, tb)
+        return shot, jax.grad(lambda m: tr.shoot(0.0, 45.0, m, tb))(weight)
+
+    shot, gradient = shot_and_gradient(5.0)
+    assert int(shot.status) == 1
+    assert shot.message.startswith("sling went slack")
+    np.testing.assert_allclose(shot.distance, tb.resting_x(), rtol=1e-6)
+    np.testing.assert_allclose(tb.resting_x(), 0.68157, atol=1e-4)
+    assert float(gradient) == 0.0
+
+
+def test_direct_aiming_hits_reachable_targets_and_says_when_it_cannot():
+    aim = jax.jit(jax.vmap(tr.aim))
+    targets = jnp.array([80.0, 25.0, 60.0, 100.0])
+    winds = jnp.array([-2.0, 5.0, 0.0, -10.0])  # the last: 100 m into a 10 m/s headwind
+    result = aim(targets, winds)
+    lo, hi = tr.ANGLE_BOUNDS
+    assert bool(jnp.all((result.angle >= lo) & (result.angle <= hi)))
+    lo, hi = tr.WEIGHT_BOUNDS
+    assert bool(jnp.all((result.weight >= lo) & (result.weight <= hi)))
+    np.testing.assert_array_equal(result.reachable, [True, True, True, False])
+    assert float(jnp.max(result.miss[:3])) < 0.01
+    # the answer really lands there
+    again = jax.jit(jax.vmap(tr.shoot))(winds, result.angle, result.weight)
+    np.testing.assert_allclose(again[:3], targets[:3], atol=0.01)
+    # out of reach: the farthest shot found, well short of the target, finite
+    assert 50.0 < float(result.distance[3]) < 90.0
+    assert int(result.branch[3]) == 2
+
+
+def test_a_short_aimer_training_run_reduces_the_miss():
+    target, wind = tr.test_set(64, seed=1)
+    untrained = tr.Aimer(key=jr.split(jr.PRNGKey(0))[0])  # train_aimer's initialisation
+    misses = eqx.filter_jit(lambda aimer: tr.aimer_misses(aimer, target, wind, tr.trebuchet_jl()))
+    before = jnp.median(jnp.abs(misses(untrained)))
+    aimer, info = tr.train_aimer(
+        jr.PRNGKey(0), tr.trebuchet_jl(), steps=40, batch_size=32, progress=False
+    )
+    after = jnp.median(jnp.abs(misses(aimer)))
+    assert float(after) < 0.5 * float(before)
+    assert info["loss"][-1] < info["loss"][0]

@@ -1,0 +1,177 @@
+"""The trebuchet's command line (``diffsim shoot``, ``diffsim aim``) and its plots.
+
+Compilation dominates: each jitted function is compiled once per module (module-scoped
+fixtures) and shared by the tests that need it.
+"""
+
+import contextlib
+import io
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib import animation
+from matplotlib.axes import Axes
+
+from diffsim.cli import main
+from diffsim.envs.trebuchet import (
+    animate_shot,
+    plot_distance,
+    trajectory,
+    trebuchet_jl,
+)
+
+REFERENCE = ["--wind", "-2", "--angle", "45", "--weight", "200", "--preset", "trebuchet_jl"]
+
+
+def _run(argv):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(argv)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reference_shot():
+    code, out, err = _run(["shoot", *REFERENCE, "--grad", "--json"])
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def reference_path():
+    return trajectory(-2.0, 45.0, 200.0, trebuchet_jl())
+
+
+def test_shoot_reproduces_the_published_numbers(reference_shot):
+    assert round(reference_shot["distance_m"], 2) == 74.73
+    gradient = [
+        reference_shot["d_distance_d_wind_m_per_m_s"],
+        reference_shot["d_distance_d_angle_m_per_deg"],
+        reference_shot["d_distance_d_weight_m_per_lb"],
+    ]
+    np.testing.assert_allclose(gradient, [4.02, -0.99, 0.052], atol=0.005)
+    assert abs(gradient[2] - 0.052) < 5e-4
+    assert reference_shot["status"] == 0 and reference_shot["message"] == "ok"
+    assert 0 < reference_shot["lift_off_s"] < reference_shot["release_s"]
+    assert reference_shot["release_s"] < reference_shot["landing_s"]
+
+
+@pytest.mark.parametrize(
+    "argv, name",
+    [
+        (["shoot", "--angle", "45", "--weight", "-5"], "--weight"),
+        (["shoot", "--angle", "nan", "--weight", "200"], "--angle"),
+        (["shoot", "--angle", "90", "--weight", "200"], "--angle"),
+        (["shoot", "--wind", "inf", "--angle", "45", "--weight", "200"], "--wind"),
+        (["aim", "--target", "-3"], "--target"),
+        (["aim", "--target", "60", "--wind", "nan"], "--wind"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, name):
+    code, out, err = _run(argv)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def aim_runs():
+    # The reference preset: its aim compiles in half the time of the adaptive default's.
+    preset = ["--preset", "trebuchet_jl"]
+    return [
+        _run(["aim", "--target", "60", "--wind", "1", *preset, "--json"]),
+        _run(["aim", "--target", "100", "--wind", "-10", *preset]),
+    ]
+
+
+@pytest.mark.slow  # compiling aim takes about 30 s on a 2-core CPU
+def test_aim_hits_a_reachable_target(aim_runs):
+    code, out, _ = aim_runs[0]
+    assert code == 0
+    result = json.loads(out)
+    assert result["reachable"] is True
+    assert result["miss_m"] < 0.01
+    assert abs(result["distance_m"] - 60.0) < 0.01
+    assert 10 <= result["angle_deg"] <= 80 and 50 <= result["weight_lb"] <= 500
+    assert result["solve_ms"] > 0
+
+
+@pytest.mark.slow
+def test_aim_reports_an_unreachable_target(aim_runs):
+    code, out, _ = aim_runs[1]
+    assert code == 0
+    assert "reachable: False" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("target unreachable: closest shot lands at ")
+    closest = float(last.split()[-2])
+    assert 20 < closest < 100
+
+
+def test_trajectory_ends_where_shoot_lands(reference_path, reference_shot):
+    path = reference_path
+    assert path.projectile[-1, 0] == pytest.approx(float(path.shot.distance), abs=0.01)
+    assert path.projectile[-1, 0] == pytest.approx(reference_shot["distance_m"], abs=0.01)
+    assert path.projectile[-1, 1] == pytest.approx(path.ground, abs=0.01)
+    assert path.times[-1] == pytest.approx(reference_shot["landing_s"], abs=1e-3)
+    assert np.all(np.diff(path.times) > 0)
+    assert set(np.unique(path.phase)) == {0, 1, 2}
+
+
+def test_trajectory_keeps_the_machine_rigid(reference_path):
+    path, tb = reference_path, reference_path.trebuchet
+
+    def length(a, b):
+        return np.linalg.norm(a - b, axis=1)
+
+    np.testing.assert_allclose(length(path.arm_tip, path.pivot), float(tb.long_arm), rtol=1e-5)
+    np.testing.assert_allclose(
+        length(path.weight_hinge, path.pivot), float(tb.short_arm), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        length(path.weight, path.weight_hinge), float(tb.weight_arm), rtol=1e-5
+    )
+    # The hinge is on the far side of the pivot from the tip: one straight arm.
+    np.testing.assert_allclose(
+        path.weight_hinge, -path.arm_tip * float(tb.short_arm / tb.long_arm), atol=1e-5
+    )
+    attached = path.attached
+    np.testing.assert_allclose(
+        length(path.projectile[attached], path.arm_tip[attached]),
+        float(tb.sling_length),
+        rtol=1e-5,
+    )
+    # On the ground the projectile slides along it (Euler lets it sink by about 2.5 cm).
+    on_ground = path.projectile[path.phase == 0]
+    np.testing.assert_allclose(on_ground[:, 1], path.ground, atol=0.03)
+    # No jumps between frames or phases: every move is slower than the release speed.
+    speed = np.linalg.norm(np.diff(path.projectile, axis=0), axis=1) / np.diff(path.times)
+    assert speed.max() < 1.05 * np.linalg.norm(np.asarray(path.shot.release_velocity))
+    release = np.flatnonzero(path.phase == 2)[0]
+    np.testing.assert_allclose(path.projectile[release], path.shot.release_position, atol=1e-5)
+
+
+def test_trajectory_of_a_failed_shot_stops_where_it_failed():
+    path = trajectory(0.0, 45.0, 10.0, trebuchet_jl())  # too light: the sling goes slack
+    assert int(path.shot.status) == 1
+    assert np.all(path.phase == 0)
+    assert np.all(np.isfinite(path.projectile))
+    assert path.projectile[-1, 0] == pytest.approx(float(path.shot.distance), abs=0.01)
+
+
+def test_animate_shot_draws_and_saves(tmp_path):
+    anim = animate_shot(-2.0, 45.0, 200.0, trebuchet_jl(), target=70.0, fps=60, max_frames=4)
+    assert isinstance(anim, animation.FuncAnimation)
+    anim.save(tmp_path / "shot.gif", writer=animation.PillowWriter(fps=4))
+    assert (tmp_path / "shot.gif").stat().st_size > 0
+
+
+def test_plot_distance_returns_an_axis():
+    ax = plot_distance(trebuchet_jl(), wind=-2.0, angles=(20.0, 70.0, 4), weights=(100, 400, 3))
+    assert isinstance(ax, Axes)
+    assert ax.get_xlabel() == "release angle (degrees)"
+    assert len(ax.figure.axes) == 2  # the map and its colorbar
+    plt.close(ax.figure)
