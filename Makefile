@@ -26,6 +26,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rollout_throughput.py
+	$(BIN)/python benchmarks/trebuchet_aiming.py
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info
