@@ -20,16 +20,21 @@ PUBLISHED_GRADIENT = (4.02, -0.99, 0.052)  # per (m/s, degree, lb)
 def test_reference_preset_reproduces_the_published_shot_and_gradient():
     tb = tr.trebuchet_jl()
     winds = jnp.array([-2.0, 0.0, 3.0])
-    shots = jax.jit(jax.vmap(lambda w: tr.simulate(w, 45.0, 200.0, tb)))(winds)
+
+    @jax.jit
+    def shots_and_gradient(winds):
+        shots = jax.vmap(lambda w: tr.simulate(w, 45.0, 200.0, tb))(winds)
+        gradient = jax.grad(lambda w, a, m: tr.shoot(w, a, m, tb), argnums=(0, 1, 2))
+        return shots, gradient(winds[0], 45.0, 200.0)
+
+    shots, gradient = shots_and_gradient(winds)
     np.testing.assert_array_equal(shots.status, [0, 0, 0])
     assert abs(float(shots.distance[0]) - PUBLISHED_DISTANCE) < 0.01
     assert float(shots.distance[1]) > float(shots.distance[0])  # less headwind: farther
-    gradient = jax.jit(jax.grad(lambda w, a, m: tr.shoot(w, a, m, tb), argnums=(0, 1, 2)))
-    np.testing.assert_allclose(
-        gradient(-2.0, 45.0, 200.0), PUBLISHED_GRADIENT, rtol=0.01, atol=0.001
-    )
+    np.testing.assert_allclose(gradient, PUBLISHED_GRADIENT, rtol=0.01, atol=0.001)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_accurate_numerics_land_the_reference_shot_about_36_cm_shorter():
     """The spec: with an accurate solver (same swapped inertias) the landing moves ~0.36 m."""
@@ -46,7 +51,8 @@ def test_gradients_match_finite_differences_in_reverse_and_forward_mode():
     tb = tr.trebuchet()
     x = jnp.array([-2.0, 45.0, 200.0])
     distance = jax.jit(lambda x, tb: tr.shoot(x[0], x[1], x[2], tb))
-    reverse, by_machine = eqx.filter_jit(eqx.filter_grad(lambda xt: distance(*xt)))((x, tb))
+    gradient = eqx.filter_jit(eqx.filter_grad(lambda xt: distance(*xt)))
+    reverse, by_machine = gradient((x, tb))
     forward = jax.jit(jax.jacfwd(lambda x: distance(x, tb.forward_mode())))(x)
     steps = jnp.array([1e-4, 1e-4, 1e-3])
     central = [
@@ -62,6 +68,12 @@ def test_gradients_match_finite_differences_in_reverse_and_forward_mode():
     np.testing.assert_allclose(
         by_machine.long_arm, (distance(x, longer) - distance(x, shorter)) / (2 * h), rtol=1e-4
     )
+    # a counterweight too light to lift the projectile: it stays put, and the gradient is 0, not NaN
+    too_light = jnp.array([-2.0, 45.0, 5.0])
+    np.testing.assert_allclose(distance(too_light, tb), tb.resting_x(), rtol=1e-9)
+    slack_gradient, slack_by_machine = gradient((too_light, tb))
+    np.testing.assert_array_equal(slack_gradient, [0.0, 0.0, 0.0])
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(slack_by_machine))
 
 
 def _dense_phase(field, y0, t0, t1, args):
@@ -108,9 +120,9 @@ def test_energy_is_conserved_on_the_ground_in_the_hang_phase_and_in_flight_witho
     np.testing.assert_allclose(specific, specific[0], rtol=1e-9)
 
 
-@pytest.mark.parametrize("preset", [tr.trebuchet, tr.trebuchet_jl])
-def test_too_light_a_counterweight_reports_a_slack_sling_not_a_nan(preset):
-    tb = preset()
+def test_too_light_a_counterweight_reports_a_slack_sling_not_a_nan():
+    """The reference machine here; the faithful one in the finite-difference test."""
+    tb = tr.trebuchet_jl()
 
     @jax.jit
     def shot_and_gradient(weight):
@@ -126,19 +138,20 @@ def test_too_light_a_counterweight_reports_a_slack_sling_not_a_nan(preset):
 
 
 def test_direct_aiming_hits_reachable_targets_and_says_when_it_cannot():
-    aim = jax.jit(jax.vmap(tr.aim))
+    aim = jax.jit(tr.aim)  # the scalar function compiles in about half the time of its vmap
     targets = jnp.array([80.0, 25.0, 60.0, 100.0])
     winds = jnp.array([-2.0, 5.0, 0.0, -10.0])  # the last: 100 m into a 10 m/s headwind
-    result = aim(targets, winds)
+    result = jax.tree.map(
+        lambda *xs: jnp.stack(xs), *[aim(t, w) for t, w in zip(targets, winds, strict=True)]
+    )
     lo, hi = tr.ANGLE_BOUNDS
     assert bool(jnp.all((result.angle >= lo) & (result.angle <= hi)))
     lo, hi = tr.WEIGHT_BOUNDS
     assert bool(jnp.all((result.weight >= lo) & (result.weight <= hi)))
     np.testing.assert_array_equal(result.reachable, [True, True, True, False])
     assert float(jnp.max(result.miss[:3])) < 0.01
-    # the answer really lands there
-    again = jax.jit(jax.vmap(tr.shoot))(winds, result.angle, result.weight)
-    np.testing.assert_allclose(again[:3], targets[:3], atol=0.01)
+    np.testing.assert_allclose(result.distance[:3], targets[:3], atol=0.01)
+    assert set(np.asarray(result.branch[:3]).tolist()) == {0, 1}  # short and middle searches
     # out of reach: the farthest shot found, well short of the target, finite
     assert 50.0 < float(result.distance[3]) < 90.0
     assert int(result.branch[3]) == 2
