@@ -1,14 +1,20 @@
 """diffsim: differentiable physics and control in JAX.
 
-Physical systems are ODE environments (:class:`AbstractEnv`) integrated with diffrax;
-controllers are trained by backpropagating through simulated rollouts (:func:`train`).
+Physical systems are ODE environments (:class:`AbstractEnv`) advanced by a transition
+(:class:`ODEStep`, :class:`ODESolve`, or an env's own exact map); controllers are trained
+by backpropagating through simulated rollouts (:class:`Trainer`, :func:`train`).
 Environments live in ``diffsim.envs``, controllers in ``diffsim.controllers``.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
+from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ._env import AbstractEnv, check_positive, parameter
 from ._errors import DiffsimError
-from ._integrators import AbstractIntegrator, Adaptive, EnvDiscretisation, FixedStep
-from ._rollout import Controller, Feedback, HeldControl, Trajectory, rollout, step
+from ._evaluate import Evaluation, evaluate, initial_states
+from ._fit import History, TrainingDiverged, TrainState, fit
+from ._recipe import Recipe, adam_cosine
+from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
 from ._spaces import (
     AbstractActionSpace,
     AbstractEstimator,
@@ -17,49 +23,50 @@ from ._spaces import (
     GumbelSoftmax,
     StraightThrough,
 )
+from ._train import Episodes, Trainer, mean_step_cost, train
+from ._transitions import AbstractTransition, Dynamics, ODESolve, ODEStep
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("diffsim")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AbstractActionSpace",
     "AbstractEnv",
     "AbstractEstimator",
-    "AbstractIntegrator",
-    "Adaptive",
+    "AbstractTransition",
     "Box",
+    "ClosedLoop",
     "Controller",
     "DiffsimError",
     "Discrete",
-    "EnvDiscretisation",
-    "Feedback",
-    "FixedStep",
-    "GumbelSoftmax",
-    "HeldControl",
-    "StraightThrough",
-    "Trajectory",
-    "check_positive",
-    "parameter",
-    "rollout",
-    "step",
-]
-
-from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint  # noqa: E402
-from ._evaluate import Evaluation, evaluate, initial_states  # noqa: E402
-from ._recipe import Recipe, adam_cosine  # noqa: E402
-from ._train import History, TrainingDiverged, mean_step_cost, train  # noqa: E402
-
-__all__ += [
+    "Dynamics",
+    "Episodes",
     "Evaluation",
+    "GumbelSoftmax",
     "History",
+    "ODESolve",
+    "ODEStep",
     "Recipe",
-    "adam_cosine",
-    "load_checkpoint",
-    "read_metadata",
-    "save_checkpoint",
+    "StraightThrough",
+    "TrainState",
+    "Trainer",
     "TrainingDiverged",
+    "Trajectory",
+    "adam_cosine",
+    "check_positive",
+    "control",
     "evaluate",
+    "fit",
     "initial_states",
+    "load_checkpoint",
     "mean_step_cost",
+    "parameter",
+    "read_metadata",
+    "rollout",
+    "save_checkpoint",
+    "step",
     "train",
 ]
 
@@ -67,7 +74,7 @@ __all__ += [
 def __getattr__(name):
     # `diffsim.envs.Pendulum()` after a bare `import diffsim`, without the core importing
     # any env (or matplotlib) until asked.
-    if name in ("envs", "controllers", "plotting"):
+    if name in ("envs", "controllers", "plotting", "rl"):
         import importlib
 
         return importlib.import_module(f"diffsim.{name}")

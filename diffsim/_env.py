@@ -3,33 +3,61 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.random as jr
 import numpy as np
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from ._errors import DiffsimError
 from ._spaces import AbstractActionSpace
+from ._transitions import AbstractTransition
 
 
 class AbstractEnv(eqx.Module):
     """A controlled ODE ``dy/dt = vector_field(t, y, u)`` with a cost to minimise.
 
-    Physical parameters are array fields, so an env is a pytree: ``eqx.filter_grad`` with
-    respect to it is system identification, ``eqx.filter_vmap`` over a batch of envs is
-    domain randomisation. Static choices (a discretisation variant) are static fields.
+    Physical parameters are array fields (:func:`parameter`), so an env is a pytree:
+    ``eqx.filter_grad`` with respect to it is system identification, ``eqx.filter_vmap``
+    over a batch of envs is domain randomisation. Static choices are static fields.
 
-    Subclasses implement ``vector_field``, ``initial_state``, ``running_cost`` and the
-    abstract attributes; every other method has a default that may be overridden.
-    Time ``t`` is seconds since the episode started.
+    Subclasses implement ``vector_field``, ``initial_state``, ``running_cost``,
+    ``action_space`` and the three abstract attributes below; ``observe``,
+    ``terminal_cost``, ``termination`` and ``draw`` have defaults that may be overridden.
+    Time ``t`` is seconds since the episode started; states ``y`` have shape ``(n,)``,
+    controls ``u`` shape ``(m,)``.
+
+    Example (a point mass lifted against gravity)::
+
+        class Rocket(diffsim.AbstractEnv):
+            mass: Float[Array, ""] = diffsim.parameter(2.0)
+            control_dt: float = 0.1
+            episode_steps: int = 100
+            transition: diffsim.AbstractTransition = diffsim.ODEStep()
+            action_space = property(lambda self: diffsim.Box(0.0, 40.0))
+
+            def vector_field(self, t, y, u):
+                return jnp.stack([y[1], u[0] / self.mass - 9.81])
+
+            def initial_state(self, key):
+                return jnp.zeros(2)
+
+            def running_cost(self, t, y, u):
+                return (y[0] - 10.0) ** 2
     """
 
     control_dt: eqx.AbstractVar[float]
     """Seconds between control updates (the zero-order-hold interval)."""
     episode_steps: eqx.AbstractVar[int]
     """Control steps in one episode."""
+    transition: eqx.AbstractVar[AbstractTransition]
+    """How the state advances over one control interval, e.g. ``diffsim.ODEStep()``."""
+
+    def __check_init__(self):
+        check_positive(**_positive_parameters(self))
 
     @property
     @abc.abstractmethod
@@ -38,43 +66,33 @@ class AbstractEnv(eqx.Module):
 
     @abc.abstractmethod
     def vector_field(
-        self, t: Scalar, y: Float[Array, " n"], u: Float[Array, " m"]
+        self, t: Float[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
     ) -> Float[Array, " n"]:
         """The time derivative of the state ``y`` under control ``u`` (state units per s)."""
 
     @abc.abstractmethod
     def initial_state(self, key: PRNGKeyArray) -> Float[Array, " n"]:
-        """A state drawn from the start distribution."""
+        """A state drawn from the start distribution, shape ``(n,)``."""
 
     @abc.abstractmethod
-    def running_cost(self, t: Scalar, y: Float[Array, " n"], u: Float[Array, " m"]) -> Scalar:
+    def running_cost(
+        self, t: Float[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
+    ) -> Float[Array, ""]:
         """The cost charged for one control step taken from ``y`` with control ``u``
         (RL reward is its negative)."""
 
     def observe(self, y: Float[Array, " n"]) -> Float[Array, " o"]:
-        """What a controller sees of the state (default: the state itself)."""
+        """What a controller sees of the state, shape ``(o,)`` (default: the state)."""
         return y
 
-    def terminal_cost(self, y: Float[Array, " n"]) -> Scalar:
-        """Cost charged once at the state where an episode ends (default 0)."""
+    def terminal_cost(self, y: Float[Array, " n"]) -> Float[Array, ""]:
+        """Cost charged once at the state where an episode ends, by termination or at the
+        horizon of ``episode_steps`` (default 0)."""
         return jnp.zeros((), y.dtype)
 
     def termination(self, y: Float[Array, " n"]) -> Bool[Array, ""]:
         """Whether the episode ends after the step that reached ``y`` (default: never)."""
         return jnp.array(False)
-
-    def discrete_step(
-        self, t: Scalar, y: Float[Array, " n"], u: Float[Array, " m"]
-    ) -> Float[Array, " n"]:
-        """An env's own exact map over one control interval (e.g. gym's discretisation),
-        used by :class:`diffsim.EnvDiscretisation`. Envs without one need not define it."""
-        raise NotImplementedError(f"{type(self).__name__} defines no discrete_step")
-
-    def default_integrator(self):
-        """The integrator a rollout uses when none is given."""
-        from ._integrators import FixedStep
-
-        return FixedStep()
 
     def draw(self, y: Float[Array, " n"]) -> list[Float[Array, "p 2"]]:
         """Polylines (x, y in metres) that picture the state, for animations."""
@@ -82,28 +100,74 @@ class AbstractEnv(eqx.Module):
 
     @property
     def state_size(self) -> int:
-        return jax.eval_shape(self.initial_state, jax.random.key(0)).shape[0]
+        """``n``, the length of a state."""
+        return jax.eval_shape(self.initial_state, jr.key(0)).shape[0]
 
     @property
     def observation_size(self) -> int:
-        y = jax.eval_shape(self.initial_state, jax.random.key(0))
+        """``o``, the length of an observation."""
+        y = jax.eval_shape(self.initial_state, jr.key(0))
         return jax.eval_shape(self.observe, y).shape[0]
 
 
-def check_positive(**parameters) -> None:
-    """Raise :class:`DiffsimError` for a non-positive or non-finite physical parameter.
+def check_positive(**parameters: ArrayLike) -> dict[str, Array]:
+    """Check that physical parameters are positive and finite, named by their keywords,
+    e.g. ``check_positive(control_dt=self.control_dt)``.
 
-    Traced values (inside ``jit``/``vmap``) cannot be checked and are skipped.
+    Concrete values raise :class:`DiffsimError` at once. Traced values (an env built
+    inside ``jit`` or ``vmap``) cannot be checked before the computation runs: they are
+    returned wrapped in ``eqx.error_if``, whose check fires when the returned value is used
+    (as equinox's runtime error, carrying the same message). Fields declared with
+    ``parameter(..., positive=True)`` are checked both ways by the core.
+
+    Returns:
+        The values by name, traced ones carrying their check.
     """
+    checked = {}
     for name, value in parameters.items():
         if isinstance(value, jax.core.Tracer):
+            bad = ~jnp.all(jnp.isfinite(value) & (value > 0))
+            checked[name] = eqx.error_if(value, bad, f"{name} must be positive and finite")
             continue
         array = np.asarray(value)
         if not np.all(np.isfinite(array)) or np.any(array <= 0):
             raise DiffsimError(f"{name} must be positive and finite, got {value}")
+        checked[name] = value
+    return checked
 
 
-def parameter(default: float):
+def parameter(default: float, *, positive: bool = False):
     """A physical-parameter field: stored as a JAX array so that the env is a pytree one
-    can differentiate and vmap over (``eqx.field`` with an array converter)."""
-    return eqx.field(default=default, converter=jnp.asarray)
+    can differentiate and vmap over (``eqx.field`` with an array converter).
+
+    ``positive=True`` declares a quantity that must be positive and finite (a mass, a
+    length): checked when the env is built and, for values traced under ``jit`` or
+    ``vmap``, by every :func:`diffsim.step` and :func:`diffsim.rollout`.
+    """
+    return eqx.field(default=default, converter=jnp.asarray, metadata={"positive": positive})
+
+
+def _positive_parameters(env: AbstractEnv) -> dict[str, ArrayLike]:
+    return {
+        field.name: getattr(env, field.name)
+        for field in dataclasses.fields(env)
+        if field.metadata.get("positive", False)
+    }
+
+
+def with_parameter_checks(env: AbstractEnv) -> AbstractEnv:
+    """``env`` with its traced positive parameters wrapped in their runtime checks."""
+    traced = {
+        name: value
+        for name, value in _positive_parameters(env).items()
+        if isinstance(value, jax.core.Tracer)
+    }
+    if not traced:
+        return env
+    checked = check_positive(**traced)
+    names = tuple(checked)
+    return eqx.tree_at(
+        lambda e: tuple(getattr(e, name) for name in names),
+        env,
+        tuple(checked[name] for name in names),
+    )

@@ -11,12 +11,12 @@ from jaxtyping import Array, Float
 
 from ._env import AbstractEnv
 from ._errors import DiffsimError
-from ._integrators import AbstractIntegrator
 from ._rollout import Controller, rollout
 
 
 class Evaluation(eqx.Module):
-    """Returns of ``episodes`` evaluation episodes and their summary."""
+    """Returns of ``episodes`` evaluation episodes and their summary: ``returns`` and
+    ``lengths`` (control steps) have shape ``(episodes,)``; ``seed`` drew the start states."""
 
     returns: Float[Array, " episodes"]
     lengths: Float[Array, " episodes"]
@@ -62,8 +62,8 @@ def initial_states(env: AbstractEnv, episodes: int, seed: int) -> Float[Array, "
 
 
 @eqx.filter_jit
-def _episode_returns(env, controller, states, integrator):
-    trajectories = jax.vmap(lambda y: rollout(env, controller, y, integrator=integrator))(states)
+def _episode_returns(env, controller, states):
+    trajectories = jax.vmap(lambda y: rollout(env, controller, y))(states)
     return trajectories.episode_return, trajectories.length
 
 
@@ -73,18 +73,18 @@ def evaluate(
     *,
     episodes: int = 1000,
     seed: int = 0,
-    integrator: AbstractIntegrator | None = None,
 ) -> Evaluation:
-    """Run ``episodes`` full episodes of the deterministic policy from fixed start states.
+    """Run ``episodes`` full episodes of the deterministic policy from the fixed start
+    states :func:`initial_states` ``(env, episodes, seed)``.
 
-    Discrete action spaces take hard arg-max choices. Raises :class:`DiffsimError` if a
-    return is NaN or infinite (the simulation diverged).
+    Discrete action spaces take hard arg-max choices. Returns include the terminal cost.
+    Raises :class:`DiffsimError` if a return is NaN or infinite (the simulation diverged).
+
+    Example: ``diffsim.evaluate(env, policy, episodes=1000, seed=0).summary()``.
     """
     if episodes < 1:
         raise DiffsimError(f"episodes must be at least 1, got {episodes}")
-    returns, lengths = _episode_returns(
-        env, controller, initial_states(env, episodes, seed), integrator
-    )
+    returns, lengths = _episode_returns(env, controller, initial_states(env, episodes, seed))
     if not bool(jnp.all(jnp.isfinite(returns))):
         bad = int(jnp.sum(~jnp.isfinite(returns)))
         raise DiffsimError(f"{bad} of {episodes} evaluation episodes gave a non-finite return")

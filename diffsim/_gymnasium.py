@@ -10,14 +10,13 @@ import numpy as np
 from . import rl
 from ._env import AbstractEnv
 from ._errors import DiffsimError
-from ._integrators import AbstractIntegrator
 from ._spaces import Discrete
 
 
 class GymnasiumEnv(gymnasium.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, env: AbstractEnv, integrator: AbstractIntegrator | None):
+    def __init__(self, env: AbstractEnv):
         self.env = env
         space = env.action_space
         if isinstance(space, Discrete):
@@ -30,9 +29,7 @@ class GymnasiumEnv(gymnasium.Env):
             -np.inf, np.inf, (env.observation_size,), np.float32
         )
         self._reset = jax.jit(lambda key: rl.reset(env, key))
-        self._step = jax.jit(
-            lambda state, action: rl.step(env, state, action, integrator=integrator)
-        )
+        self._step = jax.jit(lambda state, action: rl.step(env, state, action))
         self._observe = jax.jit(lambda y: env.observe(y))
         self._state = None
 

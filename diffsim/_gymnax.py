@@ -9,7 +9,6 @@ from gymnax.environments import environment, spaces
 
 from . import rl
 from ._env import AbstractEnv
-from ._integrators import AbstractIntegrator
 from ._spaces import Box, Discrete
 
 
@@ -21,18 +20,15 @@ class GymnaxParams(eqx.Module):
 
 
 class GymnaxEnv(environment.Environment):
-    def __init__(self, env: AbstractEnv, integrator: AbstractIntegrator | None):
+    def __init__(self, env: AbstractEnv):
         self._env = env
-        self._integrator = integrator
 
     @property
     def default_params(self) -> GymnaxParams:
         return GymnaxParams(env=self._env, max_steps_in_episode=self._env.episode_steps)
 
     def step_env(self, key, state, action, params):
-        observation, state, reward, terminated, truncated = rl.step(
-            params.env, state, action, integrator=self._integrator
-        )
+        observation, state, reward, terminated, truncated = rl.step(params.env, state, action)
         info = {"discount": 1.0 - terminated.astype(reward.dtype), "truncated": truncated}
         return (
             jax.lax.stop_gradient(observation),

@@ -9,121 +9,138 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Bool, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from ._env import AbstractEnv
+from ._env import AbstractEnv, with_parameter_checks
 from ._errors import DiffsimError
-from ._integrators import AbstractIntegrator, EnvDiscretisation
 from ._spaces import AbstractEstimator
 
-Controller = Callable[[Scalar, Float[Array, " o"]], Float[Array, " k"]]
-"""Anything callable as ``controller(t, observation) -> output``."""
+Controller = Callable[[Float[Array, ""], Float[Array, " o"]], Float[Array, " k"]]
+"""Anything callable as ``controller(t, observation) -> output``: ``t`` in s, an
+observation of shape ``(o,)``, an output of shape ``(k,)`` (``env.action_space``'s
+``controller_size``)."""
 
 
-class HeldControl(eqx.Module):
-    """The env's vector field under a control held constant over the interval (``args``)."""
+def control(
+    env: AbstractEnv,
+    controller: Controller,
+    t: Float[ArrayLike, ""],
+    y: Float[Array, " n"],
+    estimator: AbstractEstimator | None = None,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, " m"]:
+    """The control ``u`` (shape ``(m,)``) that ``controller`` applies in state ``y`` at time
+    ``t`` (s): it sees ``env.observe(y)``, and its output becomes a control through
+    ``env.action_space`` (hard arg-max choices for discrete spaces when ``estimator`` is
+    ``None``)."""
+    output = controller(t, env.observe(y))
+    return env.action_space.to_control(output, estimator, key=key)
 
-    env: AbstractEnv
 
-    def __call__(self, t, y, u):
-        return self.env.vector_field(t, y, u)
+class ClosedLoop(eqx.Module):
+    """An env with its controller inside the vector field (continuous feedback): the
+    control is recomputed from the state at every solver stage, not held over the interval.
 
-
-class Feedback(eqx.Module):
-    """The closed loop with the controller inside the vector field (continuous feedback)."""
+    It has the ``vector_field`` and ``control_dt`` a transition integrates, so
+    ``env.transition(ClosedLoop(...), t, y, u)`` advances the closed loop (``u`` unused).
+    ``key`` feeds a stochastic estimator, fixed over the interval.
+    """
 
     env: AbstractEnv
     controller: Controller
-    estimator: AbstractEstimator | None
+    estimator: AbstractEstimator | None = None
+    key: PRNGKeyArray | None = None
 
-    def control(self, t, y, key=None):
-        output = self.controller(t, self.env.observe(y))
-        return self.env.action_space.to_control(output, self.estimator, key=key)
+    @property
+    def control_dt(self) -> float:
+        return self.env.control_dt
 
-    def __call__(self, t, y, args):
-        return self.env.vector_field(t, y, self.control(t, y, args))
+    def vector_field(
+        self, t: Float[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
+    ) -> Float[Array, " n"]:
+        u = control(self.env, self.controller, t, y, self.estimator, self.key)
+        return self.env.vector_field(t, y, u)
 
 
 class Trajectory(eqx.Module):
-    """A simulated episode (or window), leading axes are batch axes when vmapped.
+    """A simulated episode (or window of one); leading axes are batch axes when vmapped.
 
-    ``alive[i]`` says whether the episode was still running when step ``i`` began; costs
-    of later steps are not counted and states after termination stay frozen.
+    ``alive[i]`` says whether the episode was still running when step ``i`` began; costs of
+    later steps are not counted and states after a termination stay frozen.
+    ``terminal_cost`` is the env's terminal cost at the state where the episode ended
+    (termination, or the horizon of ``episode_steps``), 0 if it did not end in the window.
     """
 
-    times: Float[Array, " T+1"]
-    states: Float[Array, "T+1 n"]
-    controls: Float[Array, "T m"]
-    costs: Float[Array, " T"]
-    alive: Bool[Array, " T"]
-    terminated: Bool[Array, ""]
+    times: Float[Array, "*batch T+1"]
+    states: Float[Array, "*batch T+1 n"]
+    controls: Float[Array, "*batch T m"]
+    costs: Float[Array, "*batch T"]
+    alive: Bool[Array, "*batch T"]
+    terminated: Bool[Array, "*batch"]
+    terminal_cost: Float[Array, "*batch"]
 
     @property
-    def final_state(self) -> Float[Array, " n"]:
+    def final_state(self) -> Float[Array, "*batch n"]:
         return self.states[..., -1, :]
 
     @property
-    def total_cost(self) -> Float[Array, ""]:
-        """Summed running cost over the steps taken (terminal cost not included)."""
-        return jnp.sum(jnp.where(self.alive, self.costs, 0.0), axis=-1)
+    def total_cost(self) -> Float[Array, "*batch"]:
+        """Running costs of the steps taken plus the terminal cost, if charged."""
+        return jnp.sum(jnp.where(self.alive, self.costs, 0.0), axis=-1) + self.terminal_cost
 
     @property
-    def episode_return(self) -> Float[Array, ""]:
+    def episode_return(self) -> Float[Array, "*batch"]:
         """RL-style return: minus the total cost."""
         return -self.total_cost
 
     @property
-    def length(self) -> Float[Array, ""]:
-        """Number of steps taken before termination (or the horizon)."""
+    def length(self) -> Int[Array, "*batch"]:
+        """Number of steps taken before termination (or the end of the window)."""
         return jnp.sum(self.alive, axis=-1)
 
 
-def _integrator_for(env: AbstractEnv, integrator: AbstractIntegrator | None):
-    return env.default_integrator() if integrator is None else integrator
-
-
-def _check_state(env: AbstractEnv, y: Array, name: str) -> Array:
-    expected = jax.eval_shape(env.initial_state, jr.key(0)).shape
-    if jnp.shape(y) != expected:
+def _check_state(env: AbstractEnv, y: ArrayLike, name: str) -> Float[Array, " n"]:
+    if jnp.shape(y) != (env.state_size,):
         raise DiffsimError(
             f"{name} has shape {jnp.shape(y)} but {type(env).__name__} states have shape "
-            f"{expected} (use jax.vmap for batches)"
+            f"({env.state_size},) (use jax.vmap for batches)"
         )
+    y = jnp.asarray(y)
     return eqx.error_if(y, ~jnp.all(jnp.isfinite(y)), f"{name} contains NaN or inf")
 
 
 def step(
     env: AbstractEnv,
-    t: Scalar,
+    t: Float[ArrayLike, ""],
     y: Float[Array, " n"],
     u: Float[Array, " m"],
-    *,
-    integrator: AbstractIntegrator | None = None,
-) -> tuple[Float[Array, " n"], Scalar, Bool[Array, ""]]:
-    """One control interval under zero-order hold: the transition RL sees.
+) -> tuple[Float[Array, " n"], Float[Array, ""], Bool[Array, ""]]:
+    """One control interval under zero-order hold, through ``env.transition``: the
+    transition RL sees and the one ``rollout`` scans.
 
     Args:
+        env: the environment.
         t: time since the episode started (s).
         y: state, shape ``(n,)``.
-        u: applied control, shape ``(m,)`` (see ``env.action_space.from_action`` to map
-            an RL action to it).
+        u: applied control, shape ``(m,)`` (``env.action_space.from_action`` maps an RL
+            action to it).
 
     Returns:
-        ``(next_state, cost, terminated)``; the cost is charged at ``(t, y, u)``.
+        ``(next_state, cost, terminated)``: the next state, shape ``(n,)``, the running
+        cost charged at ``(t, y, u)``, and whether the next state ends the episode.
     """
-    integrator = _integrator_for(env, integrator)
-    y_next = integrator.integrate(HeldControl(env), t, t + env.control_dt, y, u)
+    env = with_parameter_checks(env)
+    y_next = env.transition(env, t, y, u)
     return y_next, env.running_cost(t, y, u), env.termination(y_next)
 
 
 def rollout(
     env: AbstractEnv,
     controller: Controller,
-    y0: Float[Array, " n"],
+    y0: Float[ArrayLike, " n"],
     *,
     num_steps: int | None = None,
-    t0: Scalar = 0.0,
-    integrator: AbstractIntegrator | None = None,
+    start_step: int | Int[Array, ""] = 0,
     mode: Literal["zoh", "feedback"] = "zoh",
     estimator: AbstractEstimator | None = None,
     key: PRNGKeyArray | None = None,
@@ -131,59 +148,65 @@ def rollout(
     """Simulate the closed loop from ``y0`` for ``num_steps`` control intervals.
 
     Args:
-        env: the environment.
+        env: the environment; ``env.transition`` advances each interval.
         controller: ``controller(t, observation) -> output``; outputs become controls
             through ``env.action_space``.
         y0: initial state, shape ``(n,)``; vmap for batches.
-        num_steps: control steps (default ``env.episode_steps``).
-        t0: time at ``y0`` since the episode started (s).
-        integrator: how each interval is solved (default ``env.default_integrator()``).
+        num_steps: control steps (default ``env.episode_steps - start_step``).
+        start_step: the episode's step count at ``y0`` (time ``start_step * control_dt``
+            s), so a window that continues an episode keeps its clock and its horizon.
         mode: ``"zoh"`` holds the control over each interval (gym-like);
-            ``"feedback"`` puts the controller inside the vector field (continuous time).
-            Costs and recorded controls are taken at the control instants in both.
+            ``"feedback"`` integrates the :class:`ClosedLoop`, the controller inside the
+            vector field (continuous time). Costs and recorded controls are taken at the
+            control instants in both.
         estimator: differentiable estimator for discrete action spaces (training);
             ``None`` takes hard arg-max choices (evaluation).
         key: randomness for stochastic estimators.
 
     Returns:
-        A :class:`Trajectory` with ``num_steps + 1`` states.
+        A :class:`Trajectory` with ``num_steps + 1`` states. The terminal cost is charged
+        once, at the step where the episode terminates or reaches ``env.episode_steps``.
     """
-    num_steps = env.episode_steps if num_steps is None else num_steps
-    integrator = _integrator_for(env, integrator)
-    if mode == "feedback" and isinstance(integrator, EnvDiscretisation):
-        raise DiffsimError("EnvDiscretisation is a zero-order-hold map: use mode='zoh'")
     if mode not in ("zoh", "feedback"):
         raise DiffsimError(f"mode must be 'zoh' or 'feedback', got {mode!r}")
+    if num_steps is None:
+        if not isinstance(start_step, int):
+            raise DiffsimError("pass num_steps when start_step is traced")
+        num_steps = env.episode_steps - start_step
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise DiffsimError(f"num_steps must be a positive integer, got {num_steps!r}")
+    if estimator is not None and estimator.needs_key and key is None:
+        raise DiffsimError(f"{type(estimator).__name__} needs key= in rollout")
+    env = with_parameter_checks(env)
     y0 = _check_state(env, y0, "initial state")
-    if key is None:
-        if estimator is not None and estimator.needs_key:
-            raise DiffsimError(f"{type(estimator).__name__} needs key= in rollout")
-        keys = None
-    else:
-        keys = jr.split(key, num_steps)
-    t0 = jnp.asarray(t0, y0.dtype)
-    closed_loop = Feedback(env, controller, estimator)
+    keys = None if key is None else jr.split(key, num_steps)
+    dt = jnp.asarray(env.control_dt, y0.dtype)
 
     def body(carry, step_key):
-        t, y, alive = carry
-        u = closed_loop.control(t, y, step_key)
+        k, y, alive, terminal_cost = carry
+        t = k * dt
+        u = control(env, controller, t, y, estimator, step_key)
         if mode == "zoh":
-            y_next, cost, done = step(env, t, y, u, integrator=integrator)
+            y_next, cost, done = step(env, t, y, u)
         else:
-            y_next = integrator.integrate(closed_loop, t, t + env.control_dt, y, step_key)
+            y_next = env.transition(ClosedLoop(env, controller, estimator, step_key), t, y, u)
             cost, done = env.running_cost(t, y, u), env.termination(y_next)
+        ends = alive & (done | (k + 1 == env.episode_steps))
+        terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
         y_next = jnp.where(alive, y_next, y)
-        return (t + env.control_dt, y_next, alive & ~done), (y_next, u, cost, alive)
+        return (k + 1, y_next, alive & ~done, terminal_cost), (y_next, u, cost, alive)
 
-    (_, _, still_alive), (ys, us, costs, alive) = jax.lax.scan(
-        body, (t0, y0, jnp.array(True)), keys, length=num_steps
+    start = jnp.asarray(start_step, jnp.int32)
+    init = (start, y0, jnp.array(True), jnp.zeros((), y0.dtype))
+    (_, _, still_alive, terminal_cost), (ys, us, costs, alive) = jax.lax.scan(
+        body, init, keys, length=num_steps
     )
-    times = t0 + env.control_dt * jnp.arange(num_steps + 1, dtype=y0.dtype)
     return Trajectory(
-        times=times,
+        times=(start + jnp.arange(num_steps + 1)) * dt,
         states=jnp.concatenate([y0[None], ys]),
         controls=us,
         costs=costs,
         alive=alive,
         terminated=~still_alive,
+        terminal_cost=terminal_cost,
     )

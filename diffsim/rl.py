@@ -1,5 +1,6 @@
 """The RL bridge: any diffsim env as a functional ``reset``/``step`` env, a gymnax
-``Environment`` (for rejax / PureJaxRL baselines) or a ``gymnasium.Env``.
+``Environment`` (for rejax / PureJaxRL baselines) or a ``gymnasium.Env``; and a trained
+rejax agent back as a diffsim controller (:func:`policy_from_rejax`).
 
 Every adapter goes through :func:`diffsim.step`, so RL agents see exactly the dynamics that
 differentiable training integrates. Rewards are minus the env's running cost; an episode is
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from ._env import AbstractEnv
-from ._integrators import AbstractIntegrator
 from ._rollout import step as _control_step
 
 
@@ -33,9 +33,7 @@ def reset(env: AbstractEnv, key: PRNGKeyArray) -> tuple[Float[Array, " o"], EnvS
 def step(
     env: AbstractEnv,
     state: EnvState,
-    action,
-    *,
-    integrator: AbstractIntegrator | None = None,
+    action: Int[ArrayLike, ""] | Float[ArrayLike, " m"],
 ) -> tuple[Float[Array, " o"], EnvState, Float[Array, ""], Bool[Array, ""], Bool[Array, ""]]:
     """One RL step: ``(observation, state, reward, terminated, truncated)``.
 
@@ -44,13 +42,13 @@ def step(
     """
     u = env.action_space.from_action(action)
     t = state.steps * env.control_dt
-    y, cost, terminated = _control_step(env, t, state.y, u, integrator=integrator)
+    y, cost, terminated = _control_step(env, t, state.y, u)
     state = EnvState(y=y, steps=state.steps + 1)
     truncated = (state.steps >= env.episode_steps) & ~terminated
     return env.observe(y), state, -cost, terminated, truncated
 
 
-def to_gymnax(env: AbstractEnv, *, integrator: AbstractIntegrator | None = None):
+def to_gymnax(env: AbstractEnv):
     """A gymnax ``Environment`` whose default ``params`` is the diffsim env itself (wrapped
     with ``max_steps_in_episode``), so a batch of envs can be passed as params.
 
@@ -58,15 +56,25 @@ def to_gymnax(env: AbstractEnv, *, integrator: AbstractIntegrator | None = None)
     """
     from ._gymnax import GymnaxEnv
 
-    return GymnaxEnv(env, integrator)
+    return GymnaxEnv(env)
 
 
-def to_gymnasium(env: AbstractEnv, *, integrator: AbstractIntegrator | None = None):
+def to_gymnasium(env: AbstractEnv):
     """A ``gymnasium.Env`` with NumPy observations, jitted transitions and the
     time limit built in. ``reset(options={"state": y})`` starts from a given state."""
     from ._gymnasium import GymnasiumEnv
 
-    return GymnasiumEnv(env, integrator)
+    return GymnasiumEnv(env)
 
 
-__all__ = ["EnvState", "reset", "step", "to_gymnasium", "to_gymnax"]
+def policy_from_rejax(algo, train_state):
+    """The deterministic policy of a trained rejax agent as a diffsim controller, so that
+    :func:`diffsim.evaluate` scores it by the very protocol used for differentiable
+    training (see :class:`diffsim._rejax.RejaxPolicy` for what "deterministic" means per
+    algorithm). Needs the ``rl`` extra."""
+    from ._rejax import policy_from_rejax as _policy_from_rejax
+
+    return _policy_from_rejax(algo, train_state)
+
+
+__all__ = ["EnvState", "policy_from_rejax", "reset", "step", "to_gymnasium", "to_gymnax"]

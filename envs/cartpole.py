@@ -4,22 +4,23 @@ an ODE: balancing with discrete pushes, a continuous-force variant and the swing
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Literal
 
-import diffrax as dfx
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, Scalar
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 from diffsim import (
     AbstractEnv,
+    AbstractTransition,
     Box,
     DiffsimError,
     Discrete,
-    EnvDiscretisation,
-    FixedStep,
+    Dynamics,
+    ODEStep,
     Recipe,
     StraightThrough,
     Trajectory,
@@ -57,40 +58,30 @@ class CartPole(AbstractEnv):
             (index 1, ``+force``), a :class:`diffsim.Discrete` space whose estimators
             (straight-through, Gumbel-softmax) make training differentiable.
             ``"continuous"``: any force in ``[-force, force]`` (a :class:`diffsim.Box`).
-        discretisation: ``"ode"`` integrates the ODE (default integrator: one Tsit5 (5th-order
-            Runge-Kutta) step per control interval); ``"gym"`` is gymnasium's explicit Euler
-            step, identical step for step to CartPole-v1 (the headline setting).
+        transition: how a control interval is integrated: by default one Tsit5 (5th-order
+            Runge-Kutta) step of the ODE (``ODEStep()``); :class:`GymEuler` is gymnasium's
+            explicit Euler step, identical step for step to CartPole-v1 (the headline
+            setting).
     """
 
-    g: Float[Array, ""] = parameter(9.8)
-    cart_mass: Float[Array, ""] = parameter(1.0)
-    pole_mass: Float[Array, ""] = parameter(0.1)
-    half_length: Float[Array, ""] = parameter(0.5)
-    force: Float[Array, ""] = parameter(10.0)
-    x_threshold: Float[Array, ""] = parameter(2.4)
-    theta_threshold: Float[Array, ""] = parameter(THETA_THRESHOLD)
+    g: Float[Array, ""] = parameter(9.8, positive=True)
+    cart_mass: Float[Array, ""] = parameter(1.0, positive=True)
+    pole_mass: Float[Array, ""] = parameter(0.1, positive=True)
+    half_length: Float[Array, ""] = parameter(0.5, positive=True)
+    force: Float[Array, ""] = parameter(10.0, positive=True)
+    x_threshold: Float[Array, ""] = parameter(2.4, positive=True)
+    theta_threshold: Float[Array, ""] = parameter(THETA_THRESHOLD, positive=True)
+    transition: AbstractTransition = ODEStep()
     task: Literal["balance", "swingup"] = eqx.field(static=True, default="balance")
     action: Literal["discrete", "continuous"] = eqx.field(static=True, default="discrete")
-    discretisation: Literal["ode", "gym"] = eqx.field(static=True, default="ode")
     control_dt: float = eqx.field(static=True, default=0.02)
     episode_steps: int = eqx.field(static=True, default=500)
 
     def __check_init__(self):
-        check_positive(
-            g=self.g,
-            cart_mass=self.cart_mass,
-            pole_mass=self.pole_mass,
-            half_length=self.half_length,
-            force=self.force,
-            x_threshold=self.x_threshold,
-            theta_threshold=self.theta_threshold,
-            control_dt=self.control_dt,
-            episode_steps=self.episode_steps,
-        )
+        check_positive(control_dt=self.control_dt, episode_steps=self.episode_steps)
         for name, value, allowed in (
             ("task", self.task, ("balance", "swingup")),
             ("action", self.action, ("discrete", "continuous")),
-            ("discretisation", self.discretisation, ("ode", "gym")),
         ):
             if value not in allowed:
                 raise DiffsimError(f"{name} must be one of {allowed}, got {value!r}")
@@ -118,14 +109,6 @@ class CartPole(AbstractEnv):
         x_acc, theta_acc = self._accelerations(y, u[0])
         return jnp.stack([y[1], x_acc, y[3], theta_acc])
 
-    def discrete_step(self, t, y, u):
-        return y + self.control_dt * self.vector_field(t, y, u)
-
-    def default_integrator(self):
-        if self.discretisation == "gym":
-            return EnvDiscretisation()
-        return FixedStep(dfx.Tsit5(), substeps=1)
-
     def initial_state(self, key):
         y = jr.uniform(key, (4,), minval=-0.05, maxval=0.05)
         if self.task == "swingup":
@@ -138,7 +121,7 @@ class CartPole(AbstractEnv):
             return jnp.stack([x, x_dot, jnp.cos(theta), jnp.sin(theta), theta_dot])
         return y
 
-    def upright(self, y: Float[Array, " 4"]) -> Array:
+    def upright(self, y: Float[Array, " 4"]) -> Bool[Array, ""]:
         """Whether the pole is within ``theta_threshold`` of upright (any number of turns)."""
         return jnp.cos(y[2]) >= jnp.cos(self.theta_threshold)
 
@@ -148,7 +131,7 @@ class CartPole(AbstractEnv):
             return off_track
         return off_track | (jnp.abs(y[2]) > self.theta_threshold)
 
-    def running_cost(self, t, y, u) -> Scalar:
+    def running_cost(self, t, y, u):
         if self.task == "swingup":
             return -self.upright(y).astype(y.dtype)
         return -jnp.ones((), y.dtype)
@@ -175,6 +158,29 @@ class CartPole(AbstractEnv):
             [jnp.stack([-self.x_threshold, 0.0 * x]), jnp.stack([self.x_threshold, 0.0 * x])]
         )
         return [track, cart, jnp.stack([hinge, tip])]
+
+
+class GymEuler(AbstractTransition):
+    """Gymnasium CartPole-v1's own step: one explicit Euler step of the ODE over the
+    control interval, in gym's order of operations. A zero-order-hold map of the
+    :class:`CartPole` only.
+
+    Example: ``CartPole(transition=GymEuler())``.
+    """
+
+    def __call__(
+        self,
+        dynamics: Dynamics,
+        t: Float[ArrayLike, ""],
+        y: Float[Array, " 4"],
+        u: Float[Array, " 1"],
+    ) -> Float[Array, " 4"]:
+        if not isinstance(dynamics, CartPole):
+            raise DiffsimError(
+                f"GymEuler is a zero-order-hold map of the CartPole, not of "
+                f"{type(dynamics).__name__} (continuous feedback needs an ODE transition)"
+            )
+        return y + dynamics.control_dt * dynamics.vector_field(t, y, u)
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,9 +237,9 @@ def balance_controller(env: CartPole, key) -> Mirrored:
 
 recipe = Recipe(
     name="cartpole",
-    make_env=lambda: CartPole(discretisation="gym"),
+    make_env=lambda: CartPole(transition=GymEuler()),
     make_controller=balance_controller,
-    make_optimiser=adam_cosine(3e-2),
+    make_optimiser=functools.partial(adam_cosine, 3e-2),
     iterations=150,
     quick_iterations=50,
     train_options=dict(
@@ -255,7 +261,7 @@ post carried one), Adam at 3e-2 (the post's rate) with cosine decay and clipping
 continuous_recipe = dataclasses.replace(
     recipe,
     name="cartpole-continuous",
-    make_env=lambda: CartPole(discretisation="gym", action="continuous"),
+    make_env=lambda: CartPole(transition=GymEuler(), action="continuous"),
     train_options={k: v for k, v in recipe.train_options.items() if k != "estimator"},
 )
 """``diffsim train cartpole-continuous``: the same set-up with any force in
@@ -278,7 +284,7 @@ swingup_recipe = Recipe(
     name="cartpole-swingup",
     make_env=lambda: CartPole(task="swingup", action="continuous"),
     make_controller=swingup_controller,
-    make_optimiser=adam_cosine(3e-3),
+    make_optimiser=functools.partial(adam_cosine, 3e-3),
     iterations=1000,
     quick_iterations=5,
     train_options=dict(

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
 
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from diffsim import (
     AbstractEnv,
+    AbstractTransition,
     Box,
-    EnvDiscretisation,
-    FixedStep,
+    DiffsimError,
+    Dynamics,
+    ODEStep,
     Recipe,
     adam_cosine,
     check_positive,
@@ -41,29 +43,28 @@ class Pendulum(AbstractEnv):
     acceleration cut off where it would push ``|theta_dot|`` beyond ``max_speed``.
 
     Args:
-        discretisation: ``"ode"`` integrates the ODE (default integrator: 4 Tsit5 steps per
-            control interval); ``"gym"`` uses gymnasium's own semi-implicit Euler step with
-            its speed clip, step for step identical to Pendulum-v1.
+        transition: how a control interval is integrated: by default 4 Tsit5 steps of the
+            ODE (``ODEStep(substeps=4)``); :class:`GymEuler` is gymnasium's own
+            semi-implicit Euler step with its speed clip, step for step identical to
+            Pendulum-v1.
         clip_torque: ``False`` gives the 2019 post's variant with unlimited torque
             (not comparable with Pendulum-v1 results; never used for headline numbers).
     """
 
-    g: Float[Array, ""] = parameter(10.0)
-    m: Float[Array, ""] = parameter(1.0)
-    l: Float[Array, ""] = parameter(1.0)
-    max_speed: Float[Array, ""] = parameter(8.0)
+    g: Float[Array, ""] = parameter(10.0, positive=True)
+    m: Float[Array, ""] = parameter(1.0, positive=True)
+    l: Float[Array, ""] = parameter(1.0, positive=True)
+    max_speed: Float[Array, ""] = parameter(8.0, positive=True)
     max_torque: Float[Array, ""] = parameter(2.0)
-    discretisation: Literal["ode", "gym"] = eqx.field(static=True, default="ode")
+    transition: AbstractTransition = ODEStep(substeps=4)
     clip_torque: bool = eqx.field(static=True, default=True)
     control_dt: float = eqx.field(static=True, default=0.05)
     episode_steps: int = eqx.field(static=True, default=200)
 
     def __check_init__(self):
-        check_positive(g=self.g, m=self.m, l=self.l, max_speed=self.max_speed)
+        check_positive(control_dt=self.control_dt, episode_steps=self.episode_steps)
         if self.clip_torque:
             check_positive(max_torque=self.max_torque)
-        if self.discretisation not in ("ode", "gym"):
-            raise ValueError(f"discretisation must be 'ode' or 'gym', got {self.discretisation}")
 
     @property
     def action_space(self) -> Box:
@@ -82,17 +83,6 @@ class Pendulum(AbstractEnv):
         ) & (acceleration < 0)
         return jnp.stack([theta_dot, jnp.where(saturated, 0.0, acceleration)])
 
-    def discrete_step(self, t, y, u):
-        theta, theta_dot = y
-        theta_dot = theta_dot + self._acceleration(theta, u) * self.control_dt
-        theta_dot = jnp.clip(theta_dot, -self.max_speed, self.max_speed)
-        return jnp.stack([theta + theta_dot * self.control_dt, theta_dot])
-
-    def default_integrator(self):
-        if self.discretisation == "gym":
-            return EnvDiscretisation()
-        return FixedStep(substeps=4)
-
     def initial_state(self, key):
         high = jnp.array([jnp.pi, 1.0])
         return jr.uniform(key, (2,), minval=-high, maxval=high)
@@ -110,6 +100,32 @@ class Pendulum(AbstractEnv):
         return [jnp.stack([jnp.zeros(2), tip])]
 
 
+class GymEuler(AbstractTransition):
+    """Gymnasium Pendulum-v1's own step: semi-implicit Euler over one control interval,
+    the speed clipped to ``max_speed`` before the angle update. A zero-order-hold map of
+    the :class:`Pendulum` only.
+
+    Example: ``Pendulum(transition=GymEuler())``.
+    """
+
+    def __call__(
+        self,
+        dynamics: Dynamics,
+        t: Float[ArrayLike, ""],
+        y: Float[Array, " 2"],
+        u: Float[Array, " 1"],
+    ) -> Float[Array, " 2"]:
+        if not isinstance(dynamics, Pendulum):
+            raise DiffsimError(
+                f"GymEuler is a zero-order-hold map of the Pendulum, not of "
+                f"{type(dynamics).__name__} (continuous feedback needs an ODE transition)"
+            )
+        theta, theta_dot = y
+        theta_dot = theta_dot + dynamics._acceleration(theta, u) * dynamics.control_dt
+        theta_dot = jnp.clip(theta_dot, -dynamics.max_speed, dynamics.max_speed)
+        return jnp.stack([theta + theta_dot * dynamics.control_dt, theta_dot])
+
+
 def _pendulum_controller(env, key):
     policy = MLPPolicy.for_env(env, width=64, depth=2, observation_scale=(1.0, 1.0, 8.0), key=key)
     return Mirrored(policy, observation_signs=(1.0, -1.0, -1.0), output_signs=(-1.0,))
@@ -119,7 +135,7 @@ recipe = Recipe(
     name="pendulum",
     make_env=Pendulum,
     make_controller=_pendulum_controller,
-    make_optimiser=adam_cosine(1e-2),
+    make_optimiser=functools.partial(adam_cosine, 1e-2),
     iterations=300,
     quick_iterations=30,
     train_options=dict(batch_size=128, window=50, eval_every=25, eval_episodes=200),

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 import diffsim
 from diffsim import rl
-from diffsim.envs import Pendulum
+from diffsim.envs import CartPole, Pendulum
 
 
 def test_gymnasium_adapter_reproduces_gymnasium_pendulum():
@@ -78,3 +78,40 @@ def test_rejax_ppo_trains_on_a_diffsim_env():
     with jax.numpy_rank_promotion("allow"):  # rejax broadcasts implicitly
         trained, (lengths, returns) = jax.jit(algorithm.train)(jr.key(0))
     assert np.all(np.isfinite(np.asarray(returns)))
+
+
+def test_rejax_policy_takes_rejax_own_action_without_exploration_noise():
+    """Checked against rejax's ``act``: PPO with its noise scale driven to zero (so that
+    ``act``'s sample is the mean) and non-trivial observation statistics; DQN greedy
+    (``act``'s 0.5 % exploration does not fire for most keys, so compare on the majority)."""
+    rejax = pytest.importorskip("rejax")
+    keys = jr.split(jr.key(3), 64)
+    with jax.numpy_rank_promotion("allow"):  # rejax broadcasts implicitly
+        env = Pendulum()
+        ppo = rejax.PPO.create(env=rl.to_gymnax(env), normalize_observations=True)
+        state = ppo.init_state(jr.key(0))
+        params = state.actor_ts.params
+        params["params"]["action_log_std"] = jnp.full((1,), -30.0)
+        rms = state.obs_rms_state.replace(
+            mean=jnp.array([0.3, -0.2, 1.0]), var=jnp.array([0.5, 2.0, 9.0])
+        )
+        state = state.replace(actor_ts=state.actor_ts.replace(params=params), obs_rms_state=rms)
+        observations = jax.vmap(lambda k: env.observe(env.initial_state(k)))(keys)
+        expected = jax.vmap(ppo.make_act(state))(observations, keys)
+    policy = rl.policy_from_rejax(ppo, state)
+    got = jax.vmap(lambda o: policy(0.0, o))(observations)
+    assert got.shape == (64, 1)
+    np.testing.assert_allclose(got[:, 0], np.clip(expected, -2.0, 2.0), rtol=1e-5, atol=1e-5)
+
+    with jax.numpy_rank_promotion("allow"):
+        cartpole = CartPole()
+        dqn = rejax.DQN.create(env=rl.to_gymnax(cartpole))
+        state = dqn.init_state(jr.key(1))
+        observations = jax.vmap(lambda k: cartpole.observe(cartpole.initial_state(k)))(keys)
+        expected = jax.vmap(dqn.make_act(state))(observations, keys)
+    scores = jax.vmap(lambda o: rl.policy_from_rejax(dqn, state)(0.0, o))(observations)
+    assert scores.shape == (64, 2)
+    assert np.mean(np.argmax(scores, axis=1) == np.asarray(expected)) > 0.95
+    # and diffsim.evaluate runs it as a controller, hard discrete actions from the scores
+    result = diffsim.evaluate(cartpole, rl.policy_from_rejax(dqn, state), episodes=4, seed=0)
+    assert np.isfinite(result.mean)
