@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, Scalar
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from diffsim import AbstractActionSpace, Box
 
@@ -38,7 +38,7 @@ class MLPPolicy(eqx.Module):
         depth: int = 2,
         activation: Callable = jax.nn.tanh,
         final_scale: float = 0.1,
-        observation_scale: Float[Array, " o"] | None = None,
+        observation_scale: Sequence[float] | Float[Array, " o"] | None = None,
         key: PRNGKeyArray,
     ):
         self.width, self.depth = width, depth
@@ -64,7 +64,9 @@ class MLPPolicy(eqx.Module):
         """A policy sized for ``env``'s observations and action space."""
         return cls(env.observation_size, env.action_space, key=key, **kwargs)
 
-    def __call__(self, t: Scalar, observation: Float[Array, " o"]) -> Float[Array, " k"]:
+    def __call__(
+        self, t: Float[ArrayLike, ""], observation: Float[Array, " o"]
+    ) -> Float[Array, " k"]:
         if self.observation_scale is not None:
             observation = observation / jax.lax.stop_gradient(self.observation_scale)
         output = self.mlp(observation)

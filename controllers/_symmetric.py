@@ -5,7 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Scalar
+from jaxtyping import Array, ArrayLike, Float
 
 from diffsim import Controller
 
@@ -30,7 +30,9 @@ class Mirrored(eqx.Module):
         self.observation_signs = jnp.asarray(observation_signs, dtype=float)
         self.output_signs = jnp.asarray(output_signs, dtype=float)
 
-    def __call__(self, t: Scalar, observation: Float[Array, " o"]) -> Float[Array, " k"]:
+    def __call__(
+        self, t: Float[ArrayLike, ""], observation: Float[Array, " o"]
+    ) -> Float[Array, " k"]:
         observation_signs = jax.lax.stop_gradient(self.observation_signs)
         output_signs = jax.lax.stop_gradient(self.output_signs)
         mirrored = output_signs * self.policy(t, observation_signs * observation)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -22,10 +21,6 @@ def _recipes() -> dict[str, Recipe]:
     return envs.RECIPES
 
 
-def _quick_default() -> bool:
-    return os.environ.get("DIFFSIM_QUICK", "0") == "1"
-
-
 def add_commands(subparsers) -> None:
     names = sorted(_recipes())
     train = subparsers.add_parser(
@@ -36,7 +31,7 @@ def add_commands(subparsers) -> None:
     train.add_argument("--out", type=Path, default=None, help="output folder (default runs/ENV)")
     train.add_argument("--episodes", type=int, default=None, help="final evaluation episodes")
     train.add_argument(
-        "--quick", action="store_true", default=_quick_default(), help="a short run (tests)"
+        "--quick", action="store_true", help="the recipe's short run (for tests and demos)"
     )
     train.add_argument(
         "--plots", action="store_true", help="also write learning-curve/trajectory plots, a GIF"

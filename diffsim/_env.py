@@ -110,7 +110,7 @@ class AbstractEnv(eqx.Module):
         return jax.eval_shape(self.observe, y).shape[0]
 
 
-def check_positive(**parameters: ArrayLike) -> dict[str, Array]:
+def check_positive(**parameters: ArrayLike) -> dict[str, ArrayLike]:
     """Check that physical parameters are positive and finite, named by their keywords,
     e.g. ``check_positive(control_dt=self.control_dt)``.
 

@@ -97,7 +97,8 @@ def optimiser_step(
     """One optimiser update of ``state.params`` on ``loss``; pure.
 
     Returns:
-        The next state and the metrics ``{"loss", "grad_norm"}`` of this step.
+        The next state and the metrics ``{"loss", "grad_norm"}`` of this step, scalars
+        of the default float type.
     """
     key, step_key = jr.split(state.key)
 
@@ -114,7 +115,8 @@ def optimiser_step(
         key=key,
         iteration=state.iteration + 1,
     )
-    return state, {"loss": loss_value, "grad_norm": optax.tree.norm(grads)}
+    metrics = {"loss": loss_value, "grad_norm": optax.tree.norm(grads)}
+    return state, {name: jnp.asarray(value, float) for name, value in metrics.items()}
 
 
 class TrainingDiverged(DiffsimError):
@@ -180,13 +182,12 @@ jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
 def _scan_steps(step, state, stop, length):
     """``length`` steps of ``step`` in one compiled scan; steps at or past ``stop`` and
     steps with a non-finite loss or gradient leave the state unchanged."""
-    metrics_like = jax.eval_shape(step, state)[1]
 
     def take(state):
         return step(state)
 
     def skip(state):
-        return state, jax.tree_util.tree_map(lambda m: jnp.zeros(m.shape, m.dtype), metrics_like)
+        return state, {"loss": jnp.zeros((), float), "grad_norm": jnp.zeros((), float)}
 
     def body(state, _):
         active = state.iteration < stop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium
 import jax
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
@@ -42,7 +43,7 @@ class GymnasiumEnv(gymnasium.Env):
                 raise DiffsimError(
                     f"options['state'] must have shape {state.y.shape}, got {y.shape}"
                 )
-            state = rl.EnvState(y=y, steps=state.steps)
+            state = rl.EnvState(y=jnp.asarray(y), steps=state.steps)
             observation = self._observe(y)
         self._state = state
         return np.asarray(observation, np.float32), {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import equinox as eqx
 import jax
@@ -71,11 +70,11 @@ class Trajectory(eqx.Module):
     (termination, or the horizon of ``episode_steps``), 0 if it did not end in the window.
     """
 
+    costs: Float[Array, "*batch T"]
+    controls: Float[Array, "*batch T m"]
+    alive: Bool[Array, "*batch T"]
     times: Float[Array, "*batch T+1"]
     states: Float[Array, "*batch T+1 n"]
-    controls: Float[Array, "*batch T m"]
-    costs: Float[Array, "*batch T"]
-    alive: Bool[Array, "*batch T"]
     terminated: Bool[Array, "*batch"]
     terminal_cost: Float[Array, "*batch"]
 
@@ -141,7 +140,7 @@ def rollout(
     *,
     num_steps: int | None = None,
     start_step: int | Int[Array, ""] = 0,
-    mode: Literal["zoh", "feedback"] = "zoh",
+    mode: str = "zoh",
     estimator: AbstractEstimator | None = None,
     key: PRNGKeyArray | None = None,
 ) -> Trajectory:

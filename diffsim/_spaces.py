@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._errors import DiffsimError
 
@@ -39,7 +39,7 @@ class AbstractActionSpace(eqx.Module):
         discrete spaces: ``None`` means hard, non-differentiable choices)."""
 
     @abc.abstractmethod
-    def from_action(self, action) -> Float[Array, " m"]:
+    def from_action(self, action: ArrayLike) -> Float[Array, " m"]:
         """The control for an RL-style action (a vector for boxes, an index for discrete)."""
 
 
@@ -80,7 +80,7 @@ class Box(AbstractActionSpace):
     def to_control(self, output, estimator=None, *, key=None):
         return jnp.clip(output, self.low, self.high)
 
-    def from_action(self, action):
+    def from_action(self, action: Float[ArrayLike, "*m"]) -> Float[Array, " m"]:
         return self.to_control(jnp.reshape(jnp.asarray(action, self.low.dtype), self.low.shape))
 
 
@@ -122,7 +122,7 @@ class Discrete(AbstractActionSpace):
             weights = estimator(output, key=key)
         return weights @ self.values
 
-    def from_action(self, action: Int[Array, ""]):
+    def from_action(self, action: Int[ArrayLike, ""]) -> Float[Array, " m"]:
         return self.values[action]
 
 

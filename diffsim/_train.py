@@ -42,8 +42,9 @@ class Episodes(eqx.Module):
 
 
 class Trainer(eqx.Module):
-    """The static configuration of training by backpropagation through time; the
-    changing part lives in a :class:`diffsim.TrainState`.
+    """The static configuration of training by backpropagation through time, like an
+    optax transformation: it holds no arrays (so ``jax.jit(trainer.step)`` works), and the
+    changing part, the env and controller among it, lives in a :class:`diffsim.TrainState`.
 
     Each ``step`` simulates ``batch_size`` episodes for a window of ``window`` control
     steps, differentiates ``objective`` through the whole window and applies one
@@ -53,7 +54,6 @@ class Trainer(eqx.Module):
     ``carry_state=False`` starts every window from fresh initial states.
 
     Args:
-        env: the env (its arrays are the starting point when the env is trained).
         optimiser: any optax transformation (clipping and schedules come from optax).
         batch_size: episodes simulated in parallel.
         window: control steps per differentiated window (default: a whole episode).
@@ -66,25 +66,24 @@ class Trainer(eqx.Module):
 
     Example::
 
-        trainer = diffsim.Trainer(env, optax.adam(1e-2), batch_size=128, window=50)
-        state = trainer.init(controller, jr.key(0))
-        state, metrics = jax.jit(trainer.step)(state)          # or lax.scan, or vmap
-        states = jax.vmap(trainer.init, in_axes=(None, 0))(controller, jr.split(key, 4))
+        trainer = diffsim.Trainer(optax.adam(1e-2), batch_size=128, window=50)
+        state = trainer.init(env, controller, jr.key(0))
+        state, metrics = jax.jit(trainer.step)(state)       # or lax.scan over steps
+        seeds = jax.vmap(trainer.init, in_axes=(None, None, 0))(env, controller, keys)
+        seeds, metrics = jax.jit(jax.vmap(trainer.step))(seeds)     # N seeds, one program
         controller = trainer.controller(state)
     """
 
-    initial_env: AbstractEnv
     optimiser: optax.GradientTransformation
     estimator: AbstractEstimator | None
     batch_size: int = eqx.field(static=True)
-    window: int = eqx.field(static=True)
+    window: int | None = eqx.field(static=True)
     carry_state: bool = eqx.field(static=True)
     trainable: str | Callable = eqx.field(static=True)
     objective: Objective = eqx.field(static=True)
 
     def __init__(
         self,
-        env: AbstractEnv,
         optimiser: optax.GradientTransformation,
         *,
         batch_size: int = 64,
@@ -94,23 +93,22 @@ class Trainer(eqx.Module):
         objective: Objective = mean_step_cost,
         estimator: AbstractEstimator | None = None,
     ):
-        window = env.episode_steps if window is None else window
         for name, value in (("batch_size", batch_size), ("window", window)):
-            if not isinstance(value, int) or value < 1:
+            if value is not None and (not isinstance(value, int) or value < 1):
                 raise DiffsimError(f"{name} must be a positive integer, got {value!r}")
         if not callable(trainable) and trainable not in ("controller", "env", "both"):
             raise DiffsimError(
                 f"trainable must be 'controller', 'env', 'both' or a function, got {trainable!r}"
             )
-        self.initial_env, self.optimiser, self.estimator = env, optimiser, estimator
+        self.optimiser, self.estimator = optimiser, estimator
         self.batch_size, self.window, self.carry_state = batch_size, window, carry_state
         self.trainable, self.objective = trainable, objective
 
-    def init(self, controller: Controller, key: PRNGKeyArray) -> TrainState:
-        """The state before the first step: ``controller`` and the env as parameters,
+    def init(self, env: AbstractEnv, controller: Controller, key: PRNGKeyArray) -> TrainState:
+        """The state before the first step: the env and ``controller`` as the model,
         fresh episodes drawn from ``key``."""
         episodes_key, key = jr.split(key)
-        model = (self.initial_env, controller)
+        model = (env, controller)
         if callable(self.trainable):
             mask = where_mask(model, lambda m: self.trainable(*m))
         else:
@@ -119,9 +117,7 @@ class Trainer(eqx.Module):
                 jax.tree_util.tree_map(lambda _, flag=flag: flag, part)
                 for flag, part in zip(flags[self.trainable], model, strict=True)
             )
-        return init_state(
-            model, mask, self.optimiser, self._fresh(self.initial_env, episodes_key), key
-        )
+        return init_state(model, mask, self.optimiser, self._fresh(env, episodes_key), key)
 
     def step(self, state: TrainState) -> tuple[TrainState, dict[str, Float[Array, ""]]]:
         """One update; pure. Returns the next state and ``{"loss", "grad_norm"}``."""
@@ -135,10 +131,9 @@ class Trainer(eqx.Module):
         """The env of ``state`` (changed only when it is trainable)."""
         return state.model[0]
 
-    @property
-    def env_steps_per_step(self) -> int:
-        """Simulated control steps per update: ``batch_size * window``."""
-        return self.batch_size * self.window
+    def window_for(self, env: AbstractEnv) -> int:
+        """Control steps per window for ``env`` (``window``, or a whole episode)."""
+        return env.episode_steps if self.window is None else self.window
 
     def _fresh(self, env: AbstractEnv, key: PRNGKeyArray) -> Episodes:
         states = jax.vmap(env.initial_state)(jr.split(key, self.batch_size))
@@ -146,6 +141,7 @@ class Trainer(eqx.Module):
 
     def _loss(self, model, episodes: Episodes, key: PRNGKeyArray):
         env, controller = model
+        window = self.window_for(env)
         window_key, reset_key = jr.split(key)
 
         def one(y, steps, key):
@@ -153,7 +149,7 @@ class Trainer(eqx.Module):
                 env,
                 controller,
                 y,
-                num_steps=self.window,
+                num_steps=window,
                 start_step=steps,
                 estimator=self.estimator,
                 key=key,
@@ -164,7 +160,7 @@ class Trainer(eqx.Module):
         losses, trajectories = jax.vmap(one)(episodes.states, episodes.steps, keys)
         fresh = self._fresh(jax.lax.stop_gradient(env), reset_key)
         if self.carry_state:
-            steps = episodes.steps + self.window
+            steps = episodes.steps + window
             finished = trajectories.terminated | (steps >= env.episode_steps)
             states = jnp.where(finished[:, None], fresh.states, trajectories.final_state)
             fresh = Episodes(jax.lax.stop_gradient(states), jnp.where(finished, 0, steps))
@@ -196,8 +192,9 @@ def train(
     call, a progress bar, fixed-seed evaluations, checkpoints, a divergence report.
 
     Args:
-        env, controller, optimiser, batch_size, window, carry_state, trainable,
-            objective, estimator: as for :class:`Trainer` and its ``init``.
+        env, controller: the starting model (:meth:`Trainer.init`).
+        optimiser, batch_size, window, carry_state, trainable, objective, estimator: as
+            for :class:`Trainer`.
         key: the seed of everything random in training.
         iterations: optimiser updates.
         eval_every: evaluate every this many updates (0: only after the last) on
@@ -220,7 +217,6 @@ def train(
     if not isinstance(iterations, int) or iterations < 1:
         raise DiffsimError(f"iterations must be a positive integer, got {iterations!r}")
     trainer = Trainer(
-        env,
         optimiser,
         batch_size=batch_size,
         window=window,
@@ -256,12 +252,12 @@ def train(
 
     state = run(
         trainer.step,
-        trainer.init(controller, key),
+        trainer.init(env, controller, key),
         iterations,
         history=history,
         every=eval_every,
         on_every=evaluate_and_save,
-        env_steps_per_iteration=trainer.env_steps_per_step,
+        env_steps_per_iteration=batch_size * trainer.window_for(env),
         progress=progress,
         callback=callback,
         diverged=diverged,

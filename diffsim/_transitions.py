@@ -9,7 +9,7 @@ one small subclass of :class:`AbstractTransition`.
 from __future__ import annotations
 
 import abc
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import diffrax as dfx
 import equinox as eqx
@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 
+@runtime_checkable
 class Dynamics(Protocol):
     """What a transition integrates: an env, or the closed loop of an env and a controller
     (:class:`diffsim.ClosedLoop`)."""

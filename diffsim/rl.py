@@ -33,7 +33,7 @@ def reset(env: AbstractEnv, key: PRNGKeyArray) -> tuple[Float[Array, " o"], EnvS
 def step(
     env: AbstractEnv,
     state: EnvState,
-    action: Int[ArrayLike, ""] | Float[ArrayLike, " m"],
+    action: Int[ArrayLike, ""] | Float[ArrayLike, "*m"],
 ) -> tuple[Float[Array, " o"], EnvState, Float[Array, ""], Bool[Array, ""], Bool[Array, ""]]:
     """One RL step: ``(observation, state, reward, terminated, truncated)``.
 

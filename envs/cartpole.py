@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Literal
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -72,8 +71,8 @@ class CartPole(AbstractEnv):
     x_threshold: Float[Array, ""] = parameter(2.4, positive=True)
     theta_threshold: Float[Array, ""] = parameter(THETA_THRESHOLD, positive=True)
     transition: AbstractTransition = ODEStep()
-    task: Literal["balance", "swingup"] = eqx.field(static=True, default="balance")
-    action: Literal["discrete", "continuous"] = eqx.field(static=True, default="discrete")
+    task: str = eqx.field(static=True, default="balance")
+    action: str = eqx.field(static=True, default="discrete")
     control_dt: float = eqx.field(static=True, default=0.02)
     episode_steps: int = eqx.field(static=True, default=500)
 
@@ -172,9 +171,9 @@ class GymEuler(AbstractTransition):
         self,
         dynamics: Dynamics,
         t: Float[ArrayLike, ""],
-        y: Float[Array, " 4"],
-        u: Float[Array, " 1"],
-    ) -> Float[Array, " 4"]:
+        y: Float[Array, " n"],
+        u: Float[Array, " m"],
+    ) -> Float[Array, " n"]:
         if not isinstance(dynamics, CartPole):
             raise DiffsimError(
                 f"GymEuler is a zero-order-hold map of the CartPole, not of "

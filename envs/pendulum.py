@@ -112,9 +112,9 @@ class GymEuler(AbstractTransition):
         self,
         dynamics: Dynamics,
         t: Float[ArrayLike, ""],
-        y: Float[Array, " 2"],
-        u: Float[Array, " 1"],
-    ) -> Float[Array, " 2"]:
+        y: Float[Array, " n"],
+        u: Float[Array, " m"],
+    ) -> Float[Array, " n"]:
         if not isinstance(dynamics, Pendulum):
             raise DiffsimError(
                 f"GymEuler is a zero-order-hold map of the Pendulum, not of "

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import diffsim
-from diffsim.envs import CartPole, cartpole
+from diffsim.envs import CartPole, Pendulum, cartpole
+from diffsim.envs.cartpole import GymEuler
 
-GYM_ENV = CartPole(discretisation="gym")
+GYM_ENV = CartPole(transition=GymEuler())
 
 
 @eqx.filter_jit
@@ -31,7 +32,7 @@ def test_gym_discretisation_matches_gymnasium_step_for_step():
     """Random states inside and beyond the failure box, both actions: the next state to
     1e-12, the reward and the termination flag exactly."""
     reference = _gym_reference()
-    env = CartPole(discretisation="gym")  # built under float64, like its parameters
+    env = CartPole(transition=GymEuler())  # built under float64, like its parameters
     rng = np.random.default_rng(0)
     terminated_seen = 0
     for _ in range(300):
@@ -56,7 +57,7 @@ def test_gym_episode_matches_gymnasium_rollout():
     reference = _gym_reference()
     y0 = np.array([0.03, -0.02, 0.04, 0.01])
     reference.state = y0.copy()
-    env = CartPole(discretisation="gym")
+    env = CartPole(transition=GymEuler())
     gains = np.array([0.0, 0.0, 0.0, 1.0])  # pushes towards the pole's swing: falls eventually
 
     def controller(t, observation):
@@ -113,8 +114,10 @@ def test_bad_parameters_raise():
         CartPole(pole_mass=-0.1)
     with pytest.raises(diffsim.DiffsimError, match="half_length"):
         CartPole(half_length=float("nan"))
-    with pytest.raises(diffsim.DiffsimError, match="discretisation"):
-        CartPole(discretisation="rk4")
+    with pytest.raises(diffsim.DiffsimError, match="task"):
+        CartPole(task="fly")
+    with pytest.raises(diffsim.DiffsimError, match="zero-order-hold map of the CartPole"):
+        diffsim.step(Pendulum(transition=GymEuler()), 0.0, jnp.zeros(2), jnp.zeros(1))
 
 
 def test_draw_returns_track_cart_and_pole():

@@ -9,14 +9,14 @@ import pytest
 
 import diffsim
 from diffsim.envs import Pendulum
-from diffsim.envs.pendulum import angle_normalize
+from diffsim.envs.pendulum import GymEuler, angle_normalize
 
 
 @pytest.mark.usefixtures("x64")
 def test_gym_discretisation_matches_gymnasium_step_for_step():
     reference = gymnasium.make("Pendulum-v1").unwrapped
     reference.reset(seed=0)
-    env = Pendulum(discretisation="gym")
+    env = Pendulum(transition=GymEuler())
     step = jax.jit(lambda y, a: diffsim.step(env, 0.0, y, env.action_space.from_action(a)))
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -35,7 +35,7 @@ def test_gym_episode_matches_gymnasium_rollout():
     """A whole 200-step episode under a fixed open-loop torque sequence, float32."""
     reference = gymnasium.make("Pendulum-v1").unwrapped
     reference.reset(seed=0)
-    env = Pendulum(discretisation="gym")
+    env = Pendulum(transition=GymEuler())
     torques = np.random.default_rng(1).uniform(-2, 2, size=(200, 1))
     y = np.array([2.5, 0.3])
     reference.state = y.copy()
@@ -75,7 +75,7 @@ def test_ode_and_gym_discretisations_agree_over_one_step():
     y = jnp.array([0.7, -1.2])
     u = jnp.array([1.3])
     y_ode, *_ = diffsim.step(Pendulum(), 0.0, y, u)
-    y_gym, *_ = diffsim.step(Pendulum(discretisation="gym"), 0.0, y, u)
+    y_gym, *_ = diffsim.step(Pendulum(transition=GymEuler()), 0.0, y, u)
     np.testing.assert_allclose(y_ode, y_gym, atol=0.02)
 
 

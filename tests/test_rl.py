@@ -11,10 +11,11 @@ from gymnasium.utils.env_checker import check_env
 import diffsim
 from diffsim import rl
 from diffsim.envs import CartPole, Pendulum
+from diffsim.envs.pendulum import GymEuler
 
 
 def test_gymnasium_adapter_reproduces_gymnasium_pendulum():
-    ours = rl.to_gymnasium(Pendulum(discretisation="gym"))
+    ours = rl.to_gymnasium(Pendulum(transition=GymEuler()))
     check_env(ours, skip_render_check=True)
     reference = gymnasium.make("Pendulum-v1")
     reference.reset(seed=0)
@@ -69,7 +70,7 @@ def test_batch_of_envs_as_gymnax_params():
 def test_rejax_ppo_trains_on_a_diffsim_env():
     rejax = pytest.importorskip("rejax")
     algorithm = rejax.PPO.create(
-        env=rl.to_gymnax(Pendulum(discretisation="gym")),
+        env=rl.to_gymnax(Pendulum(transition=GymEuler())),
         total_timesteps=4096,
         eval_freq=4096,
         num_envs=8,

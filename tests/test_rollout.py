@@ -1,5 +1,6 @@
 """Core rollout machinery: gradients, batching, compilation, modes, errors."""
 
+import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import pytest
 import diffsim
 from diffsim.controllers import MLPPolicy
 from diffsim.envs import Pendulum
+from diffsim.envs.pendulum import GymEuler
 
 HORIZON = 40
 
@@ -111,43 +113,88 @@ def test_feedback_mode_differs_from_zoh_for_a_state_feedback_controller():
 
 
 @pytest.mark.usefixtures("x64")
-def test_fixed_step_and_adaptive_integrators_agree():
-    env = Pendulum()
+def test_fixed_step_and_adaptive_transitions_agree():
     y0 = jnp.array([2.5, 0.0])
     swing = lambda t, o: jnp.array([1.0])
-    fixed = diffsim.rollout(env, swing, y0, num_steps=20, integrator=diffsim.FixedStep(substeps=8))
-    adaptive = diffsim.rollout(
-        env, swing, y0, num_steps=20, integrator=diffsim.Adaptive(rtol=1e-10, atol=1e-10)
+    fixed = diffsim.rollout(
+        Pendulum(transition=diffsim.ODEStep(substeps=8)), swing, y0, num_steps=20
     )
-    np.testing.assert_allclose(fixed.states, adaptive.states, atol=1e-7)
+    tight = dfx.PIDController(rtol=1e-10, atol=1e-10)
+    adaptive = Pendulum(transition=diffsim.ODESolve(stepsize_controller=tight))
+    np.testing.assert_allclose(
+        fixed.states, diffsim.rollout(adaptive, swing, y0, num_steps=20).states, atol=1e-7
+    )
 
 
-def test_termination_freezes_state_and_masks_costs():
-    class Falling(diffsim.AbstractEnv):
-        control_dt: float = 0.1
-        episode_steps: int = 10
+def test_a_new_transition_is_one_small_class():
+    class ExplicitEuler(diffsim.AbstractTransition):
+        def __call__(self, dynamics, t, y, u):
+            return y + dynamics.control_dt * dynamics.vector_field(t, y, u)
 
-        @property
-        def action_space(self):
-            return diffsim.Box(-1.0, 1.0)
+    y, u = jnp.array([0.4, -0.3]), jnp.array([0.8])
+    env = Pendulum(transition=ExplicitEuler())
+    y_next, _, _ = diffsim.step(env, 0.0, y, u)
+    np.testing.assert_allclose(y_next, y + 0.05 * env.vector_field(0.0, y, u), rtol=1e-6)
+    np.testing.assert_allclose(
+        y_next, diffsim.step(Pendulum(transition=diffsim.ODEStep(dfx.Euler())), 0.0, y, u)[0]
+    )
 
-        def vector_field(self, t, y, u):
-            return jnp.array([1.0])
 
-        def initial_state(self, key):
-            return jnp.zeros(1)
+class Falling(diffsim.AbstractEnv):
+    """Rises at 1 m/s; ends above 0.35 m; costs 1 per step and 10 times the height at the end."""
 
-        def running_cost(self, t, y, u):
-            return jnp.array(1.0)
+    control_dt: float = 0.1
+    episode_steps: int = 10
+    transition: diffsim.AbstractTransition = diffsim.ODEStep()
+    ceiling: float = 0.35
 
-        def termination(self, y):
-            return y[0] > 0.35
+    @property
+    def action_space(self):
+        return diffsim.Box(-1.0, 1.0)
 
+    def vector_field(self, t, y, u):
+        return jnp.ones(1)
+
+    def initial_state(self, key):
+        return jnp.zeros(1)
+
+    def running_cost(self, t, y, u):
+        return jnp.array(1.0)
+
+    def terminal_cost(self, y):
+        return 10.0 * y[0]
+
+    def termination(self, y):
+        return y[0] > self.ceiling
+
+
+def test_termination_freezes_state_masks_costs_and_charges_the_terminal_cost_once():
     trajectory = diffsim.rollout(Falling(), lambda t, o: jnp.zeros(1), jnp.zeros(1))
     assert int(trajectory.length) == 4
     assert bool(trajectory.terminated)
-    assert float(trajectory.total_cost) == 4.0
     np.testing.assert_allclose(trajectory.states[4:, 0], 0.4, rtol=1e-5)
+    # four running costs, then the terminal cost at the state that ended it (0.4 m), once
+    assert float(trajectory.terminal_cost) == pytest.approx(4.0, rel=1e-5)
+    assert float(trajectory.total_cost) == pytest.approx(4.0 + 4.0, rel=1e-5)
+
+
+def test_terminal_cost_is_charged_once_at_the_horizon():
+    env = Falling(ceiling=100.0)
+    full = diffsim.rollout(env, lambda t, o: jnp.zeros(1), jnp.zeros(1))
+    assert not bool(full.terminated) and int(full.length) == 10
+    assert float(full.total_cost) == pytest.approx(10.0 + 10.0 * 1.0, rel=1e-5)
+    # windows of one episode: only the window that reaches step 10 pays it
+    first = diffsim.rollout(env, lambda t, o: jnp.zeros(1), jnp.zeros(1), num_steps=6)
+    second = diffsim.rollout(
+        env, lambda t, o: jnp.zeros(1), first.final_state, num_steps=4, start_step=6
+    )
+    assert float(first.terminal_cost) == 0.0
+    assert float(second.terminal_cost) == pytest.approx(10.0, rel=1e-5)
+    np.testing.assert_allclose(second.times, [0.6, 0.7, 0.8, 0.9, 1.0], rtol=1e-6)
+    # and the default objective and evaluation include it
+    evaluation = diffsim.evaluate(env, lambda t, o: jnp.zeros(1), episodes=3, seed=0)
+    np.testing.assert_allclose(evaluation.returns, -20.0, rtol=1e-5)
+    assert float(diffsim.mean_step_cost(env, full)) == pytest.approx(2.0, rel=1e-5)
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -160,16 +207,23 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(diffsim.DiffsimError, match="mode"):
         diffsim.rollout(env, controller, jnp.zeros(2), mode="continuous")
     with pytest.raises(diffsim.DiffsimError, match="zero-order-hold"):
-        diffsim.rollout(Pendulum(discretisation="gym"), controller, jnp.zeros(2), mode="feedback")
+        diffsim.rollout(Pendulum(transition=GymEuler()), controller, jnp.zeros(2), mode="feedback")
+
+
+def test_non_physical_parameters_traced_under_jit_are_caught():
+    controller = lambda t, o: jnp.zeros(1)
+
+    @jax.jit
+    def final_angle(m):
+        return diffsim.rollout(Pendulum(m=m), controller, jnp.ones(2), num_steps=3).final_state[0]
+
+    assert np.isfinite(float(final_angle(1.0)))
+    with pytest.raises(Exception, match="m must be positive and finite"):
+        final_angle(-1.0)
 
 
 def test_adaptive_solver_reports_max_steps():
-    env = Pendulum()
+    tight = dfx.PIDController(rtol=1e-12, atol=1e-12)
+    env = Pendulum(transition=diffsim.ODESolve(stepsize_controller=tight, max_steps=2))
     with pytest.raises(Exception, match="max_steps|maximum number of solver steps"):
-        diffsim.rollout(
-            env,
-            lambda t, o: jnp.ones(1),
-            jnp.array([2.0, 0.0]),
-            num_steps=3,
-            integrator=diffsim.Adaptive(rtol=1e-12, atol=1e-12, max_steps=2),
-        )
+        diffsim.rollout(env, lambda t, o: jnp.ones(1), jnp.array([2.0, 0.0]), num_steps=3)

@@ -80,6 +80,83 @@ def test_training_is_reproducible_and_compiles_its_step_once():
             np.testing.assert_array_equal(a, b)
 
 
+def _leaves_allclose(a, b, rtol=1e-5, atol=1e-6):
+    """Equal to float32 tolerance (a vmapped or scanned program may reassociate sums)."""
+    for x, y in zip(
+        jax.tree_util.tree_leaves(eqx.filter(a, eqx.is_array)),
+        jax.tree_util.tree_leaves(eqx.filter(b, eqx.is_array)),
+        strict=True,
+    ):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jr.key_data(x), jr.key_data(y)
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+TRAINER = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=10)
+
+
+def test_vmapped_trainer_over_four_seeds_equals_four_separate_runs():
+    keys = jr.split(jr.key(7), 4)
+    step = jax.jit(TRAINER.step)
+    separate = []
+    for key in keys:
+        state = TRAINER.init(Pendulum(), _policy(), key)
+        for _ in range(3):
+            state, _ = step(state)
+        separate.append(state)
+    states = jax.vmap(TRAINER.init, in_axes=(None, None, 0))(Pendulum(), _policy(), keys)
+    vstep = jax.jit(jax.vmap(TRAINER.step))
+    for _ in range(3):
+        states, metrics = vstep(states)
+    assert metrics["loss"].shape == (4,) and int(states.iteration[0]) == 3
+    for i, state in enumerate(separate):
+        _leaves_allclose(jax.tree_util.tree_map(lambda x, i=i: x[i], states), state)
+    # the seeds really differ
+    first, second = (TRAINER.controller(s) for s in separate[:2])
+    assert not eqx.tree_equal(first, second)
+
+
+def test_train_equals_a_hand_loop_of_trainer_steps():
+    key, iterations = jr.key(11), 7
+    state = TRAINER.init(Pendulum(), _policy(), key)
+    losses = []
+    step = jax.jit(TRAINER.step)
+    for _ in range(iterations):
+        state, metrics = step(state)
+        losses.append(float(metrics["loss"]))
+    controller, env, history = diffsim.train(
+        Pendulum(),
+        _policy(),
+        TRAINER.optimiser,
+        key=key,
+        iterations=iterations,
+        batch_size=8,
+        window=10,
+        progress=False,
+    )
+    _leaves_allclose(controller, TRAINER.controller(state))
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-5)
+    assert history.iteration == list(range(1, iterations + 1))
+    assert history.total_env_steps == iterations * 8 * 10
+    # a scan over steps is the same program too
+    scanned, _ = jax.jit(
+        lambda s: jax.lax.scan(lambda s, _: TRAINER.step(s), s, None, length=iterations)
+    )(TRAINER.init(Pendulum(), _policy(), key))
+    _leaves_allclose(TRAINER.controller(scanned), controller)
+
+
+def test_carried_windows_continue_episodes_and_reset_them_at_the_horizon():
+    trainer = diffsim.Trainer(optax.sgd(0.0), batch_size=3, window=80)
+    state = trainer.init(Pendulum(), _policy(), jr.key(0))
+    steps = []
+    step = jax.jit(trainer.step)
+    for _ in range(4):
+        state, _ = step(state)
+        steps.append(np.asarray(state.carry.steps).tolist())
+    # 200-step episodes: 80, 160, then 240 >= 200 resets to 0, then 80
+    assert steps == [[80] * 3, [160] * 3, [0] * 3, [80] * 3]
+
+
 def test_system_identification_recovers_gravity():
     """Fit the pendulum's g (alone: g / l and m l^2 are all the dynamics can reveal) to
     trajectories of the true system."""

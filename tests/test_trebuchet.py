@@ -1,6 +1,8 @@
 """The trebuchet against the published numbers, finite differences and conservation laws."""
 
+import ast
 import dataclasses
+from pathlib import Path
 
 import diffrax as dfx
 import equinox as eqx
@@ -10,6 +12,7 @@ import jax.random as jr
 import numpy as np
 import pytest
 
+import diffsim
 from diffsim.envs import trebuchet as tr
 from diffsim.envs.trebuchet import _physics
 
@@ -40,7 +43,10 @@ def test_accurate_numerics_land_the_reference_shot_about_36_cm_shorter():
     """The spec: with an accurate solver (same swapped inertias) the landing moves ~0.36 m."""
     reference = tr.trebuchet_jl()
     accurate = dataclasses.replace(
-        reference, integrator="adaptive", tension="exact", phase_time=(2.0, 2.0, 12.0)
+        reference,
+        numerics=tr.trebuchet().numerics,  # built here, under float64: tight tolerances
+        tension="exact",
+        phase_time=(2.0, 2.0, 12.0),
     )
     shift = float(tr.shoot(-2.0, 45.0, 200.0, reference) - tr.shoot(-2.0, 45.0, 200.0, accurate))
     assert 0.3 < shift < 0.45
@@ -162,9 +168,59 @@ def test_a_short_aimer_training_run_reduces_the_miss():
     untrained = tr.Aimer(key=jr.split(jr.PRNGKey(0))[0])  # train_aimer's initialisation
     misses = eqx.filter_jit(lambda aimer: tr.aimer_misses(aimer, target, wind, tr.trebuchet_jl()))
     before = jnp.median(jnp.abs(misses(untrained)))
-    aimer, info = tr.train_aimer(
-        jr.PRNGKey(0), tr.trebuchet_jl(), steps=40, batch_size=32, progress=False
+    seen = []
+    aimer, history = tr.train_aimer(
+        jr.PRNGKey(0),
+        tr.trebuchet_jl(),
+        steps=40,
+        batch_size=32,
+        progress=False,
+        callback=lambda i, metrics: seen.append((i, metrics["loss"])),
     )
     after = jnp.median(jnp.abs(misses(aimer)))
     assert float(after) < 0.5 * float(before)
-    assert info["loss"][-1] < info["loss"][0]
+    assert isinstance(history, diffsim.History)
+    assert history.iteration == list(range(1, 41)) and len(history.grad_norm) == 40
+    assert seen == list(zip(history.iteration, history.loss, strict=True))
+    assert np.mean(history.loss[-5:]) < 0.5 * np.mean(history.loss[:5])
+    assert 0 < history.compile_seconds < history.train_seconds
+
+
+def test_numerics_are_solver_objects_chosen_by_type():
+    faithful, reference = tr.trebuchet(), tr.trebuchet_jl()
+    assert isinstance(faithful.numerics, diffsim.ODESolve)
+    assert isinstance(faithful.numerics.solver, dfx.Tsit5)
+    assert isinstance(faithful.numerics.adjoint, dfx.RecursiveCheckpointAdjoint)
+    assert reference.numerics == tr.EulerHermite(dt=1 / 60)
+    # forward mode swaps the adjoint only; Euler needs no change
+    forward = faithful.forward_mode().numerics
+    assert isinstance(forward.adjoint, dfx.ForwardMode)
+    assert forward.stepsize_controller == faithful.numerics.stepsize_controller
+    assert reference.forward_mode() is reference
+    # the preset's tolerances follow the precision it is built in
+    assert faithful.numerics.stepsize_controller.rtol == 1e-5
+    with jax.enable_x64(True):
+        tight = tr.trebuchet().numerics.stepsize_controller
+    assert (tight.rtol, tight.atol) == (1e-9, 1e-10)
+    for bad in (dict(numerics="adaptive"), dict(tension="exactly")):
+        with pytest.raises(diffsim.DiffsimError):
+            dataclasses.replace(faithful, **bad)
+    with pytest.raises(diffsim.DiffsimError, match="dt"):
+        tr.EulerHermite(dt=0.0)
+
+
+def test_the_plug_in_imports_only_the_public_core():
+    package = Path(tr.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                assert not (parts[0] == "diffsim" and any(p.startswith("_") for p in parts)), (
+                    f"{path.name} imports {name}"
+                )

@@ -3,10 +3,12 @@
 ``shoot(wind, angle, weight)`` (m/s, degrees, pounds) returns the distance in metres; it
 is jit-able, vmappable and differentiable in forward and reverse mode with respect to the
 inputs and to the machine (:class:`Trebuchet`, a pytree of physical parameters). Two
-presets: :func:`trebuchet` (physically faithful, the default) and :func:`trebuchet_jl`
-(reproduces the published Trebuchet.jl numbers). Aiming: :func:`aim` (direct, optimistix
-least squares) and :class:`Aimer` / :func:`train_aimer` (a network trained through
-``shoot``). Plots in :func:`animate_shot` and :func:`plot_distance`.
+presets: :func:`trebuchet` (physically faithful, the default: a ``diffsim.ODESolve``
+with diffrax's Tsit5) and :func:`trebuchet_jl` (reproduces the published Trebuchet.jl
+numbers: :class:`EulerHermite`, explicit Euler at 60 Hz). Aiming: :func:`aim` (direct,
+optimistix least squares) and :class:`Aimer` / :func:`train_aimer` (a network trained
+through ``shoot`` by ``diffsim.fit``). Plots in :func:`animate_shot` and
+:func:`plot_distance`. Built on the public ``diffsim`` API only.
 """
 
 from ._aim import (
@@ -25,6 +27,7 @@ from ._physics import (
     FOOT,
     POUND,
     STATUS_MESSAGES,
+    EulerHermite,
     Shot,
     Trebuchet,
     shoot,
@@ -44,6 +47,7 @@ __all__ = [
     "WEIGHT_BOUNDS",
     "Aim",
     "Aimer",
+    "EulerHermite",
     "Shot",
     "ShotTrajectory",
     "Trebuchet",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import equinox as eqx
@@ -12,6 +11,8 @@ import jax.random as jr
 import optax
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+import diffsim
 
 from ._physics import OK, Trebuchet, simulate
 from ._physics import trebuchet as trebuchet_default
@@ -97,12 +98,11 @@ def aim(
     Default machine: the faithful :func:`trebuchet`, whose distance is smooth in (angle,
     weight). The reference preset :func:`trebuchet_jl` restarts its 60 Hz Euler grid at
     each event, which makes its distance piecewise smooth with steps of up to ~0.5 m:
-    aiming it to 1 cm often fails. Adaptive machines are switched to diffrax's
-    forward-mode adjoint (the derivatives are taken in forward mode).
+    aiming it to 1 cm often fails. The derivatives are taken in forward mode, on
+    ``trebuchet.forward_mode()`` (diffrax's ``ForwardMode`` adjoint for an
+    ``ODESolve``).
     """
-    tb = trebuchet_default() if trebuchet is None else trebuchet
-    if tb.integrator == "adaptive":
-        tb = tb.forward_mode()
+    tb = (trebuchet_default() if trebuchet is None else trebuchet).forward_mode()
     target = jnp.asarray(target, dtype=float)
     wind = jnp.asarray(wind, dtype=float)
     low_angle, high_angle = (jnp.asarray(x, dtype=target.dtype) for x in ANGLE_BOUNDS)
@@ -225,16 +225,30 @@ def train_aimer(
     learning_rate: float = 1e-2,
     huber: float = 0.05,
     progress: bool = True,
-    callback: Callable[[int, float], None] | None = None,
-) -> tuple[Aimer, dict]:
-    """Train an :class:`Aimer` through the simulator, as the 2019 post did.
+    callback: Callable[[int, dict], None] | None = None,
+) -> tuple[Aimer, diffsim.History]:
+    """Train an :class:`Aimer` through the simulator, as the 2019 post did, with
+    :func:`diffsim.fit`.
 
-    Each step draws ``batch_size`` (target ~ U(20, 100) m, wind ~ N(0, 5^2) m/s) pairs,
-    shoots with the network's (angle, weight) and descends the mean pseudo-Huber loss of
-    the miss (``huber`` m: quadratic below, linear above, so that out-of-reach targets do
-    not dominate), with Adam on a warmup-cosine schedule. Default machine:
-    :func:`trebuchet`. Returns the aimer and ``{"loss": [...], "seconds": total
-    wall-clock, "compile_seconds": the first step's}``.
+    Each step draws ``batch_size`` (target ~ U(20, 100) m, wind ~ N(0, 5^2) m/s) pairs
+    from the key ``fit`` passes, shoots with the network's (angle, weight) and descends
+    the mean pseudo-Huber loss of the miss (``huber`` m: quadratic below, linear above,
+    so that out-of-reach targets do not dominate), with Adam on a warmup-cosine schedule
+    (peak ``learning_rate``). Default machine: :func:`trebuchet`. The network is
+    initialised from ``jr.split(key)[0]``, the data drawn from ``jr.split(key)[1]``.
+
+    Args:
+        progress: show a progress bar.
+        callback: ``callback(iteration, {"loss": ...})`` after every step (iterations
+            from 1), as for :func:`diffsim.fit`.
+
+    Returns:
+        ``(aimer, history)``: the trained :class:`Aimer` and the :class:`diffsim.History`
+        of the fit (``loss`` and ``grad_norm`` per step, ``compile_seconds``,
+        ``train_seconds`` the whole wall-clock).
+
+    Raises:
+        diffsim.TrainingDiverged: at a non-finite loss or gradient.
 
     The defaults are the best of a small sweep on the evaluation test set (seed 0 of
     ``test_set``): width 64 and a learning rate of 1e-2 matter most (width 32: p95 miss
@@ -244,44 +258,22 @@ def train_aimer(
     """
     tb = trebuchet_default() if trebuchet is None else trebuchet
     init_key, data_key = jr.split(key)
-    aimer = Aimer(key=init_key)
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, min(50, steps // 10 + 1), steps, learning_rate * 1e-3
     )
-    optimiser = optax.adam(schedule)
-    opt_state = optimiser.init(eqx.filter(aimer, eqx.is_array))
 
-    def loss_fn(aimer, target, wind):
+    def loss(aimer: Aimer, key: PRNGKeyArray) -> Float[Array, ""]:
+        target, wind = _sample(key, batch_size)
         miss = aimer_misses(aimer, target, wind, tb)
         return jnp.mean(huber**2 * (jnp.sqrt(1.0 + (miss / huber) ** 2) - 1.0))
 
-    @eqx.filter_jit
-    def step(aimer, opt_state, key):
-        target, wind = _sample(key, batch_size)
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(aimer, target, wind)
-        updates, opt_state = optimiser.update(grads, opt_state, eqx.filter(aimer, eqx.is_array))
-        return eqx.apply_updates(aimer, updates), opt_state, loss
-
-    losses = []
-    start = time.perf_counter()
-    compile_seconds = 0.0
-    iterator = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc="training aimer", unit="step")
-    for i, step_key in zip(iterator, jr.split(data_key, steps), strict=True):
-        aimer, opt_state, loss = step(aimer, opt_state, step_key)
-        if i == 0:
-            loss.block_until_ready()
-            compile_seconds = time.perf_counter() - start
-        if i % 25 == 0 or i == steps - 1:
-            loss_value = float(loss)
-            losses.append(loss_value)
-            if callback is not None:
-                callback(i, loss_value)
-            if progress:
-                iterator.set_postfix(loss=f"{loss_value:.4f}")
-    jax.block_until_ready(aimer)
-    seconds = time.perf_counter() - start
-    return aimer, {"loss": losses, "seconds": seconds, "compile_seconds": compile_seconds}
+    return diffsim.fit(
+        loss,
+        Aimer(key=init_key),
+        optax.adam(schedule),
+        key=data_key,
+        iterations=steps,
+        progress=progress,
+        description="training aimer",
+        callback=callback,
+    )

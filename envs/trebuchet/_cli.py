@@ -65,7 +65,7 @@ def add_commands(subparsers) -> None:
 
 
 def _finite(name: str, value: float) -> float:
-    from diffsim._errors import DiffsimError
+    from diffsim import DiffsimError
 
     if not math.isfinite(value):
         raise DiffsimError(f"{name} must be a finite number, got {value}")
@@ -130,7 +130,7 @@ def _shoot(args) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from diffsim._errors import DiffsimError
+    from diffsim import DiffsimError
 
     from ._physics import STATUS_MESSAGES
 
@@ -142,7 +142,7 @@ def _shoot(args) -> dict:
     if weight <= 0:
         raise DiffsimError(f"--weight must be a positive number of pounds, got {weight}")
     with _precision(args.x64):
-        tb = _machine(args.preset)  # inside: its parameters take the working precision
+        tb = _machine(args.preset)  # inside: its parameters and tolerances take the precision
         inputs = [jnp.asarray(x, dtype=float) for x in (wind, angle, weight)]
         if args.grad:
             shot, gradient = _compiled("shot_and_gradient")(*inputs, tb)
@@ -185,7 +185,7 @@ def _aim(args) -> None:
     import jax
     import jax.numpy as jnp
 
-    from diffsim._errors import DiffsimError
+    from diffsim import DiffsimError
     from diffsim.cli import emit
 
     from ._aim import ANGLE_BOUNDS, WEIGHT_BOUNDS

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from diffsim import DiffsimError, ODESolve
+
 FOOT = 0.3048
 """One foot in metres."""
 POUND = 0.45359237
@@ -45,6 +47,39 @@ def _float(x) -> Array:
     return jnp.asarray(x, dtype=float)
 
 
+class EulerHermite(eqx.Module):
+    """Trebuchet.jl's 2019 numerics: explicit Euler at a fixed step ``dt`` (s), the step
+    grid restarting at each event, each event located by root finding on the cubic Hermite
+    interpolant of the step that crossed it (as OrdinaryDiffEq's ``ContinuousCallback``
+    with ``Euler`` did). Every phase takes ``round(phase_time / dt)`` steps, so it is
+    differentiable in forward and reverse mode as it stands.
+
+    Example: ``Trebuchet(..., numerics=EulerHermite(dt=1 / 120))``.
+    """
+
+    dt: float = eqx.field(static=True, default=1 / 60)
+
+    def __check_init__(self):
+        if not (isinstance(self.dt, int | float) and math.isfinite(self.dt) and self.dt > 0):
+            raise DiffsimError(
+                f"EulerHermite.dt must be a positive number of seconds, got {self.dt!r}"
+            )
+
+
+def _adaptive_numerics() -> ODESolve:
+    """The faithful preset's numerics, tolerances chosen for the precision now enabled."""
+    x64 = bool(jax.config.jax_enable_x64)
+    return ODESolve(
+        solver=dfx.Tsit5(),
+        stepsize_controller=dfx.PIDController(
+            rtol=1e-9 if x64 else 1e-5, atol=1e-10 if x64 else 1e-6
+        ),
+        adjoint=dfx.RecursiveCheckpointAdjoint(),
+        max_steps=256,
+        dt0=1e-3,
+    )
+
+
 class Trebuchet(eqx.Module):
     """A hinged-counterweight trebuchet; its physical parameters are array fields.
 
@@ -58,19 +93,24 @@ class Trebuchet(eqx.Module):
 
     Static fields choose the numerics:
 
-    - ``integrator``: ``"adaptive"`` (diffrax ``Tsit5`` + ``PIDController``, events via
-      ``diffrax.Event`` and an optimistix Newton root finder) or ``"euler_hermite"``
-      (Trebuchet.jl's 2019 numerics: explicit Euler at ``dt``, the step grid restarting at
-      each event, events located on the cubic Hermite interpolant between steps).
+    - ``numerics``: a :class:`diffsim.ODESolve`, whose solver, step-size controller,
+      adjoint, ``max_steps`` and ``dt0`` every phase uses as given (events via
+      ``diffrax.Event`` with an optimistix Newton root finder; a phase that reaches
+      ``max_steps`` reports ``SOLVER_FAILED``), or :class:`EulerHermite` (Trebuchet.jl's
+      2019 numerics). Default: the faithful preset's, ``ODESolve(Tsit5(),
+      PIDController(rtol, atol), dt0=1e-3, max_steps=256)`` with ``rtol, atol = 1e-5,
+      1e-6`` when float32 is the working precision at construction and ``1e-9, 1e-10``
+      when float64 is (``jax.config.jax_enable_x64``): build the machine inside the
+      precision it runs in. The default adjoint, ``RecursiveCheckpointAdjoint``, gives
+      reverse mode; :meth:`forward_mode` switches to forward mode (``jax.jvp``,
+      ``jax.jacfwd``).
     - ``tension``: ``"exact"`` (lift-off from the exact projectile acceleration) or
       ``"backward_difference"`` (from the change of horizontal velocity over the last
-      step, as Trebuchet.jl).
+      step, as Trebuchet.jl; :class:`EulerHermite` only).
     - ``phase_time``: time limit in seconds of the ground, hang and flight phases.
-    - ``rtol``, ``atol``: tolerances of the adaptive solver (float32 values; under float64
-      they are divided by ``1e4``).
-    - ``adjoint``: the diffrax adjoint of the adaptive solver. The default
-      ``RecursiveCheckpointAdjoint`` gives reverse mode; use :meth:`forward_mode` for
-      forward-mode (``jax.jvp``/``jax.jacfwd``) differentiation.
+
+    ``numerics`` is a static field (hashable, part of the compiled structure), so
+    ``jax.jit``, ``jax.grad`` and ``jax.vmap`` see only the physical parameters.
     """
 
     pivot_height: Float[Array, ""] = eqx.field(converter=_float)
@@ -86,15 +126,20 @@ class Trebuchet(eqx.Module):
     gravity: Float[Array, ""] = eqx.field(converter=_float)
     air_density: Float[Array, ""] = eqx.field(converter=_float)
     drag_coefficient: Float[Array, ""] = eqx.field(converter=_float)
-    integrator: Literal["adaptive", "euler_hermite"] = eqx.field(static=True, default="adaptive")
+    numerics: ODESolve | EulerHermite = eqx.field(static=True, default_factory=_adaptive_numerics)
     tension: Literal["exact", "backward_difference"] = eqx.field(static=True, default="exact")
-    dt: float = eqx.field(static=True, default=1 / 60)
     phase_time: tuple[float, float, float] = eqx.field(static=True, default=(2.0, 2.0, 12.0))
-    rtol: float = eqx.field(static=True, default=1e-5)
-    atol: float = eqx.field(static=True, default=1e-6)
-    adjoint: dfx.AbstractAdjoint = eqx.field(
-        static=True, default_factory=dfx.RecursiveCheckpointAdjoint
-    )
+
+    def __check_init__(self):
+        if not isinstance(self.numerics, ODESolve | EulerHermite):
+            raise DiffsimError(
+                "numerics must be a diffsim.ODESolve or an EulerHermite, got "
+                f"{type(self.numerics).__name__}"
+            )
+        if self.tension not in ("exact", "backward_difference"):
+            raise DiffsimError(
+                f"tension must be 'exact' or 'backward_difference', got {self.tension!r}"
+            )
 
     @property
     def arm_cg(self) -> Float[Array, ""]:
@@ -134,14 +179,25 @@ class Trebuchet(eqx.Module):
         return kinetic + self.gravity * jnp.sum(masses * positions[:, 1])
 
     def forward_mode(self) -> Trebuchet:
-        """The same machine with diffrax's ``ForwardMode`` adjoint (for ``jax.jvp``)."""
-        return dataclasses.replace(self, adjoint=dfx.ForwardMode())
+        """The same machine for forward-mode differentiation (``jax.jvp``,
+        ``jax.jacfwd``): an :class:`diffsim.ODESolve` gets diffrax's ``ForwardMode``
+        adjoint, everything else of it unchanged; :class:`EulerHermite` numerics are
+        differentiable in both modes already and are returned as they are."""
+        if isinstance(self.numerics, ODESolve):
+            numerics = dataclasses.replace(self.numerics, adjoint=dfx.ForwardMode())
+            return dataclasses.replace(self, numerics=numerics)
+        return self
 
 
 def trebuchet() -> Trebuchet:
     """The physically faithful default: Trebuchet.jl's geometry and masses with the
     inertias in their right places, an adaptive ``Tsit5`` solver and the exact sling
-    tension at lift-off. The one to use for physics."""
+    tension at lift-off. The one to use for physics.
+
+    Its numerics are ``diffsim.ODESolve(Tsit5(), PIDController(rtol, atol), dt0=1e-3,
+    max_steps=256)``, the tolerances chosen when it is called: ``rtol=1e-5, atol=1e-6``
+    under float32, ``1e-9, 1e-10`` under float64 (``jax.enable_x64``). Call it inside the
+    precision the shots run in."""
     return Trebuchet(
         pivot_height=5.0 * FOOT,
         long_arm=6.792 * FOOT,
@@ -175,7 +231,7 @@ def trebuchet_jl() -> Trebuchet:
     parameters["weight_inertia"] = faithful.arm_inertia
     return Trebuchet(
         **parameters,
-        integrator="euler_hermite",
+        numerics=EulerHermite(dt=1 / 60),
         tension="backward_difference",
         phase_time=(1.5, 1.0, 9.0),
     )
@@ -455,7 +511,7 @@ def _detach_unless(keep: Bool[Array, ""], tree):
 
 def _simulate_euler_hermite(args: _Args):
     tb = args.trebuchet
-    dt = tb.dt
+    dt = tb.numerics.dt
     n_ground, n_hang, n_flight = (int(round(p / dt)) for p in tb.phase_time)
     q0 = tb.initial_coordinates()
     y0 = jnp.concatenate([q0, jnp.zeros_like(q0)])
@@ -489,7 +545,7 @@ def _simulate_euler_hermite(args: _Args):
 
 
 # ----------------------------------------------------------------------------------------
-# Adaptive numerics: diffrax Tsit5 with events
+# Adaptive numerics: a diffsim.ODESolve (Tsit5 by default) with events
 
 
 def _ground_forces(args: _Args, y):
@@ -513,28 +569,19 @@ def _landing_event(t, y, args, **kwargs):
     return _landing_value(args, y)
 
 
-_MAX_STEPS = 256
-"""Steps each adaptive phase may take (about 10-40 are used); a shot that needs more
-reports ``SOLVER_FAILED``."""
-
-
 def _adaptive_phase(field, cond_fn, y0, t0, duration, args):
-    tb = args.trebuchet
+    """One phase by ``tb.numerics.solve`` until ``cond_fn`` crosses zero or
+    ``duration`` (s) has passed; the event located by Newton to tolerances set by the
+    state's dtype. Returns ``(t_end, y_end, ended, failed, imprecise)``."""
     rtol, atol = _root_tolerance(y0.dtype)
-    scale = 1.0 if y0.dtype == jnp.float32 else 1e-4
-    solution = dfx.diffeqsolve(
+    solution = args.trebuchet.numerics.solve(
         dfx.ODETerm(field),
-        dfx.Tsit5(),
         t0,
         t0 + duration,
-        1e-3,
         y0,
         args,
         saveat=dfx.SaveAt(t1=True),
-        stepsize_controller=dfx.PIDController(rtol=tb.rtol * scale, atol=tb.atol * scale),
         event=dfx.Event(cond_fn, root_finder=optx.Newton(rtol=rtol, atol=atol)),
-        adjoint=tb.adjoint,
-        max_steps=_MAX_STEPS,
         throw=False,
     )
     result = solution.result
@@ -649,12 +696,12 @@ def simulate(
     """
     tb = trebuchet_default() if trebuchet is None else trebuchet
     args = _args(tb, wind, angle, weight)
-    if tb.integrator == "euler_hermite":
+    if isinstance(tb.numerics, EulerHermite):
         status, times, states = _simulate_euler_hermite(args)
-    elif tb.integrator == "adaptive":
+    elif isinstance(tb.numerics, ODESolve):
         status, times, states = _simulate_adaptive(args)
-    else:
-        raise ValueError(f"unknown integrator {tb.integrator!r}")
+    else:  # unreachable through __init__; a machine assembled by tree surgery
+        raise DiffsimError(f"unknown numerics {type(tb.numerics).__name__}")
     y_lift, y_release, p0, p_land = states
     slack = status == SLING_SLACK
     distance = jnp.where(slack, tb.resting_x(), p_land[0])

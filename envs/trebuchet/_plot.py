@@ -8,6 +8,7 @@ matplotlib, imported on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -25,6 +26,7 @@ from ._physics import (
     OK,
     SLING_SLACK,
     STATUS_MESSAGES,
+    EulerHermite,
     Shot,
     Trebuchet,
     _Args,
@@ -103,7 +105,7 @@ def _euler_states(field, y0, t0, ts, args: _Args, duration):
     """States at times ``ts`` of Trebuchet.jl's numerics: explicit Euler from ``(t0, y0)``
     on the grid ``t0 + k dt``, cubic Hermite interpolation between steps (the interpolant
     on which the event was located, so the phase's end state is reproduced)."""
-    dt = args.trebuchet.dt
+    dt = args.trebuchet.numerics.dt
     n_steps = int(round(duration / dt))
 
     def step(y, _):
@@ -139,29 +141,26 @@ def _rk4_states(field, y0, t0, ts, args: _Args, duration, dt):
 
 
 def _adaptive_states(field, y0, t0, t1, ts, args: _Args, max_steps=1024):
-    """States at times ``ts`` (within ``[t0, t1]``) of the adaptive preset's numerics:
-    ``Tsit5`` with the machine's PID tolerances, from ``t0`` to ``t1``."""
-    tb = args.trebuchet
-    scale = 1.0 if y0.dtype == jnp.float32 else 1e-4
+    """States at times ``ts`` (within ``[t0, t1]``) of the adaptive machine's numerics
+    (its :class:`diffsim.ODESolve`, allowed at least ``max_steps`` steps), from ``t0`` to
+    ``t1``."""
+    numerics = args.trebuchet.numerics
+    numerics = dataclasses.replace(numerics, max_steps=max(numerics.max_steps, max_steps))
     t1 = jnp.maximum(t1, t0 + 1e-6)
-    solution = dfx.diffeqsolve(
+    solution = numerics.solve(
         dfx.ODETerm(field),
-        dfx.Tsit5(),
         t0,
         t1,
-        1e-3,
         y0,
         args,
         saveat=dfx.SaveAt(ts=jnp.clip(ts, t0, t1)),
-        stepsize_controller=dfx.PIDController(rtol=tb.rtol * scale, atol=tb.atol * scale),
-        max_steps=max_steps,
         throw=False,
     )
     return solution.ys
 
 
 def _states(field, y0, t0, t1, ts, args: _Args, duration):
-    if args.trebuchet.integrator == "euler_hermite":
+    if isinstance(args.trebuchet.numerics, EulerHermite):
         return _euler_states(field, y0, t0, ts, args, duration)
     return _adaptive_states(field, y0, t0, t1, ts, args)
 
@@ -252,11 +251,12 @@ def trajectory(
 
     Runs :func:`~._physics.simulate`, then re-integrates each phase between its event
     times (ground from 0 to lift-off, hang from the lift-off state to release, flight
-    from the release position and velocity to landing) with the preset's numerics: Euler
-    at ``dt`` with Hermite interpolation for ``trebuchet_jl``, ``Tsit5`` with the
-    machine's tolerances for the adaptive preset. The last frame of a successful shot is
-    the landing point, ``shoot``'s distance. Returns a :class:`ShotTrajectory` of NumPy
-    arrays, ``n`` frames (about ``fps`` times the landing time, plus the event instants).
+    from the release position and velocity to landing) with the machine's numerics:
+    Euler at ``numerics.dt`` with Hermite interpolation for an :class:`EulerHermite`
+    (``trebuchet_jl``), the machine's :class:`diffsim.ODESolve` otherwise. The last frame
+    of a successful shot is the landing point, ``shoot``'s distance. Returns a
+    :class:`ShotTrajectory` of NumPy arrays, ``n`` frames (about ``fps`` times the
+    landing time, plus the event instants).
     Not jit-able (the number of frames depends on the shot); repeated calls reuse one
     compilation per machine structure and ``fps``.
     """
@@ -273,7 +273,7 @@ def trajectory(
     )
     ground_time, hang_time, flight_time = tb.phase_time
     lifted = status not in (SLING_SLACK, NO_LIFT_OFF) and t_lift > 0
-    adaptive_no_release = status == NO_RELEASE and tb.integrator == "adaptive"
+    adaptive_no_release = status == NO_RELEASE and not isinstance(tb.numerics, EulerHermite)
     flew = lifted and not adaptive_no_release
     sizes = [int(math.ceil(p * fps)) + 3 for p in tb.phase_time]
     ts_ground, n_ground = _frame_times(0.0, t_lift if lifted else ground_time, fps, sizes[0], True)
@@ -331,9 +331,9 @@ _simulate = eqx.filter_jit(simulate)
 
 
 def _describe(tb: Trebuchet) -> str:
-    if tb.integrator == "euler_hermite":
-        return f"Euler {1 / tb.dt:.0f} Hz"
-    return "adaptive Tsit5"
+    if isinstance(tb.numerics, EulerHermite):
+        return f"Euler {1 / tb.numerics.dt:.0f} Hz"
+    return f"adaptive {type(tb.numerics.solver).__name__}"
 
 
 def _limits(points: np.ndarray, low: float, margin: float, extra_x=()):
