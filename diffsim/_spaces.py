@@ -67,7 +67,8 @@ class Box(AbstractActionSpace):
 
     @property
     def control_size(self) -> int:
-        return self.low.shape[0]
+        """The controller's output, clipped, is the control: the same size."""
+        return self.controller_size
 
     @property
     def bounded(self) -> bool:

@@ -174,12 +174,6 @@ def train(
     *,
     key: PRNGKeyArray,
     iterations: int,
-    batch_size: int = 64,
-    window: int | None = None,
-    carry_state: bool = True,
-    trainable: Literal["controller", "env", "both"] | Callable = "controller",
-    objective: Objective = mean_step_cost,
-    estimator: AbstractEstimator | None = None,
     eval_every: int = 0,
     eval_episodes: int = 100,
     eval_seed: int = 10_000,
@@ -187,14 +181,14 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
+    **trainer_options,
 ) -> tuple[Controller, AbstractEnv, History]:
     """Train with a :class:`Trainer` for ``iterations`` updates: many updates per compiled
     call, a progress bar, fixed-seed evaluations, checkpoints, a divergence report.
 
     Args:
         env, controller: the starting model (:meth:`Trainer.init`).
-        optimiser, batch_size, window, carry_state, trainable, objective, estimator: as
-            for :class:`Trainer`.
+        optimiser: any optax transformation.
         key: the seed of everything random in training.
         iterations: optimiser updates.
         eval_every: evaluate every this many updates (0: only after the last) on
@@ -205,6 +199,8 @@ def train(
         progress: show a progress bar.
         callback: ``callback(iteration, metrics)`` after every update (metrics: ``loss``,
             and ``eval_return`` after an evaluation).
+        **trainer_options: ``batch_size``, ``window``, ``carry_state``, ``trainable``,
+            ``objective``, ``estimator``: the :class:`Trainer`'s settings.
 
     Returns:
         ``(controller, env, history)``; ``history.env_steps`` counts every simulated
@@ -213,18 +209,13 @@ def train(
     Raises:
         TrainingDiverged: at a non-finite loss or gradient, carrying the last finite
             controller and env.
+
+    Example: ``diffsim.train(env, policy, diffsim.adam_cosine(1e-2, 300), key=jr.key(1),
+    iterations=300, batch_size=128, window=50)``.
     """
     if not isinstance(iterations, int) or iterations < 1:
         raise DiffsimError(f"iterations must be a positive integer, got {iterations!r}")
-    trainer = Trainer(
-        optimiser,
-        batch_size=batch_size,
-        window=window,
-        carry_state=carry_state,
-        trainable=trainable,
-        objective=objective,
-        estimator=estimator,
-    )
+    trainer = Trainer(optimiser, **trainer_options)
     history, best = History(), {}
 
     def evaluate_and_save(state: TrainState) -> dict:
@@ -257,7 +248,7 @@ def train(
         history=history,
         every=eval_every,
         on_every=evaluate_and_save,
-        env_steps_per_iteration=batch_size * trainer.window_for(env),
+        env_steps_per_iteration=trainer.batch_size * trainer.window_for(env),
         progress=progress,
         callback=callback,
         diverged=diverged,

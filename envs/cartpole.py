@@ -10,7 +10,7 @@ import math
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, Bool, Float
 
 from diffsim import (
     AbstractEnv,
@@ -18,7 +18,6 @@ from diffsim import (
     Box,
     DiffsimError,
     Discrete,
-    Dynamics,
     ODEStep,
     Recipe,
     StraightThrough,
@@ -167,17 +166,10 @@ class GymEuler(AbstractTransition):
     Example: ``CartPole(transition=GymEuler())``.
     """
 
-    def __call__(
-        self,
-        dynamics: Dynamics,
-        t: Float[ArrayLike, ""],
-        y: Float[Array, " n"],
-        u: Float[Array, " m"],
-    ) -> Float[Array, " n"]:
+    def __call__(self, dynamics, t, y, u):
         if not isinstance(dynamics, CartPole):
             raise DiffsimError(
-                f"GymEuler is a zero-order-hold map of the CartPole, not of "
-                f"{type(dynamics).__name__} (continuous feedback needs an ODE transition)"
+                f"GymEuler: zero-order hold of a CartPole, not {type(dynamics).__name__}"
             )
         return y + dynamics.control_dt * dynamics.vector_field(t, y, u)
 

@@ -7,14 +7,13 @@ import functools
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
 
 from diffsim import (
     AbstractEnv,
     AbstractTransition,
     Box,
     DiffsimError,
-    Dynamics,
     ODEStep,
     Recipe,
     adam_cosine,
@@ -108,17 +107,10 @@ class GymEuler(AbstractTransition):
     Example: ``Pendulum(transition=GymEuler())``.
     """
 
-    def __call__(
-        self,
-        dynamics: Dynamics,
-        t: Float[ArrayLike, ""],
-        y: Float[Array, " n"],
-        u: Float[Array, " m"],
-    ) -> Float[Array, " n"]:
+    def __call__(self, dynamics, t, y, u):
         if not isinstance(dynamics, Pendulum):
             raise DiffsimError(
-                f"GymEuler is a zero-order-hold map of the Pendulum, not of "
-                f"{type(dynamics).__name__} (continuous feedback needs an ODE transition)"
+                f"GymEuler: zero-order hold of a Pendulum, not {type(dynamics).__name__}"
             )
         theta, theta_dot = y
         theta_dot = theta_dot + dynamics._acceleration(theta, u) * dynamics.control_dt

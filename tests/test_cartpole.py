@@ -116,7 +116,7 @@ def test_bad_parameters_raise():
         CartPole(half_length=float("nan"))
     with pytest.raises(diffsim.DiffsimError, match="task"):
         CartPole(task="fly")
-    with pytest.raises(diffsim.DiffsimError, match="zero-order-hold map of the CartPole"):
+    with pytest.raises(diffsim.DiffsimError, match="zero-order hold of a CartPole, not Pendulum"):
         diffsim.step(Pendulum(transition=GymEuler()), 0.0, jnp.zeros(2), jnp.zeros(1))
 
 

@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 import diffsim
 from diffsim import rl
 from diffsim.envs import CartPole, Pendulum
+from diffsim.envs.cartpole import GymEuler as CartPoleGymEuler
 from diffsim.envs.pendulum import GymEuler
 
 
@@ -55,30 +56,55 @@ def test_gymnax_adapter_steps_like_diffsim_and_auto_resets():
     assert int(steps[199]) == 0 and int(steps[249]) == 50
 
 
-def test_batch_of_envs_as_gymnax_params():
+def test_batch_of_envs_as_gymnax_params_steps_each_env_with_its_own_physics():
     gymnax_env = rl.to_gymnax(Pendulum())
-    params = jax.vmap(lambda g: gymnax_env.default_params.__class__(Pendulum(g=g), 200))(
-        jnp.array([5.0, 10.0])
-    )
-    _, states = jax.vmap(gymnax_env.reset)(jr.split(jr.key(0), 2), params)
+    gravities = jnp.array([5.0, 10.0, 20.0])
+    params = jax.vmap(lambda g: gymnax_env.default_params.__class__(Pendulum(g=g), 200))(gravities)
+    _, states = jax.vmap(gymnax_env.reset)(jr.split(jr.key(0), 3), params)
+    action = jnp.array([0.5])
     step = jax.vmap(gymnax_env.step, in_axes=(0, 0, None, 0))
-    _, next_states, *_ = step(jr.split(jr.key(1), 2), states, jnp.zeros(1), params)
-    assert next_states.y.shape == (2, 2)
+    _, next_states, rewards, *_ = step(jr.split(jr.key(1), 3), states, action, params)
+    for i, g in enumerate(gravities):
+        y, cost, _ = diffsim.step(Pendulum(g=g), 0.0, states.y[i], action)
+        np.testing.assert_allclose(next_states.y[i], y, rtol=1e-6)
+        assert float(rewards[i]) == pytest.approx(-float(cost), rel=1e-6)
+    # different gravity, same start and torque: different states
+    assert len({round(float(v), 6) for v in next_states.y[:, 1] - states.y[:, 1]}) == 3
 
 
-@pytest.mark.slow
-def test_rejax_ppo_trains_on_a_diffsim_env():
+def test_rejax_ppo_trains_on_a_diffsim_env_and_beats_the_random_policy():
+    """rejax PPO on the diffsim CartPole, evaluated by diffsim's protocol (200 fixed
+    episodes, greedy actions): measured 480.3 after 40,960 steps (8 s on 2 CPU cores),
+    against 21.9 for random pushes and 9.4 for always pushing right."""
     rejax = pytest.importorskip("rejax")
+    env = CartPole(transition=CartPoleGymEuler())
     algorithm = rejax.PPO.create(
-        env=rl.to_gymnax(Pendulum(transition=GymEuler())),
-        total_timesteps=4096,
-        eval_freq=4096,
-        num_envs=8,
-        num_steps=64,
+        env=rl.to_gymnax(env),
+        total_timesteps=40_960,
+        eval_freq=40_960,
+        num_envs=16,
+        num_steps=128,
+        learning_rate=2.5e-3,
     )
     with jax.numpy_rank_promotion("allow"):  # rejax broadcasts implicitly
-        trained, (lengths, returns) = jax.jit(algorithm.train)(jr.key(0))
-    assert np.all(np.isfinite(np.asarray(returns)))
+        trained, _ = jax.jit(algorithm.train)(jr.key(0))
+    ppo = diffsim.evaluate(env, rl.policy_from_rejax(algorithm, trained), episodes=200, seed=0)
+    baseline = _random_policy_return(env)
+    assert ppo.mean > baseline + 200.0, (ppo.mean, baseline)
+
+
+def _random_policy_return(env, episodes=200):
+    """Mean return of uniformly random pushes from the evaluation start states."""
+    starts = diffsim.initial_states(env, episodes, seed=0)
+
+    def episode(y0, key):
+        def policy(t, observation):
+            step_key = jr.fold_in(key, jnp.round(t / env.control_dt).astype(jnp.int32))
+            return jr.normal(step_key, (2,))
+
+        return diffsim.rollout(env, policy, y0).episode_return
+
+    return float(jnp.mean(jax.vmap(episode)(starts, jr.split(jr.key(1), episodes))))
 
 
 def test_rejax_policy_takes_rejax_own_action_without_exploration_noise():

@@ -206,7 +206,7 @@ def test_bad_inputs_raise_clear_errors():
         diffsim.rollout(env, controller, jnp.array([jnp.nan, 0.0]))
     with pytest.raises(diffsim.DiffsimError, match="mode"):
         diffsim.rollout(env, controller, jnp.zeros(2), mode="continuous")
-    with pytest.raises(diffsim.DiffsimError, match="zero-order-hold"):
+    with pytest.raises(diffsim.DiffsimError, match="zero-order hold of a Pendulum, not ClosedLoop"):
         diffsim.rollout(Pendulum(transition=GymEuler()), controller, jnp.zeros(2), mode="feedback")
 
 
