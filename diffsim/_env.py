@@ -57,6 +57,11 @@ class AbstractEnv(eqx.Module):
     """How the state advances over one control interval, e.g. ``diffsim.ODEStep()``."""
 
     def __check_init__(self):
+        _check_timing(self.control_dt, self.episode_steps)
+        if not isinstance(self.transition, AbstractTransition):
+            raise DiffsimError(
+                f"transition must be a diffsim.AbstractTransition, got {self.transition!r}"
+            )
         check_positive(**_positive_parameters(self))
 
     @property
@@ -108,6 +113,17 @@ class AbstractEnv(eqx.Module):
         """``o``, the length of an observation."""
         y = jax.eval_shape(self.initial_state, jr.key(0))
         return jax.eval_shape(self.observe, y).shape[0]
+
+
+def _check_timing(control_dt: object, episode_steps: object) -> None:
+    if isinstance(control_dt, bool) or not isinstance(control_dt, (int, float)):
+        raise DiffsimError(f"control_dt must be a number of seconds, got {control_dt!r}")
+    if not (np.isfinite(control_dt) and control_dt > 0):
+        raise DiffsimError(f"control_dt must be positive and finite, got {control_dt!r}")
+    if isinstance(episode_steps, bool) or not isinstance(episode_steps, (int, np.integer)):
+        raise DiffsimError(f"episode_steps must be a whole number, got {episode_steps!r}")
+    if episode_steps < 1:
+        raise DiffsimError(f"episode_steps must be at least 1, got {episode_steps!r}")
 
 
 def check_positive(**parameters: ArrayLike) -> dict[str, ArrayLike]:

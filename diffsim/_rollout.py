@@ -12,7 +12,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from ._env import AbstractEnv, with_parameter_checks
 from ._errors import DiffsimError
-from ._spaces import AbstractEstimator
+from ._spaces import AbstractEstimator, Discrete
 
 Controller = Callable[[Float[Array, ""], Float[Array, " o"]], Float[Array, " k"]]
 """Anything callable as ``controller(t, observation) -> output``: ``t`` in s, an
@@ -33,7 +33,21 @@ def control(
     ``env.action_space`` (hard arg-max choices for discrete spaces when ``estimator`` is
     ``None``)."""
     output = controller(t, env.observe(y))
+    expected = (env.action_space.controller_size,)
+    if jnp.shape(output) != expected:
+        raise DiffsimError(
+            f"the controller returned shape {jnp.shape(output)} but "
+            f"{type(env).__name__}'s {type(env.action_space).__name__} action space needs "
+            f"shape {expected} ({_what_outputs_mean(env)})"
+        )
     return env.action_space.to_control(output, estimator, key=key)
+
+
+def _what_outputs_mean(env: AbstractEnv) -> str:
+    space = env.action_space
+    if isinstance(space, Discrete):
+        return f"one logit per action, {space.num_actions} actions"
+    return f"one control per dimension, {space.control_size}"
 
 
 class ClosedLoop(eqx.Module):
@@ -98,21 +112,30 @@ class Trajectory(eqx.Module):
         return jnp.sum(self.alive, axis=-1)
 
 
-def _check_state(env: AbstractEnv, y: ArrayLike, name: str) -> Float[Array, " n"]:
-    if jnp.shape(y) != (env.state_size,):
+def _as_vector(env: AbstractEnv, x: ArrayLike, size: int, name: str) -> Float[Array, " k"]:
+    """``x`` as a float vector of ``size`` (lists and integer arrays converted), or a
+    :class:`DiffsimError` naming the shape: never a broadcast."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(float)
+    if x.shape != (size,):
         raise DiffsimError(
-            f"{name} has shape {jnp.shape(y)} but {type(env).__name__} states have shape "
-            f"({env.state_size},) (use jax.vmap for batches)"
+            f"{name} has shape {x.shape} but {type(env).__name__} needs shape ({size},)"
+            + (" (use jax.vmap for batches)" if x.ndim > 1 else "")
         )
-    y = jnp.asarray(y)
+    return x
+
+
+def _check_state(env: AbstractEnv, y: ArrayLike, name: str) -> Float[Array, " n"]:
+    y = _as_vector(env, y, env.state_size, name)
     return eqx.error_if(y, ~jnp.all(jnp.isfinite(y)), f"{name} contains NaN or inf")
 
 
 def step(
     env: AbstractEnv,
     t: Float[ArrayLike, ""],
-    y: Float[Array, " n"],
-    u: Float[Array, " m"],
+    y: ArrayLike,
+    u: ArrayLike,
 ) -> tuple[Float[Array, " n"], Float[Array, ""], Bool[Array, ""]]:
     """One control interval under zero-order hold, through ``env.transition``: the
     transition RL sees and the one ``rollout`` scans.
@@ -120,15 +143,17 @@ def step(
     Args:
         env: the environment.
         t: time since the episode started (s).
-        y: state, shape ``(n,)``.
+        y: state, shape ``(n,)`` (lists and integer arrays are converted).
         u: applied control, shape ``(m,)`` (``env.action_space.from_action`` maps an RL
-            action to it).
+            action to it); any other shape is a :class:`DiffsimError`, never a broadcast.
 
     Returns:
         ``(next_state, cost, terminated)``: the next state, shape ``(n,)``, the running
         cost charged at ``(t, y, u)``, and whether the next state ends the episode.
     """
     env = with_parameter_checks(env)
+    y = _as_vector(env, y, env.state_size, "state")
+    u = _as_vector(env, u, env.action_space.control_size, "control")
     y_next = env.transition(env, t, y, u)
     return y_next, env.running_cost(t, y, u), env.termination(y_next)
 
@@ -136,7 +161,7 @@ def step(
 def rollout(
     env: AbstractEnv,
     controller: Controller,
-    y0: Float[ArrayLike, " n"],
+    y0: ArrayLike,
     *,
     num_steps: int | None = None,
     start_step: int | Int[Array, ""] = 0,

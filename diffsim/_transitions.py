@@ -57,12 +57,17 @@ _TERM = dfx.ODETerm(_held_control_field)
 
 
 class ODEStep(AbstractTransition):
-    """``substeps`` equal steps of a diffrax ``solver`` per control interval.
+    """``substeps`` equal steps of a diffrax ``solver`` per control interval, inside a
+    ``lax.scan`` (no ``diffeqsolve``: measured here at the speed of a hand-written scan,
+    where ``diffeqsolve`` with its default checkpointing cost about 1.9x for gradients).
+    The solver restarts every interval because the held control jumps there.
 
-    Calls the solver's own ``step`` inside a ``lax.scan`` rather than one ``diffeqsolve``
-    per interval: measured here at the speed of a hand-written scan, forward and gradient,
-    where ``diffeqsolve`` with its default checkpointing cost about 1.9x for gradients. The
-    solver restarts every interval because the held control jumps there.
+    Explicit Runge-Kutta solvers (diffrax's ``AbstractERK``: ``Tsit5``, ``Dopri5``,
+    ``Heun``, ``Bosh3``, ...) are stepped from their own Butcher tableau with the stages
+    unrolled, the same arithmetic as their ``step`` (equal to float rounding, tested)
+    without the loop over stages that diffrax uses to serve every solver: measured 1.5x
+    faster forward and 1.26x for gradients on the pendulum. Every other solver takes its
+    own ``step``.
 
     Example: ``Pendulum(transition=ODEStep(diffrax.Heun(), substeps=8))``.
     """
@@ -75,11 +80,14 @@ class ODEStep(AbstractTransition):
             raise ValueError(f"substeps must be a positive integer, got {self.substeps!r}")
 
     def __call__(self, dynamics, t, y, u):
-        args = (dynamics, u)
         dt = dynamics.control_dt / self.substeps
+        tableau = _explicit_tableau(self.solver)
 
         def substep(y, i):
             ta = t + i * dt
+            if tableau is not None:
+                return _runge_kutta_step(tableau, dynamics, ta, dt, y, u)
+            args = (dynamics, u)
             state = self.solver.init(_TERM, ta, ta + dt, y, args)
             y, *_ = self.solver.step(_TERM, ta, ta + dt, y, args, state, made_jump=False)
             return y
@@ -88,6 +96,28 @@ class ODEStep(AbstractTransition):
             return substep(y, 0)
         y_next, _ = jax.lax.scan(lambda y, i: (substep(y, i), None), y, jnp.arange(self.substeps))
         return y_next
+
+
+def _explicit_tableau(solver: dfx.AbstractSolver):
+    """``(a_lower, b, c)`` as Python floats for an explicit Runge-Kutta solver, else None."""
+    tableau = getattr(solver, "tableau", None)
+    if not isinstance(solver, dfx.AbstractERK) or not isinstance(tableau, dfx.ButcherTableau):
+        return None
+    a_lower = tuple(tuple(float(a) for a in row) for row in tableau.a_lower)
+    c = (0.0, *(float(c) for c in tableau.c))
+    return a_lower, tuple(float(b) for b in tableau.b_sol), c
+
+
+def _runge_kutta_step(tableau, dynamics, t, dt, y, u):
+    a_lower, b, c = tableau
+
+    def combine(weights, ks):
+        return sum(w * k for w, k in zip(weights, ks, strict=True) if w != 0.0)
+
+    ks = [dynamics.vector_field(t, y, u)]
+    for row, c_i in zip(a_lower, c[1:], strict=True):
+        ks.append(dynamics.vector_field(t + c_i * dt, y + dt * combine(row, ks), u))
+    return y + dt * combine(b, ks)
 
 
 class ODESolve(AbstractTransition):

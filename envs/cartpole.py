@@ -23,7 +23,6 @@ from diffsim import (
     StraightThrough,
     Trajectory,
     adam_cosine,
-    check_positive,
     parameter,
 )
 from diffsim.controllers import Mirrored, MLPPolicy
@@ -76,7 +75,6 @@ class CartPole(AbstractEnv):
     episode_steps: int = eqx.field(static=True, default=500)
 
     def __check_init__(self):
-        check_positive(control_dt=self.control_dt, episode_steps=self.episode_steps)
         for name, value, allowed in (
             ("task", self.task, ("balance", "swingup")),
             ("action", self.action, ("discrete", "continuous")),

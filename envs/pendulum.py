@@ -61,7 +61,6 @@ class Pendulum(AbstractEnv):
     episode_steps: int = eqx.field(static=True, default=200)
 
     def __check_init__(self):
-        check_positive(control_dt=self.control_dt, episode_steps=self.episode_steps)
         if self.clip_torque:
             check_positive(max_torque=self.max_torque)
 

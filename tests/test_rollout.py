@@ -126,6 +126,19 @@ def test_fixed_step_and_adaptive_transitions_agree():
     )
 
 
+@pytest.mark.usefixtures("x64")
+@pytest.mark.parametrize("solver", [dfx.Tsit5(), dfx.Dopri5(), dfx.Heun(), dfx.Bosh3()])
+def test_unrolled_runge_kutta_equals_the_solvers_own_step(solver):
+    env = Pendulum(transition=diffsim.ODEStep(solver, substeps=2))
+    y, u, t = jnp.array([2.9, -1.3]), jnp.array([1.7]), 0.35
+    term = dfx.ODETerm(lambda t, y, u: env.vector_field(t, y, u))
+    expected = y
+    for t0 in (t, t + 0.025):
+        state = solver.init(term, t0, t0 + 0.025, expected, u)
+        expected = solver.step(term, t0, t0 + 0.025, expected, u, state, made_jump=False)[0]
+    np.testing.assert_allclose(diffsim.step(env, t, y, u)[0], expected, rtol=1e-14, atol=1e-14)
+
+
 def test_a_new_transition_is_one_small_class():
     class ExplicitEuler(diffsim.AbstractTransition):
         def __call__(self, dynamics, t, y, u):
