@@ -12,9 +12,10 @@ from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ._env import AbstractEnv, check_positive, parameter
 from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
-from ._fit import History, TrainingDiverged, TrainState, fit
+from ._fit import fit
 from ._recipe import Recipe, adam_cosine
 from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
+from ._runner import History, TrainingDiverged, TrainingInterrupted, TrainingWarning
 from ._spaces import (
     AbstractActionSpace,
     AbstractEstimator,
@@ -23,6 +24,7 @@ from ._spaces import (
     GumbelSoftmax,
     StraightThrough,
 )
+from ._state import TrainState
 from ._train import Episodes, Trainer, mean_step_cost, train
 from ._transitions import AbstractTransition, Dynamics, ODESolve, ODEStep
 
@@ -53,6 +55,8 @@ __all__ = [
     "TrainState",
     "Trainer",
     "TrainingDiverged",
+    "TrainingInterrupted",
+    "TrainingWarning",
     "Trajectory",
     "adam_cosine",
     "check_positive",

@@ -1,11 +1,17 @@
-"""Checkpoints: a JSON header plus equinox's leaf serialisation, written atomically.
+"""Checkpoints: a JSON header plus equinox's leaf serialisation, checksummed, written
+atomically.
 
-File layout: the line ``diffsim-checkpoint 1``, one line of JSON metadata, then the
-arrays as written by ``eqx.tree_serialise_leaves`` (NumPy ``.npy`` records, no pickle).
+File layout: the line ``diffsim-checkpoint 2``, one line of JSON metadata (which records
+the length and SHA-256 of what follows), then the arrays as written by
+``eqx.tree_serialise_leaves`` (NumPy ``.npy`` records, no pickle). PRNG keys are stored as
+their key data. A file that does not match its recorded length or checksum is reported as
+corrupt or truncated, never loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import tempfile
@@ -13,28 +19,52 @@ from pathlib import Path
 from typing import Any
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
 from jaxtyping import PyTree
 
 from ._errors import DiffsimError
 
-_MAGIC = b"diffsim-checkpoint 1\n"
+_MAGIC = b"diffsim-checkpoint 2\n"
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _keys_as_data(tree: PyTree) -> PyTree:
+    return jax.tree_util.tree_map(lambda x: jr.key_data(x) if _is_key(x) else x, tree)
 
 
 def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: dict | None = None) -> Path:
     """Write ``tree``'s arrays and JSON-serialisable ``metadata`` to ``path`` atomically
-    (a temporary file in the same folder, fsynced, then renamed over ``path``)."""
+    (a temporary file in the same folder, fsynced, then renamed over ``path``), so a
+    crash or an interruption leaves either the old file or the new one, never half of one.
+
+    Example: ``diffsim.save_checkpoint("runs/policy.eqx", (env, controller), {"seed": 0})``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, _keys_as_data(tree))
+    arrays = buffer.getvalue()
     try:
-        header = json.dumps(metadata or {}).encode() + b"\n"
+        header = json.dumps(
+            (metadata or {})
+            | {"arrays_bytes": len(arrays), "arrays_sha256": hashlib.sha256(arrays).hexdigest()}
+        )
     except TypeError as error:
         raise DiffsimError(f"checkpoint metadata must be JSON-serialisable: {error}") from None
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as error:
+        raise DiffsimError(f"cannot write a checkpoint at {path}: {error.strerror}") from None
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(_MAGIC)
-            file.write(header)
-            eqx.tree_serialise_leaves(file, tree)
+            file.write(header.encode() + b"\n")
+            file.write(arrays)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -44,37 +74,51 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: dict | None
     return path
 
 
-def _open_checkpoint(path):
+def _read(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     path = Path(path)
     if not path.is_file():
         raise DiffsimError(f"no checkpoint file at {path}")
-    file = path.open("rb")
-    if file.readline() != _MAGIC:
-        file.close()
-        raise DiffsimError(f"{path} is not a diffsim checkpoint")
-    try:
-        metadata = json.loads(file.readline())
-    except json.JSONDecodeError:
-        file.close()
-        raise DiffsimError(f"{path} has a corrupt header") from None
-    return file, metadata
+    with path.open("rb") as file:
+        if file.readline() != _MAGIC:
+            raise DiffsimError(f"{path} is not a diffsim checkpoint (or is of another version)")
+        try:
+            metadata = json.loads(file.readline())
+            expected_bytes, expected_hash = metadata["arrays_bytes"], metadata["arrays_sha256"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise DiffsimError(f"{path} is a corrupt or truncated checkpoint (header)") from None
+        arrays = file.read()
+    if len(arrays) != expected_bytes or hashlib.sha256(arrays).hexdigest() != expected_hash:
+        raise DiffsimError(
+            f"{path} is a corrupt or truncated checkpoint ({len(arrays)} of "
+            f"{expected_bytes} array bytes, checksum "
+            f"{'matches' if hashlib.sha256(arrays).hexdigest() == expected_hash else 'differs'})"
+        )
+    return metadata, arrays
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata stored with a checkpoint."""
-    file, metadata = _open_checkpoint(path)
-    file.close()
-    return metadata
+    """The metadata stored with a checkpoint (after checking the file is whole)."""
+    return _read(path)[0]
 
 
 def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
     """Load the arrays saved at ``path`` into a tree shaped like ``like`` (e.g. a freshly
-    initialised controller of the same architecture)."""
-    file, _ = _open_checkpoint(path)
-    with file:
-        try:
-            return eqx.tree_deserialise_leaves(file, like)
-        except Exception as error:  # equinox raises several types for a mismatched tree
-            raise DiffsimError(
-                f"{path} does not match the expected model structure: {error}"
-            ) from None
+    initialised controller of the same architecture).
+
+    A checkpoint written by :func:`diffsim.train` stores ``(env, controller)`` first and
+    the training state after it: ``load_checkpoint(path, (env, controller))`` reads the
+    model and leaves the rest.
+    """
+    _, arrays = _read(path)
+    stream = io.BytesIO(arrays)
+    try:
+        loaded = eqx.tree_deserialise_leaves(stream, _keys_as_data(like))
+    except Exception as error:  # equinox raises several types for a mismatched tree
+        raise DiffsimError(f"{path} does not match the expected model structure: {error}") from None
+    return jax.tree_util.tree_map(
+        lambda template, x: (
+            jr.wrap_key_data(x, impl=jr.key_impl(template)) if _is_key(template) else x
+        ),
+        like,
+        loaded,
+    )

@@ -15,13 +15,14 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._checkpoint import save_checkpoint
+from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import evaluate
-from ._fit import History, TrainingDiverged, TrainState, init_state, optimiser_step, run, where_mask
 from ._rollout import Controller, Trajectory, rollout
+from ._runner import History, check_evaluation, run
 from ._spaces import AbstractEstimator
+from ._state import TrainState, init_state, optimiser_step, where_mask
 
 Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 """``objective(env, trajectory) -> loss`` for one (window of an) episode."""
@@ -179,26 +180,40 @@ def train(
     eval_seed: int = 10_000,
     keep_best: bool = False,
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: str | os.PathLike | None = None,
+    metadata: dict | None = None,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     **trainer_options,
 ) -> tuple[Controller, AbstractEnv, History]:
-    """Train with a :class:`Trainer` for ``iterations`` updates: many updates per compiled
-    call, a progress bar, fixed-seed evaluations, checkpoints, a divergence report.
+    """Train with a :class:`Trainer` until ``iterations`` updates: many updates per
+    compiled call, a progress bar, fixed-seed evaluations, checkpoints, resumption, and
+    reports of divergence, interruption and unhealthy training.
 
     Args:
         env, controller: the starting model (:meth:`Trainer.init`).
         optimiser: any optax transformation.
         key: the seed of everything random in training.
-        iterations: optimiser updates.
+        iterations: optimiser updates in all (a resumed run continues up to it).
         eval_every: evaluate every this many updates (0: only after the last) on
             ``eval_episodes`` fixed episodes from ``eval_seed`` (:func:`diffsim.evaluate`).
-        keep_best: return the controller (and env) of the best evaluation, not the last.
-        checkpoint: a file to which ``(env, controller)`` is saved (atomically) at every
-            evaluation; load it with ``load_checkpoint(path, (env, controller))``.
+            An evaluation far below the best so far is reported as a
+            :class:`diffsim.TrainingWarning`.
+        keep_best: return (and checkpoint) the controller and env of the best evaluation,
+            not the last: a guard against late collapses.
+        checkpoint: a file written atomically after every evaluation, every
+            ``checkpoint_every`` updates, after the last and on SIGINT/SIGTERM: the model
+            (``load_checkpoint(path, (env, controller))`` reads it; ``diffsim eval`` too)
+            followed by the whole training state, from which ``resume`` continues.
+        checkpoint_every: updates between checkpoints (0: only at evaluations and the end).
+        resume: a checkpoint of an interrupted run with the same settings; the result is
+            the same, to the bit on CPU, as the uninterrupted run's.
+        metadata: extra JSON-serialisable entries for the checkpoint's header.
         progress: show a progress bar.
-        callback: ``callback(iteration, metrics)`` after every update (metrics: ``loss``,
-            and ``eval_return`` after an evaluation).
+        callback: ``callback(iteration, metrics)`` for every update, after the compiled
+            call that contains it (metrics: ``loss``, and ``eval_return`` after an
+            evaluation).
         **trainer_options: ``batch_size``, ``window``, ``carry_state``, ``trainable``,
             ``objective``, ``estimator``: the :class:`Trainer`'s settings.
 
@@ -209,16 +224,25 @@ def train(
     Raises:
         TrainingDiverged: at a non-finite loss or gradient, carrying the last finite
             controller and env.
+        TrainingInterrupted: on SIGINT or SIGTERM (a ``KeyboardInterrupt``), carrying the
+            controller and env reached and the checkpoint written.
 
     Example: ``diffsim.train(env, policy, diffsim.adam_cosine(1e-2, 300), key=jr.key(1),
     iterations=300, batch_size=128, window=50)``.
     """
-    if not isinstance(iterations, int) or iterations < 1:
-        raise DiffsimError(f"iterations must be a positive integer, got {iterations!r}")
+    for name, value in (("iterations", iterations), ("eval_episodes", eval_episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DiffsimError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DiffsimError(f"{name} must be a non-negative integer, got {value!r}")
     trainer = Trainer(optimiser, **trainer_options)
+    state = trainer.init(env, controller, key)
     history, best = History(), {}
+    if resume is not None:
+        state, history, best = _resumed(resume, trainer, state, keep_best)
 
-    def evaluate_and_save(state: TrainState) -> dict:
+    def evaluate_and_record(state: TrainState) -> dict:
         started = time.perf_counter()
         env, controller = trainer.env(state), trainer.controller(state)
         mean = evaluate(env, controller, episodes=eval_episodes, seed=eval_seed).mean
@@ -226,33 +250,59 @@ def train(
         history.eval_env_steps.append(history.total_env_steps)
         history.eval_return.append(mean)
         history.eval_seconds.append(time.perf_counter() - started)
-        if checkpoint is not None:
-            metadata = {
-                "iteration": int(state.iteration),
-                "eval_return": mean,
-                "eval_seed": eval_seed,
-            }
-            save_checkpoint(checkpoint, (env, controller), metadata)
-        if mean > best.get("return", -jnp.inf):
-            best.update({"return": mean, "controller": controller, "env": env})
+        check_evaluation(history, int(state.iteration))
+        if mean > best.get("return", -float("inf")):
+            best.update({"return": mean, "model": (env, controller)})
         return {"eval_return": mean}
 
-    def diverged(message: str, state: TrainState) -> TrainingDiverged:
-        parts = {"controller": trainer.controller(state), "env": trainer.env(state)}
-        return TrainingDiverged(message, state=state, history=history, **parts)
+    def result(state: TrainState) -> tuple[AbstractEnv, Controller]:
+        return best["model"] if keep_best and best else state.model
+
+    def save(state: TrainState) -> str | None:
+        if checkpoint is None:
+            return None
+        header = (metadata or {}) | {
+            "iteration": int(state.iteration),
+            "env_type": type(env).__name__,
+            "keep_best": keep_best,
+            "best_return": best.get("return"),
+            "eval_seed": eval_seed,
+            "history": history.to_dict(),
+        }
+        return str(save_checkpoint(checkpoint, (result(state), state), header))
+
+    def stopped(cls, message, state, details):
+        env, controller = result(state)
+        return cls(message, state=state, controller=controller, env=env, **details)
 
     state = run(
         trainer.step,
-        trainer.init(env, controller, key),
+        state,
         iterations,
         history=history,
         every=eval_every,
-        on_every=evaluate_and_save,
+        on_every=evaluate_and_record,
+        checkpoint_every=checkpoint_every,
+        on_checkpoint=save,
         env_steps_per_iteration=trainer.batch_size * trainer.window_for(env),
         progress=progress,
         callback=callback,
-        diverged=diverged,
+        stopped=stopped,
     )
-    if keep_best:
-        return best["controller"], best["env"], history
-    return trainer.controller(state), trainer.env(state), history
+    env, controller = result(state)
+    return controller, env, history
+
+
+def _resumed(path, trainer: Trainer, template: TrainState, keep_best: bool):
+    """The training state, history and best model saved at ``path``."""
+    metadata = read_metadata(path)
+    if "history" not in metadata or metadata.get("keep_best") != keep_best:
+        raise DiffsimError(
+            f"{path} was not written by diffsim.train with keep_best={keep_best}: cannot resume"
+        )
+    model, state = load_checkpoint(path, (template.model, template))
+    history = History.from_dict(metadata["history"])
+    best = {} if metadata["best_return"] is None else {"return": metadata["best_return"]}
+    if best:
+        best["model"] = model if keep_best else None
+    return state, history, best

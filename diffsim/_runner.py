@@ -1,0 +1,327 @@
+"""The runner shared by :func:`diffsim.train` and :func:`diffsim.fit`: many pure steps per
+compiled call, metrics recorded in a :class:`History`, evaluations and checkpoints between
+calls, a NaN stopped with the last finite state, warnings for spikes and collapses, and
+SIGINT/SIGTERM turned into a clean stop at the next call boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import statistics
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import DiffsimError
+from ._state import TrainState
+
+
+class TrainingDiverged(DiffsimError):
+    """The loss or gradient became NaN or infinite. Nothing is lost: ``state`` is the last
+    finite :class:`TrainState`, ``model`` its model (for :func:`diffsim.train`,
+    ``controller`` and ``env`` too) and ``history`` the metrics up to there."""
+
+    def __init__(self, message: str, *, state: TrainState, history: History, **model_parts):
+        super().__init__(message)
+        self.state, self.model, self.history = state, state.model, history
+        for name, value in model_parts.items():
+            setattr(self, name, value)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT (Ctrl-C, a notebook's interrupt) or SIGTERM, at the end
+    of the compiled call in progress. ``state``, ``model`` (for :func:`diffsim.train`,
+    ``controller`` and ``env`` too), ``history`` hold the work done, ``checkpoint`` the
+    file it was saved to (``None`` without one), ``signal_number`` the signal."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: TrainState,
+        history: History,
+        signal_number: int,
+        checkpoint: str | None = None,
+        **model_parts,
+    ):
+        super().__init__(message)
+        self.state, self.model, self.history = state, state.model, history
+        self.signal_number, self.checkpoint = signal_number, checkpoint
+        for name, value in model_parts.items():
+            setattr(self, name, value)
+
+
+class TrainingWarning(UserWarning):
+    """Training looks unhealthy (exploding gradients, a loss spike, an evaluation collapse)
+    but goes on; the same text is recorded in ``History.warnings``."""
+
+
+@dataclasses.dataclass
+class History:
+    """Metrics recorded while fitting (plain lists, JSON-serialisable).
+
+    ``env_steps`` counts every simulated control step of every parallel episode
+    (evaluation excluded; empty for fits that simulate no env). ``compile_seconds`` is
+    the time JAX spent tracing and compiling the training step, ``train_seconds`` the
+    wall-clock of the run, compilation and evaluations included. ``warnings`` lists
+    ``{"iteration", "kind", "message"}`` for each :class:`TrainingWarning`.
+    """
+
+    iteration: list[int] = dataclasses.field(default_factory=list)
+    env_steps: list[int] = dataclasses.field(default_factory=list)
+    loss: list[float] = dataclasses.field(default_factory=list)
+    grad_norm: list[float] = dataclasses.field(default_factory=list)
+    eval_iteration: list[int] = dataclasses.field(default_factory=list)
+    eval_env_steps: list[int] = dataclasses.field(default_factory=list)
+    eval_return: list[float] = dataclasses.field(default_factory=list)
+    eval_seconds: list[float] = dataclasses.field(default_factory=list)
+    warnings: list[dict] = dataclasses.field(default_factory=list)
+    compile_seconds: float = 0.0
+    train_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> History:
+        return cls(**data)
+
+    @property
+    def total_env_steps(self) -> int:
+        return self.env_steps[-1] if self.env_steps else 0
+
+    def warn(self, iteration: int, kind: str, message: str) -> None:
+        """Record a :class:`TrainingWarning` and emit it."""
+        self.warnings.append({"iteration": iteration, "kind": kind, "message": message})
+        warnings.warn(f"iteration {iteration}: {message}", TrainingWarning, stacklevel=3)
+
+
+GRADIENT_EXPLOSION = 100.0
+"""A gradient norm this many times the median of the run so far is reported."""
+LOSS_SPIKE = 10.0
+"""A loss above the run's median by this many interquartile ranges is reported."""
+EVAL_COLLAPSE = 0.5
+"""An evaluation below the best by more than this fraction of the best's magnitude (plus
+one) is reported as a collapse."""
+_WARM_UP = 20
+"""Iterations before gradient and loss statistics are trusted."""
+
+_COMPILE_EVENTS = frozenset(
+    {
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    }
+)
+_compile_clock = [0.0]
+
+
+def _count_compile_time(event: str, duration: float, **_: Any) -> None:
+    if event in _COMPILE_EVENTS:
+        _compile_clock[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
+
+
+@eqx.filter_jit
+def _scan_steps(step, state, stop, length):
+    """``length`` steps of ``step`` in one compiled scan; steps at or past ``stop`` and
+    steps with a non-finite loss or gradient leave the state unchanged."""
+
+    def take(state):
+        return step(state)
+
+    def skip(state):
+        return state, {"loss": jnp.zeros((), float), "grad_norm": jnp.zeros((), float)}
+
+    def body(state, _):
+        active = state.iteration < stop
+        new, metrics = jax.lax.cond(active, take, skip, state)
+        finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+        state = jax.lax.cond(active & finite, lambda: new, lambda: state)
+        return state, (metrics, active, finite)
+
+    return jax.lax.scan(body, state, None, length=length)
+
+
+def chunk_length(until: int, *periods: int, longest: int = 50) -> int:
+    """Steps per compiled call: the largest divisor of every nonzero period (so that
+    evaluations and checkpoints fall on call boundaries) of at most ``longest``, else
+    ``min(until, longest)``. It depends on the settings only, not on where a run starts,
+    so a resumed run makes exactly the calls of the uninterrupted one."""
+    periods = tuple(p for p in periods if p)
+    if periods:
+        common = math.gcd(*periods)
+        return max(d for d in range(1, min(common, longest) + 1) if common % d == 0)
+    return min(until, longest)
+
+
+@contextlib.contextmanager
+def _signals_caught() -> Iterator[list[int]]:
+    """Within the block, SIGINT and SIGTERM are recorded (in the yielded list) instead of
+    raising, so the runner can stop cleanly; outside the main thread nothing changes."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {}
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous[number] = signal.signal(number, lambda n, frame: caught.append(n))
+    try:
+        yield caught
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def run(
+    step: Callable[[TrainState], tuple[TrainState, dict]],
+    state: TrainState,
+    until: int,
+    *,
+    history: History,
+    every: int = 0,
+    on_every: Callable[[TrainState], dict] | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[TrainState], str | None] | None = None,
+    env_steps_per_iteration: int = 0,
+    progress: bool = True,
+    description: str = "training",
+    callback: Callable[[int, dict], None] | None = None,
+    stopped: Callable[[type, str, TrainState, dict], BaseException] | None = None,
+) -> TrainState:
+    """Step ``state`` until its iteration reaches ``until``, many steps per compiled call,
+    recording metrics in ``history``.
+
+    Every ``every`` steps (and after the last) ``on_every(state)`` runs (an evaluation),
+    its metrics joining the progress bar and the callback; then, and every
+    ``checkpoint_every`` steps and on SIGINT/SIGTERM, ``on_checkpoint(state)`` saves
+    (returning the path). ``callback(iteration, metrics)`` is called for every step, after
+    the compiled call that contains it. A non-finite loss or gradient raises :class:`TrainingDiverged`, a signal
+    :class:`TrainingInterrupted`, both built by ``stopped(cls, message, state, extra)``
+    when given (to attach the model's parts).
+    """
+    chunk = chunk_length(until, every, checkpoint_every)
+    start = int(state.iteration)
+    bar = _progress_bar(until, start, description) if progress else None
+    started = time.perf_counter()
+    build = stopped or (lambda cls, message, state, extra: cls(message, state=state, **extra))
+    try:
+        with _signals_caught() as caught:
+            while int(state.iteration) < until:
+                compile_started = _compile_clock[0]
+                state, (metrics, active, finite) = _scan_steps(
+                    step, state, jnp.asarray(until, jnp.int32), chunk
+                )
+                metrics, active, finite = jax.device_get((metrics, active, finite))
+                history.compile_seconds += _compile_clock[0] - compile_started
+                taken = _record(history, metrics, active & finite, env_steps_per_iteration)
+                if not finite[active].all():
+                    message = _divergence_message(metrics, taken, state)
+                    raise build(TrainingDiverged, message, state, {"history": history})
+                iteration = int(state.iteration)
+                _check_health(history, taken)
+                due = (every and iteration % every == 0) or iteration == until
+                extra = on_every(state) if on_every is not None and due else {}
+                saving = (
+                    due or (checkpoint_every and iteration % checkpoint_every == 0) or caught
+                )
+                path = on_checkpoint(state) if on_checkpoint is not None and saving else None
+                if callback is not None:
+                    for i in range(iteration - taken + 1, iteration + 1):
+                        losses = {"loss": history.loss[i - 1]}
+                        callback(i, losses | extra if i == iteration else losses)
+                if bar is not None:
+                    bar.update(taken)
+                    shown = {"loss": history.loss[-1]} | extra
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
+                if caught:
+                    name = signal.Signals(caught[0]).name
+                    saved = f"; saved to {path}" if path else ""
+                    message = f"{name} at iteration {iteration}{saved}"
+                    details = {"history": history, "signal_number": caught[0], "checkpoint": path}
+                    raise build(TrainingInterrupted, message, state, details)
+    finally:
+        if bar is not None:
+            bar.close()
+        history.train_seconds += time.perf_counter() - started
+    return state
+
+
+def _record(history: History, metrics: dict, taken: np.ndarray, per_iteration: int) -> int:
+    """Append the metrics of the steps taken; returns how many."""
+    for loss, grad_norm in zip(metrics["loss"][taken], metrics["grad_norm"][taken], strict=True):
+        history.iteration.append(len(history.iteration) + 1)
+        if per_iteration:
+            history.env_steps.append(history.iteration[-1] * per_iteration)
+        history.loss.append(float(loss))
+        history.grad_norm.append(float(grad_norm))
+    return int(taken.sum())
+
+
+def _divergence_message(metrics: dict, taken: int, state: TrainState) -> str:
+    loss, grad_norm = metrics["loss"][taken], metrics["grad_norm"][taken]
+    what = "loss" if not np.isfinite(loss) else "gradient"
+    return (
+        f"non-finite {what} at iteration {int(state.iteration) + 1} (loss {loss}, gradient "
+        f"norm {grad_norm}); try a smaller learning rate, gradient clipping or a shorter window"
+    )
+
+
+def _check_health(history: History, taken: int) -> None:
+    """Warn (once per call) about exploding gradients or a loss spike among the last
+    ``taken`` iterations, against the statistics of the run before them."""
+    before = len(history.loss) - taken
+    if before < _WARM_UP:
+        return
+    typical_gradient = statistics.median(history.grad_norm[:before])
+    low, median, high = np.percentile(history.loss[:before], [25, 50, 75])
+    for i in range(before, len(history.loss)):
+        gradient, loss = history.grad_norm[i], history.loss[i]
+        if gradient > GRADIENT_EXPLOSION * max(typical_gradient, 1e-12):
+            history.warn(
+                i + 1,
+                "gradient",
+                f"gradient norm {gradient:.3g} is {gradient / typical_gradient:.0f}x the run's "
+                "median: exploding gradients (try clipping, a smaller learning rate or a "
+                "shorter window)",
+            )
+            return
+        if loss > median + LOSS_SPIKE * max(high - low, 1e-6 * abs(median), 1e-12):
+            history.warn(
+                i + 1,
+                "loss",
+                f"loss spiked to {loss:.4g} (the run's median {median:.4g}, interquartile range "
+                f"{high - low:.3g})",
+            )
+            return
+
+
+def check_evaluation(history: History, iteration: int) -> None:
+    """Warn when the latest evaluation return fell far below the best so far."""
+    if len(history.eval_return) < 2:
+        return
+    best, latest = max(history.eval_return[:-1]), history.eval_return[-1]
+    if latest < best - EVAL_COLLAPSE * abs(best) - 1.0:
+        history.warn(
+            iteration,
+            "evaluation",
+            f"evaluation return collapsed to {latest:.4g} from a best of {best:.4g} "
+            "(keep_best=True returns the best controller)",
+        )
+
+
+def _progress_bar(total: int, initial: int, description: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, unit="it", dynamic_ncols=True)
