@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from diffsim import AbstractActionSpace, Box
 
@@ -65,7 +65,7 @@ class MLPPolicy(eqx.Module):
         return cls(env.observation_size, env.action_space, key=key, **kwargs)
 
     def __call__(
-        self, t: Float[ArrayLike, ""], observation: Float[Array, " o"]
+        self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " k"]:
         if self.observation_scale is not None:
             observation = observation / jax.lax.stop_gradient(self.observation_scale)

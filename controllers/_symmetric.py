@@ -5,7 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from diffsim import Controller
 
@@ -31,7 +31,7 @@ class Mirrored(eqx.Module):
         self.output_signs = jnp.asarray(output_signs, dtype=float)
 
     def __call__(
-        self, t: Float[ArrayLike, ""], observation: Float[Array, " o"]
+        self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " k"]:
         observation_signs = jax.lax.stop_gradient(self.observation_signs)
         output_signs = jax.lax.stop_gradient(self.output_signs)

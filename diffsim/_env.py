@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
 from ._errors import DiffsimError
 from ._spaces import AbstractActionSpace
@@ -71,7 +71,7 @@ class AbstractEnv(eqx.Module):
 
     @abc.abstractmethod
     def vector_field(
-        self, t: Float[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
+        self, t: Real[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
     ) -> Float[Array, " n"]:
         """The time derivative of the state ``y`` under control ``u`` (state units per s)."""
 
@@ -81,7 +81,7 @@ class AbstractEnv(eqx.Module):
 
     @abc.abstractmethod
     def running_cost(
-        self, t: Float[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
+        self, t: Real[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
     ) -> Float[Array, ""]:
         """The cost charged for one control step taken from ``y`` with control ``u``
         (RL reward is its negative)."""

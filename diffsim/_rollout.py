@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from ._env import AbstractEnv, with_parameter_checks
 from ._errors import DiffsimError
@@ -23,7 +23,7 @@ observation of shape ``(o,)``, an output of shape ``(k,)`` (``env.action_space``
 def control(
     env: AbstractEnv,
     controller: Controller,
-    t: Float[ArrayLike, ""],
+    t: Real[ArrayLike, ""],
     y: Float[Array, " n"],
     estimator: AbstractEstimator | None = None,
     key: PRNGKeyArray | None = None,
@@ -69,7 +69,7 @@ class ClosedLoop(eqx.Module):
         return self.env.control_dt
 
     def vector_field(
-        self, t: Float[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
+        self, t: Real[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
     ) -> Float[Array, " n"]:
         u = control(self.env, self.controller, t, y, self.estimator, self.key)
         return self.env.vector_field(t, y, u)
@@ -133,7 +133,7 @@ def _check_state(env: AbstractEnv, y: ArrayLike, name: str) -> Float[Array, " n"
 
 def step(
     env: AbstractEnv,
-    t: Float[ArrayLike, ""],
+    t: Real[ArrayLike, ""],
     y: ArrayLike,
     u: ArrayLike,
 ) -> tuple[Float[Array, " n"], Float[Array, ""], Bool[Array, ""]]:

@@ -207,9 +207,9 @@ def run(
     its metrics joining the progress bar and the callback; then, and every
     ``checkpoint_every`` steps and on SIGINT/SIGTERM, ``on_checkpoint(state)`` saves
     (returning the path). ``callback(iteration, metrics)`` is called for every step, after
-    the compiled call that contains it. A non-finite loss or gradient raises :class:`TrainingDiverged`, a signal
-    :class:`TrainingInterrupted`, both built by ``stopped(cls, message, state, extra)``
-    when given (to attach the model's parts).
+    the compiled call that contains it. A non-finite loss or gradient raises
+    :class:`TrainingDiverged`, a signal :class:`TrainingInterrupted`, both built by
+    ``stopped(cls, message, state, extra)`` when given (to attach the model's parts).
     """
     chunk = chunk_length(until, every, checkpoint_every)
     start = int(state.iteration)
@@ -233,9 +233,7 @@ def run(
                 _check_health(history, taken)
                 due = (every and iteration % every == 0) or iteration == until
                 extra = on_every(state) if on_every is not None and due else {}
-                saving = (
-                    due or (checkpoint_every and iteration % checkpoint_every == 0) or caught
-                )
+                saving = due or (checkpoint_every and iteration % checkpoint_every == 0) or caught
                 path = on_checkpoint(state) if on_checkpoint is not None and saving else None
                 if callback is not None:
                     for i in range(iteration - taken + 1, iteration + 1):

@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
-from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from ._errors import DiffsimError
 
@@ -81,7 +81,7 @@ class Box(AbstractActionSpace):
     def to_control(self, output, estimator=None, *, key=None):
         return jnp.clip(output, self.low, self.high)
 
-    def from_action(self, action: Float[ArrayLike, "*m"]) -> Float[Array, " m"]:
+    def from_action(self, action: Real[ArrayLike, "*m"]) -> Float[Array, " m"]:
         return self.to_control(jnp.reshape(jnp.asarray(action, self.low.dtype), self.low.shape))
 
 

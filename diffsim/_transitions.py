@@ -15,7 +15,7 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, PyTree
+from jaxtyping import Array, ArrayLike, Float, PyTree, Real
 
 
 @runtime_checkable
@@ -26,7 +26,7 @@ class Dynamics(Protocol):
     control_dt: float
 
     def vector_field(
-        self, t: Float[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
+        self, t: Real[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
     ) -> Float[Array, " n"]: ...
 
 
@@ -41,7 +41,7 @@ class AbstractTransition(eqx.Module):
     def __call__(
         self,
         dynamics: Dynamics,
-        t: Float[ArrayLike, ""],
+        t: Real[ArrayLike, ""],
         y: Float[Array, " n"],
         u: Float[Array, " m"],
     ) -> Float[Array, " n"]:
@@ -140,8 +140,8 @@ class ODESolve(AbstractTransition):
     def solve(
         self,
         terms: PyTree,
-        t0: Float[ArrayLike, ""],
-        t1: Float[ArrayLike, ""],
+        t0: Real[ArrayLike, ""],
+        t1: Real[ArrayLike, ""],
         y0: PyTree,
         args: PyTree = None,
         **diffeqsolve_options,

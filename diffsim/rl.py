@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from ._env import AbstractEnv
 from ._rollout import step as _control_step
@@ -33,7 +33,7 @@ def reset(env: AbstractEnv, key: PRNGKeyArray) -> tuple[Float[Array, " o"], EnvS
 def step(
     env: AbstractEnv,
     state: EnvState,
-    action: Int[ArrayLike, ""] | Float[ArrayLike, "*m"],
+    action: Int[ArrayLike, ""] | Real[ArrayLike, "*m"],
 ) -> tuple[Float[Array, " o"], EnvState, Float[Array, ""], Bool[Array, ""], Bool[Array, ""]]:
     """One RL step: ``(observation, state, reward, terminated, truncated)``.
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import optax
 import optimistix as optx
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 import diffsim
 
@@ -71,8 +71,8 @@ class Aim(eqx.Module):
 
 
 def aim(
-    target: Float[ArrayLike, ""],
-    wind: Float[ArrayLike, ""],
+    target: Real[ArrayLike, ""],
+    wind: Real[ArrayLike, ""],
     trebuchet: Trebuchet | None = None,
     *,
     max_steps: int = 12,
@@ -186,7 +186,7 @@ class Aimer(eqx.Module):
         self.mlp = eqx.nn.MLP(2, 2, width, depth, activation=jnp.tanh, key=key)
 
     def __call__(
-        self, target: Float[ArrayLike, ""], wind: Float[ArrayLike, ""]
+        self, target: Real[ArrayLike, ""], wind: Real[ArrayLike, ""]
     ) -> tuple[Float[Array, ""], Float[Array, ""]]:
         x = jnp.stack([(jnp.asarray(target) - 60.0) / 25.0, jnp.asarray(wind) / 5.0])
         return _to_box(self.mlp(x) + _from_box(*(jnp.asarray(v) for v in NOMINAL)))
@@ -222,8 +222,8 @@ def train_aimer(
     *,
     steps: int = 1500,
     batch_size: int = 64,
-    learning_rate: float = 1e-2,
-    huber: float = 0.05,
+    learning_rate: float | int = 1e-2,
+    huber: float | int = 0.05,
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
 ) -> tuple[Aimer, diffsim.History]:
@@ -252,8 +252,8 @@ def train_aimer(
 
     The defaults are the best of a small sweep on the evaluation test set (seed 0 of
     ``test_set``): width 64 and a learning rate of 1e-2 matter most (width 32: p95 miss
-    36 cm; lr 3e-3: 69 cm; the default: 25 cm); about 100 s on a 2-core CPU, 40 s of it
-    compilation. The hardest targets sit at the edge of the reachable set (short shots in
+    36 cm; lr 3e-3: 69 cm; the default: 25 cm); 80-115 s on a 2-core CPU, about 40 s of
+    it compilation. The hardest targets sit at the edge of the reachable set (short shots in
     a strong tailwind, long ones into a headwind).
     """
     tb = trebuchet_default() if trebuchet is None else trebuchet

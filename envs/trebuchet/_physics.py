@@ -19,7 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 from diffsim import DiffsimError, ODESolve
 
@@ -57,7 +57,7 @@ class EulerHermite(eqx.Module):
     Example: ``Trebuchet(..., numerics=EulerHermite(dt=1 / 120))``.
     """
 
-    dt: float = eqx.field(static=True, default=1 / 60)
+    dt: float | int = eqx.field(static=True, default=1 / 60)
 
     def __check_init__(self):
         if not (isinstance(self.dt, int | float) and math.isfinite(self.dt) and self.dt > 0):
@@ -128,7 +128,9 @@ class Trebuchet(eqx.Module):
     drag_coefficient: Float[Array, ""] = eqx.field(converter=_float)
     numerics: ODESolve | EulerHermite = eqx.field(static=True, default_factory=_adaptive_numerics)
     tension: Literal["exact", "backward_difference"] = eqx.field(static=True, default="exact")
-    phase_time: tuple[float, float, float] = eqx.field(static=True, default=(2.0, 2.0, 12.0))
+    phase_time: tuple[float | int, float | int, float | int] = eqx.field(
+        static=True, default=(2.0, 2.0, 12.0)
+    )
 
     def __check_init__(self):
         if not isinstance(self.numerics, ODESolve | EulerHermite):
@@ -164,7 +166,7 @@ class Trebuchet(eqx.Module):
         return self.sling_length - self.long_arm * jnp.cos(theta)
 
     def energy(
-        self, state: Float[Array, "6"], weight_mass: Float[ArrayLike, ""]
+        self, state: Float[Array, "6"], weight_mass: Real[ArrayLike, ""]
     ) -> Float[Array, ""]:
         """Mechanical energy (J) of an arm-phase state ``(a, w, s, da, dw, ds)``: kinetic
         energy of the three centres of gravity plus the arm's and the counterweight's
@@ -681,9 +683,9 @@ def _args(tb, wind, angle, weight) -> _Args:
 
 
 def simulate(
-    wind: Float[ArrayLike, ""],
-    angle: Float[ArrayLike, ""],
-    weight: Float[ArrayLike, ""],
+    wind: Real[ArrayLike, ""],
+    angle: Real[ArrayLike, ""],
+    weight: Real[ArrayLike, ""],
     trebuchet: Trebuchet | None = None,
 ) -> Shot:
     """One shot with its event times, states and status.
@@ -719,9 +721,9 @@ def simulate(
 
 
 def shoot(
-    wind: Float[ArrayLike, ""],
-    angle: Float[ArrayLike, ""],
-    weight: Float[ArrayLike, ""],
+    wind: Real[ArrayLike, ""],
+    angle: Real[ArrayLike, ""],
+    weight: Real[ArrayLike, ""],
     trebuchet: Trebuchet | None = None,
 ) -> Float[Array, ""]:
     """Distance (m) a shot lands from the pivot.

@@ -17,7 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ._aim import ANGLE_BOUNDS, WEIGHT_BOUNDS
 from ._physics import (
@@ -225,7 +225,7 @@ def _frames(tb, wind, angle, weight, shot: Shot, ts_ground, ts_hang, ts_flight):
     return ground, hang, flight, tension, skeleton
 
 
-def _frame_times(t0: float, t1: float, fps: float, size: int, include_end: bool):
+def _frame_times(t0: float | int, t1: float | int, fps: float | int, size: int, include_end: bool):
     """``t0``, the multiples of ``1 / fps`` strictly inside ``(t0, t1)``, and ``t1`` if
     ``include_end``; padded with the last time to ``size``. Returns (times, count)."""
     inside = np.arange(math.floor(t0 * fps) + 1, math.ceil(t1 * fps)) / fps
@@ -236,12 +236,12 @@ def _frame_times(t0: float, t1: float, fps: float, size: int, include_end: bool)
 
 
 def trajectory(
-    wind: Float[ArrayLike, ""],
-    angle: Float[ArrayLike, ""],
-    weight: Float[ArrayLike, ""],
+    wind: Real[ArrayLike, ""],
+    angle: Real[ArrayLike, ""],
+    weight: Real[ArrayLike, ""],
     trebuchet: Trebuchet | None = None,
     *,
-    fps: float = 60,
+    fps: float | int = 60,
 ) -> ShotTrajectory:
     """Dense frames of one shot for drawing.
 
@@ -396,13 +396,13 @@ def _scene(ax, path: ShotTrajectory, limits, target, weight, *, trace_width=1.0)
 
 
 def animate_shot(
-    wind: Float[ArrayLike, ""],
-    angle: Float[ArrayLike, ""],
-    weight: Float[ArrayLike, ""],
+    wind: Real[ArrayLike, ""],
+    angle: Real[ArrayLike, ""],
+    weight: Real[ArrayLike, ""],
     trebuchet: Trebuchet | None = None,
     *,
-    target: float | None = None,
-    fps: float = 30,
+    target: float | int | None = None,
+    fps: float | int = 30,
     max_frames: int = 150,
     ax=None,
 ):
@@ -532,9 +532,9 @@ def _best_angles(angle_grid, distance):
 def plot_distance(
     trebuchet: Trebuchet | None = None,
     *,
-    wind: float = 0.0,
-    angles: tuple[float, float, int] = (*ANGLE_BOUNDS, 40),
-    weights: tuple[float, float, int] = (*WEIGHT_BOUNDS, 40),
+    wind: float | int = 0.0,
+    angles: tuple[float | int, float | int, int] = (*ANGLE_BOUNDS, 40),
+    weights: tuple[float | int, float | int, int] = (*WEIGHT_BOUNDS, 40),
     ax=None,
 ):
     """A map of the distance (m) over release angle (degrees) and counterweight (lb).
