@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import jax.random as jr
 
-from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from ._errors import DiffsimError
+from ._checkpoint import load_checkpoint, read_metadata
+from ._errors import CommandInterrupted, DiffsimError
 from ._evaluate import evaluate, initial_states
 from ._recipe import Recipe
 from ._rollout import rollout
+from ._runner import TrainingInterrupted
 
 
 def _recipes() -> dict[str, Recipe]:
@@ -21,10 +23,18 @@ def _recipes() -> dict[str, Recipe]:
     return envs.RECIPES
 
 
+SEED_RANGE = (0, 2**32 - 1)
+"""Seeds the command line accepts (those ``jax.random.key`` takes in float32 mode)."""
+
+
 def add_commands(subparsers) -> None:
     names = sorted(_recipes())
     train = subparsers.add_parser(
-        "train", help="train a controller for an env", description="Train a controller."
+        "train",
+        help="train a controller for an env",
+        description="Train a controller with the env's recipe. The checkpoint (model and "
+        "whole training state) is written at every evaluation, every --checkpoint-every "
+        "updates and on Ctrl-C / SIGTERM; --resume continues from it.",
     )
     train.add_argument("env", choices=names, help="environment name")
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -34,51 +44,135 @@ def add_commands(subparsers) -> None:
         "--quick", action="store_true", help="the recipe's short run (for tests and demos)"
     )
     train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        help="updates between checkpoints (default 10; 0: only at evaluations)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --out's checkpoint"
+    )
+    train.add_argument(
+        "--keep-last",
+        action="store_true",
+        help="keep the last controller instead of the best evaluated one (the default guards "
+        "against a late collapse)",
+    )
+    train.add_argument(
         "--plots", action="store_true", help="also write learning-curve/trajectory plots, a GIF"
     )
     train.add_argument("--json", action="store_true", help="print one JSON object")
-    train.set_defaults(run=_train)
+    train.set_defaults(run=_train, validate=_validate_train)
 
     evaluate_parser = subparsers.add_parser(
-        "eval", help="evaluate a checkpoint on fixed seeds", description="Evaluate a checkpoint."
+        "eval",
+        help="evaluate a checkpoint on fixed seeds",
+        description="Evaluate a checkpoint written by `diffsim train` or diffsim.train().",
     )
     evaluate_parser.add_argument("env", choices=names, help="environment name")
     evaluate_parser.add_argument("checkpoint", type=Path, help="checkpoint file")
     evaluate_parser.add_argument("--episodes", type=int, default=1000)
     evaluate_parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
     evaluate_parser.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate_parser.set_defaults(run=_evaluate)
+    evaluate_parser.set_defaults(run=_evaluate, validate=_validate_evaluate)
+
+
+def check_seed(seed: int, name: str = "--seed") -> None:
+    """A :class:`DiffsimError` for a seed outside :data:`SEED_RANGE`."""
+    low, high = SEED_RANGE
+    if not low <= seed <= high:
+        raise DiffsimError(f"{name} must be between {low} and {high}, got {seed}")
+
+
+def check_count(value: int | None, name: str) -> None:
+    if value is not None and value < 1:
+        raise DiffsimError(f"{name} must be at least 1, got {value}")
+
+
+def check_writable_folder(out: Path) -> None:
+    """Create ``out`` and prove a file can be written there, before any work starts."""
+    if out.exists() and not out.is_dir():
+        raise DiffsimError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise DiffsimError(f"--out {out} is not a writable folder: {error.strerror}") from None
+
+
+def _output_folder(args) -> Path:
+    return Path("runs") / args.env if args.out is None else args.out
+
+
+def _validate_train(args) -> None:
+    check_seed(args.seed)
+    check_count(args.episodes, "--episodes")
+    if args.checkpoint_every < 0:
+        raise DiffsimError(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
+    out = _output_folder(args)
+    check_writable_folder(out)
+    checkpoint = out / "controller.eqx"
+    if args.resume:
+        metadata = read_metadata(checkpoint)
+        for key, value in (("env", args.env), ("seed", args.seed), ("quick", args.quick)):
+            if metadata.get(key) != value:
+                raise DiffsimError(
+                    f"--resume: {checkpoint} was trained with {key} {metadata.get(key)!r}, "
+                    f"not {value!r}"
+                )
+
+
+def _validate_evaluate(args) -> None:
+    check_seed(args.seed)
+    check_count(args.episodes, "--episodes")
+    _check_trained_on(args.checkpoint, args.env)
+
+
+def _check_trained_on(path: Path, name: str) -> None:
+    metadata = read_metadata(path)
+    env_type = type(_recipes()[name].make_env()).__name__
+    if metadata.get("env", name) != name or metadata.get("env_type", env_type) != env_type:
+        trained_on = metadata.get("env") or metadata.get("env_type")
+        raise DiffsimError(f"{path} was trained on {trained_on!r}, not {name!r}")
 
 
 def _train(args) -> dict:
     recipe = _recipes()[args.env]
     episodes = recipe.eval_episodes if args.episodes is None else args.episodes
-    out = Path("runs") / args.env if args.out is None else args.out
-    if out.exists() and not out.is_dir():
-        raise DiffsimError(f"--out {out} exists and is not a folder")
+    out = _output_folder(args)
+    checkpoint = out / "controller.eqx"
     started = time.perf_counter()
-    controller, env, history = recipe.run(args.seed, quick=args.quick, progress=True)
+    try:
+        controller, env, history = recipe.run(
+            args.seed,
+            quick=args.quick,
+            progress=True,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            resume=checkpoint if args.resume else None,
+            keep_best=not args.keep_last,
+            metadata={"env": args.env, "seed": args.seed, "quick": args.quick},
+        )
+    except TrainingInterrupted as interrupted:
+        raise CommandInterrupted(
+            f"{interrupted}; continue with: diffsim train {args.env} --out {out} "
+            f"--seed {args.seed}{' --quick' if args.quick else ''} --resume",
+            128 + interrupted.signal_number,
+        ) from None
     wall = time.perf_counter() - started
-    checkpoint = save_checkpoint(
-        out / "controller.eqx",
-        (env, controller),
-        {
-            "env": args.env,
-            "seed": args.seed,
-            "quick": args.quick,
-            "env_steps": history.total_env_steps,
-        },
-    )
     (out / "history.json").write_text(json.dumps(history.to_dict()))
     result = evaluate(env, controller, episodes=episodes, seed=recipe.eval_seed)
     summary = {
         "env": args.env,
         "seed": args.seed,
         "checkpoint": str(checkpoint),
+        "kept": "last" if args.keep_last else "best",
         "env_steps": history.total_env_steps,
         "episodes_of_training": history.total_env_steps / env.episode_steps,
         "wall_seconds": round(wall, 2),
         "compile_seconds": round(history.compile_seconds, 2),
+        "warnings": [w["message"] for w in history.warnings],
         "evaluation": result.summary(),
     }
     if args.plots:
@@ -113,11 +207,6 @@ def _write_plots(out: Path, env, controller, history) -> list[str]:
 
 def _evaluate(args) -> dict:
     recipe = _recipes()[args.env]
-    metadata = read_metadata(args.checkpoint)
-    if metadata.get("env") != args.env:
-        raise DiffsimError(
-            f"{args.checkpoint} was trained on {metadata.get('env')!r}, not {args.env!r}"
-        )
     like = recipe.make_env()
     env, controller = load_checkpoint(
         args.checkpoint, (like, recipe.make_controller(like, jr.key(0)))

@@ -7,3 +7,12 @@ class DiffsimError(ValueError):
 
     The command-line interface prints these as one line, without a traceback.
     """
+
+
+class CommandInterrupted(Exception):
+    """A command line run stopped by a signal after saving its work: the CLI prints the
+    message as one line and exits with ``exit_code`` (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

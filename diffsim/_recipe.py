@@ -43,10 +43,12 @@ class Recipe:
     eval_seed: int = 0
 
     def run(
-        self, seed: int = 0, *, quick: bool = False, progress: bool = True
+        self, seed: int = 0, *, quick: bool = False, progress: bool = True, **train_options
     ) -> tuple[Controller, AbstractEnv, History]:
         """:func:`diffsim.train` from ``seed`` (the controller's initialisation and the
-        training key both derive from it); returns ``(controller, env, history)``."""
+        training key both derive from it); ``train_options`` (a checkpoint, ``resume``,
+        ``keep_best``) add to or replace the recipe's. Returns ``(controller, env,
+        history)``."""
         iterations = self.quick_iterations if quick else self.iterations
         env = self.make_env()
         controller_key, train_key = jr.split(jr.key(seed))
@@ -57,7 +59,7 @@ class Recipe:
             key=train_key,
             iterations=iterations,
             progress=progress,
-            **self.train_options,
+            **(self.train_options | train_options),
         )
 
 

@@ -9,18 +9,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from ._errors import DiffsimError
+from ._errors import CommandInterrupted, DiffsimError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with two changes: option values such as ``-1e6`` are numbers, not options,
+    and a usage error is one line on stderr (exit status 2)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     from diffsim import envs
 
-    parser = argparse.ArgumentParser(
-        prog="diffsim", description="Differentiable physics and control in JAX."
-    )
+    parser = _Parser(prog="diffsim", description="Differentiable physics and control in JAX.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from . import _cli_train
 
@@ -39,13 +52,47 @@ def emit(result: dict, as_json: bool) -> None:
             print(f"{name}: {value}")
 
 
+def _use_compilation_cache() -> Path:
+    """JAX's persistent compilation cache in the user's cache folder (``DIFFSIM_CACHE_DIR``
+    overrides it), so a repeated command skips compilations it has done before."""
+    import jax
+
+    folder = Path(
+        os.environ.get("DIFFSIM_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "diffsim" / "jax"
+    )
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a ``diffsim`` command; returns its exit status (0, 2 for bad input or a failed
+    computation, 130/143 after SIGINT/SIGTERM). Errors are one line on stderr."""
+    import equinox as eqx
+
     parser = _build_parser()
     args = parser.parse_args(argv)
+    prefix = f"diffsim {args.command}"
     try:
+        if hasattr(args, "validate"):
+            args.validate(args)  # every argument and path, before anything is compiled
+        _use_compilation_cache()
         result = args.run(args)
-    except (DiffsimError, FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        print(f"diffsim {args.command}: error: {error}", file=sys.stderr)
+    except CommandInterrupted as interrupted:
+        print(f"{prefix}: {interrupted}", file=sys.stderr)
+        return interrupted.exit_code
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except (DiffsimError, OSError, eqx.EquinoxRuntimeError, OverflowError) as error:
+        print(f"{prefix}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     if result is not None:
         emit(result, getattr(args, "json", False))

@@ -690,11 +690,13 @@ def simulate(
 ) -> Shot:
     """One shot with its event times, states and status.
 
-    **Arguments:** ``wind`` in m/s (positive blows towards +x, a tailwind), release
-    ``angle`` in degrees above the horizontal, counterweight ``weight`` in pounds (all
-    scalars), and the machine (default: the faithful :func:`trebuchet`).
-
     Jit-able, vmappable, differentiable; see :func:`shoot` for just the distance.
+
+    Args:
+        wind: wind speed (m/s), positive blows towards +x (a tailwind); a scalar.
+        angle: release angle above the horizontal (degrees); a scalar.
+        weight: counterweight (lb); a scalar.
+        trebuchet: the machine (default: the faithful :func:`trebuchet`).
     """
     tb = trebuchet_default() if trebuchet is None else trebuchet
     args = _args(tb, wind, angle, weight)
@@ -728,10 +730,13 @@ def shoot(
 ) -> Float[Array, ""]:
     """Distance (m) a shot lands from the pivot.
 
-    **Arguments:** ``wind`` in m/s (positive = tailwind), release ``angle`` in degrees,
-    counterweight ``weight`` in pounds, all scalars; ``trebuchet`` the machine (default
-    the faithful :func:`trebuchet`; :func:`trebuchet_jl` reproduces the 2019 post:
-    ``shoot(-2, 45, 200, trebuchet_jl())`` is about 74.73 m).
+    Args:
+        wind: wind speed (m/s), positive = tailwind; a scalar.
+        angle: release angle (degrees); a scalar.
+        weight: counterweight (lb); a scalar.
+        trebuchet: the machine (default the faithful :func:`trebuchet`;
+            :func:`trebuchet_jl` reproduces the 2019 post:
+            ``shoot(-2, 45, 200, trebuchet_jl())`` is about 74.73 m).
 
     Wrap in ``jax.jit``; ``jax.vmap`` for batches; ``jax.grad`` with respect to the three
     inputs or ``eqx.filter_grad`` with respect to the machine. When the counterweight is

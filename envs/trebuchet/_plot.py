@@ -245,9 +245,12 @@ def trajectory(
 ) -> ShotTrajectory:
     """Dense frames of one shot for drawing.
 
-    **Arguments:** ``wind`` (m/s, positive = tailwind), release ``angle`` (degrees),
-    counterweight ``weight`` (lb), all scalars; the machine (default the faithful
-    :func:`~._physics.trebuchet`); ``fps`` frames per second of shot time.
+    Args:
+        wind: wind speed (m/s), positive = tailwind; a scalar.
+        angle: release angle (degrees); a scalar.
+        weight: counterweight (lb); a scalar.
+        trebuchet: the machine (default the faithful :func:`~._physics.trebuchet`).
+        fps: frames per second of shot time.
 
     Runs :func:`~._physics.simulate`, then re-integrates each phase between its event
     times (ground from 0 to lift-off, hang from the lift-off state to release, flight
@@ -408,10 +411,14 @@ def animate_shot(
 ):
     """An animation of one shot, in the style of the 2019 post.
 
-    **Arguments:** ``wind`` (m/s, positive = tailwind), release ``angle`` (degrees),
-    counterweight ``weight`` (lb), the machine (default the faithful one), an optional
-    ``target`` distance (m) drawn as a flag, ``fps`` frames per second of shot time
-    (thinned evenly to at most ``max_frames`` frames), and an optional matplotlib axis.
+    Args:
+        wind: wind speed (m/s), positive = tailwind.
+        angle: release angle (degrees).
+        weight: counterweight (lb).
+        trebuchet: the machine (default the faithful one).
+        target: an optional target distance (m), drawn as a flag.
+        fps: frames per second of shot time (thinned evenly to at most ``max_frames``).
+        ax: an optional matplotlib axis.
 
     Draws the ground, the frame and pivot, the arm, the counterweight (a filled circle
     whose area grows with the weight), the sling from the arm tip to the projectile while
@@ -539,9 +546,12 @@ def plot_distance(
 ):
     """A map of the distance (m) over release angle (degrees) and counterweight (lb).
 
-    **Arguments:** the machine (default the faithful one), ``wind`` (m/s), ``angles`` and
-    ``weights`` as ``(low, high, count)`` grids (default ``ANGLE_BOUNDS`` and
-    ``WEIGHT_BOUNDS``, 40 points each), an optional matplotlib axis.
+    Args:
+        trebuchet: the machine (default the faithful one).
+        wind: wind speed (m/s).
+        angles, weights: ``(low, high, count)`` grids in degrees and lb (default
+            ``ANGLE_BOUNDS`` and ``WEIGHT_BOUNDS``, 40 points each).
+        ax: an optional matplotlib axis.
 
     The ``weights x angles`` grid of shots is one jitted ``vmap(vmap(simulate))`` call
     (compiled once per machine structure and grid shape). Draws filled contours with a
