@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ._env import AbstractEnv
-from ._errors import DiffsimError
+from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._rollout import Controller, rollout
 
 
@@ -41,18 +41,21 @@ class Evaluation(eqx.Module):
         usable = (returns.size // block) * block
         return returns[:usable].reshape(-1, block).mean(axis=1)
 
-    def summary(self) -> dict:
+    def summary(self, decimals: int = 2) -> dict:
+        """Mean and std of the returns, the episodes, the seed, the mean episode length
+        and the range of 100-episode means, rounded to ``decimals`` (float32 sums carry no
+        more), for printing. The unrounded values are the properties and ``returns``."""
         blocks = self.block_means()
         out = {
-            "mean": self.mean,
-            "std": self.std,
+            "mean": round(self.mean, decimals),
+            "std": round(self.std, decimals),
             "episodes": self.episodes,
             "seed": self.seed,
-            "mean_length": float(jnp.mean(self.lengths)),
+            "mean_length": round(float(np.mean(np.asarray(self.lengths, np.float64))), decimals),
         }
         if blocks.size:
-            out["block100_min"] = float(blocks.min())
-            out["block100_max"] = float(blocks.max())
+            out["block100_min"] = round(float(blocks.min()), decimals)
+            out["block100_max"] = round(float(blocks.max()), decimals)
         return out
 
 
@@ -84,7 +87,8 @@ def evaluate(
     """
     if episodes < 1:
         raise DiffsimError(f"episodes must be at least 1, got {episodes}")
-    returns, lengths = _episode_returns(env, controller, initial_states(env, episodes, seed))
+    with runtime_errors_as_diffsim_errors():
+        returns, lengths = _episode_returns(env, controller, initial_states(env, episodes, seed))
     if not bool(jnp.all(jnp.isfinite(returns))):
         bad = int(jnp.sum(~jnp.isfinite(returns)))
         raise DiffsimError(f"{bad} of {episodes} evaluation episodes gave a non-finite return")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -112,7 +113,9 @@ class Trajectory(eqx.Module):
         return jnp.sum(self.alive, axis=-1)
 
 
-def _as_vector(env: AbstractEnv, x: ArrayLike, size: int, name: str) -> Float[Array, " k"]:
+def _as_vector(
+    env: AbstractEnv, x: ArrayLike | Sequence[float | int], size: int, name: str
+) -> Float[Array, " k"]:
     """``x`` as a float vector of ``size`` (lists and integer arrays converted), or a
     :class:`DiffsimError` naming the shape: never a broadcast."""
     x = jnp.asarray(x)
@@ -126,16 +129,27 @@ def _as_vector(env: AbstractEnv, x: ArrayLike, size: int, name: str) -> Float[Ar
     return x
 
 
-def _check_state(env: AbstractEnv, y: ArrayLike, name: str) -> Float[Array, " n"]:
+def _check_state(
+    env: AbstractEnv, y: ArrayLike | Sequence[float | int], name: str
+) -> Float[Array, " n"]:
     y = _as_vector(env, y, env.state_size, name)
+    if _is_concrete(y):
+        if not bool(jnp.all(jnp.isfinite(y))):
+            raise DiffsimError(f"{name} contains NaN or inf: {y}")
+        return y
     return eqx.error_if(y, ~jnp.all(jnp.isfinite(y)), f"{name} contains NaN or inf")
+
+
+def _is_concrete(*arrays: Any) -> bool:
+    """Whether we run eagerly (checks can raise at once) rather than under a trace."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(arrays))
 
 
 def step(
     env: AbstractEnv,
     t: Real[ArrayLike, ""],
-    y: ArrayLike,
-    u: ArrayLike,
+    y: ArrayLike | Sequence[float | int],
+    u: ArrayLike | Sequence[float | int],
 ) -> tuple[Float[Array, " n"], Float[Array, ""], Bool[Array, ""]]:
     """One control interval under zero-order hold, through ``env.transition``: the
     transition RL sees and the one ``rollout`` scans.
@@ -161,7 +175,7 @@ def step(
 def rollout(
     env: AbstractEnv,
     controller: Controller,
-    y0: ArrayLike,
+    y0: ArrayLike | Sequence[float | int],
     *,
     num_steps: int | None = None,
     start_step: int | Int[Array, ""] = 0,
@@ -190,6 +204,12 @@ def rollout(
     Returns:
         A :class:`Trajectory` with ``num_steps + 1`` states. The terminal cost is charged
         once, at the step where the episode terminates or reaches ``env.episode_steps``.
+
+    Raises:
+        DiffsimError: for a state of the wrong shape, a controller output of the wrong
+            size, or (when called outside ``jit``) a NaN initial state or a simulation that
+            diverged. Inside a ``jit`` of your own the NaN check comes as equinox's runtime
+            error with the same message.
     """
     if mode not in ("zoh", "feedback"):
         raise DiffsimError(f"mode must be 'zoh' or 'feedback', got {mode!r}")
@@ -225,7 +245,7 @@ def rollout(
     (_, _, still_alive, terminal_cost), (ys, us, costs, alive) = jax.lax.scan(
         body, init, keys, length=num_steps
     )
-    return Trajectory(
+    trajectory = Trajectory(
         times=(start + jnp.arange(num_steps + 1)) * dt,
         states=jnp.concatenate([y0[None], ys]),
         controls=us,
@@ -234,3 +254,17 @@ def rollout(
         terminated=~still_alive,
         terminal_cost=terminal_cost,
     )
+    if _is_concrete(trajectory):
+        _check_diverged(trajectory)
+    return trajectory
+
+
+def _check_diverged(trajectory: Trajectory) -> None:
+    """A :class:`DiffsimError` naming the first step whose state or cost is not finite."""
+    finite = jnp.all(jnp.isfinite(trajectory.states[1:]), axis=-1) & jnp.isfinite(trajectory.costs)
+    if not bool(jnp.all(finite)) or not bool(jnp.isfinite(trajectory.terminal_cost)):
+        first = int(jnp.argmin(finite)) if not bool(jnp.all(finite)) else finite.shape[0]
+        raise DiffsimError(
+            f"the simulation diverged: non-finite state or cost at step {first} (from state "
+            f"{trajectory.states[0]}); check the initial state, the parameters and the transition"
+        )

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import DiffsimError
+from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._state import TrainState
 
 
@@ -220,9 +220,10 @@ def run(
         with _signals_caught() as caught:
             while int(state.iteration) < until:
                 compile_started = _compile_clock[0]
-                state, (metrics, active, finite) = _scan_steps(
-                    step, state, jnp.asarray(until, jnp.int32), chunk
-                )
+                with runtime_errors_as_diffsim_errors():
+                    state, (metrics, active, finite) = _scan_steps(
+                        step, state, jnp.asarray(until, jnp.int32), chunk
+                    )
                 metrics, active, finite = jax.device_get((metrics, active, finite))
                 history.compile_seconds += _compile_clock[0] - compile_started
                 taken = _record(history, metrics, active & finite, env_steps_per_iteration)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._errors import CommandInterrupted, DiffsimError
+from ._errors import CommandInterrupted, DiffsimError, first_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,11 +67,6 @@ def _use_compilation_cache() -> Path:
     return folder
 
 
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a ``diffsim`` command; returns its exit status (0, 2 for bad input or a failed
     computation, 130/143 after SIGINT/SIGTERM). Errors are one line on stderr."""
@@ -91,8 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
-    except (DiffsimError, OSError, eqx.EquinoxRuntimeError, OverflowError) as error:
-        print(f"{prefix}: error: {_one_line(error)}", file=sys.stderr)
+    except (
+        DiffsimError,
+        OSError,
+        OverflowError,
+        eqx.EquinoxRuntimeError,
+        eqx.EquinoxTracetimeError,
+    ) as error:
+        print(f"{prefix}: error: {first_line(error)}", file=sys.stderr)
         return 2
     if result is not None:
         emit(result, getattr(args, "json", False))

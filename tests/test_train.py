@@ -362,7 +362,7 @@ def test_cli_train_then_eval_round_trip(tmp_path, capsys):
     assert trained["evaluation"]["episodes"] == 50
     assert main(["eval", "pendulum", trained["checkpoint"], "--episodes", "50", "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)
-    assert evaluated["mean"] == pytest.approx(trained["evaluation"]["mean"], rel=1e-6)
+    assert evaluated["mean"] == pytest.approx(trained["evaluation"]["mean"], abs=0.005)
     assert evaluated["episodes"] == 50
 
 

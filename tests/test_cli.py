@@ -1,0 +1,176 @@
+"""The command line: one-line errors for every bad input, interruption and resumption of
+a real training process, checkpoints shared with the API."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import jax.random as jr
+import optax
+import pytest
+
+import diffsim
+from diffsim.cli import main
+from diffsim.controllers import Mirrored, MLPPolicy
+from diffsim.envs import Pendulum
+
+
+def _cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "diffsim.cli", *args], capture_output=True, text=True, **kwargs
+    )
+
+
+@pytest.fixture(scope="module")
+def not_a_folder(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "afile.txt"
+    path.write_text("not a folder")
+    return path
+
+
+BAD_INPUTS = [
+    # (arguments, what the one line must say)
+    (["train", "pendulum", "--seed", "99999999999999999999"], "--seed must be between 0"),
+    (["train", "pendulum", "--seed", "-1"], "--seed must be between 0"),
+    (["train", "pendulum", "--seed", "x"], "invalid int value: 'x'"),
+    (["train", "pendulum", "--episodes", "0"], "--episodes must be at least 1"),
+    (["train", "pendulum", "--checkpoint-every", "-3"], "--checkpoint-every must be 0 or more"),
+    (["train", "pendulum", "--out", "/proc/diffsim"], "is not a writable folder"),
+    (["train", "pendulum", "--out", "{not_a_folder}/sub"], "is not a writable folder"),
+    (["train", "pendulum", "--out", "{not_a_folder}"], "exists and is not a folder"),
+    (["train", "mars-lander"], "invalid choice: 'mars-lander'"),
+    (["train", "pendulum", "--resume", "--out", "{empty}"], "no checkpoint file"),
+    (["eval", "pendulum", "{empty}/missing.eqx"], "no checkpoint file"),
+    (["eval", "pendulum", "{not_a_folder}"], "not a diffsim checkpoint"),
+    (["eval", "pendulum", "{truncated}"], "corrupt or truncated checkpoint"),
+    (["eval", "cartpole", "{checkpoint}"], "was trained on 'pendulum', not 'cartpole'"),
+    (["eval", "pendulum", "{checkpoint}", "--episodes", "-5"], "--episodes must be at least 1"),
+    (["eval", "pendulum"], "the following arguments are required: checkpoint"),
+    ([], "the following arguments are required: COMMAND"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, not_a_folder):
+    folder = tmp_path_factory.mktemp("files")
+    env = Pendulum()
+    controller = MLPPolicy.for_env(env, key=jr.key(0))
+    checkpoint = diffsim.save_checkpoint(folder / "c.eqx", (env, controller), {"env": "pendulum"})
+    truncated = folder / "truncated.eqx"
+    truncated.write_bytes(checkpoint.read_bytes()[:-10])
+    empty = folder / "empty"
+    empty.mkdir()
+    return {
+        "not_a_folder": not_a_folder,
+        "checkpoint": checkpoint,
+        "truncated": truncated,
+        "empty": empty,
+    }
+
+
+@pytest.mark.parametrize(
+    "arguments, says", BAD_INPUTS, ids=[" ".join(a) or "nothing" for a, _ in BAD_INPUTS]
+)
+def test_bad_input_is_one_line_and_exit_status_2(arguments, says, files):
+    result = _cli(*(a.format(**files) for a in arguments))
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert says.format(**files) in lines[0], lines[0]
+
+
+def test_negative_numbers_in_scientific_notation_are_values():
+    from diffsim.cli import _build_parser
+
+    args = _build_parser().parse_args(["shoot", "--wind", "-1e6", "--angle", "45", "--weight", "2"])
+    assert args.wind == -1e6
+
+
+def test_a_checkpoint_from_the_api_is_evaluated_by_the_cli(tmp_path, capsys):
+    env = Pendulum()
+    policy = Mirrored(
+        MLPPolicy.for_env(env, observation_scale=(1.0, 1.0, 8.0), key=jr.key(0)),
+        observation_signs=(1.0, -1.0, -1.0),
+        output_signs=(-1.0,),
+    )
+    path = tmp_path / "api.eqx"
+    controller, _, _ = diffsim.train(
+        env,
+        policy,
+        optax.adam(1e-3),
+        key=jr.key(0),
+        iterations=2,
+        batch_size=4,
+        window=5,
+        checkpoint=path,
+        progress=False,
+    )
+    assert main(["eval", "pendulum", str(path), "--episodes", "20", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["mean"] == pytest.approx(
+        diffsim.evaluate(env, controller, episodes=20, seed=0).mean, rel=1e-6
+    )
+
+
+def _train_command(out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "diffsim.cli",
+        "train",
+        "pendulum",
+        "--quick",
+        "--out",
+        str(out),
+        "--checkpoint-every",
+        "5",
+        "--json",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_training_process_saves_and_resumes_to_the_same_bits(
+    tmp_path, signal_number, status
+):
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    uninterrupted = subprocess.run(
+        _train_command(whole), check=True, capture_output=True, text=True
+    )
+
+    process = subprocess.Popen(
+        _train_command(part), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    checkpoint = part / "controller.eqx"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == status, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert f"{signal.Signals(signal_number).name} at iteration" in last
+    assert f"saved to {checkpoint}" in last and "--resume" in last
+    stopped_at = diffsim.read_metadata(checkpoint)["iteration"]
+    assert 5 <= stopped_at < 30
+
+    resumed = subprocess.run(_train_command(part, "--resume"), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    expected = diffsim.read_metadata(whole / "controller.eqx")
+    got = diffsim.read_metadata(checkpoint)
+    assert got["iteration"] == expected["iteration"] == 30
+    assert got["arrays_sha256"] == expected["arrays_sha256"]  # the saved arrays, bit for bit
+    assert got["history"]["loss"] == expected["history"]["loss"]
+    summary = json.loads(resumed.stdout)
+    assert summary["evaluation"] == json.loads(uninterrupted.stdout)["evaluation"]
+
+
+def test_resume_refuses_a_checkpoint_of_another_seed(tmp_path):
+    subprocess.run(_train_command(tmp_path), check=True, capture_output=True)
+    result = subprocess.run(
+        _train_command(tmp_path, "--resume", "--seed", "3"), capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "was trained with seed 0, not 3" in result.stderr.strip().splitlines()[-1]
