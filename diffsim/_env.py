@@ -62,6 +62,7 @@ class AbstractEnv(eqx.Module):
             raise DiffsimError(
                 f"transition must be a diffsim.AbstractTransition, got {self.transition!r}"
             )
+        _check_parameter_shapes(self)
         check_positive(**_positive_parameters(self))
 
     @property
@@ -160,7 +161,20 @@ def parameter(default: float, *, positive: bool = False):
     length): checked when the env is built and, for values traced under ``jit`` or
     ``vmap``, by every :func:`diffsim.step` and :func:`diffsim.rollout`.
     """
-    return eqx.field(default=default, converter=jnp.asarray, metadata={"positive": positive})
+    metadata = {"positive": positive, "shape": np.shape(default)}
+    return eqx.field(default=default, converter=jnp.asarray, metadata=metadata)
+
+
+def _check_parameter_shapes(env: AbstractEnv) -> None:
+    for field in dataclasses.fields(env):
+        if (
+            "shape" in field.metadata
+            and jnp.shape(getattr(env, field.name)) != field.metadata["shape"]
+        ):
+            raise DiffsimError(
+                f"{field.name} must have shape {field.metadata['shape']}, got "
+                f"{jnp.shape(getattr(env, field.name))} (use eqx.filter_vmap for a batch of envs)"
+            )
 
 
 def _positive_parameters(env: AbstractEnv) -> dict[str, ArrayLike]:

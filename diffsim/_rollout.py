@@ -157,7 +157,8 @@ def step(
     Args:
         env: the environment.
         t: time since the episode started (s).
-        y: state, shape ``(n,)`` (lists and integer arrays are converted).
+        y: state, shape ``(n,)`` (lists and integer arrays are converted; NaN or inf is a
+            :class:`DiffsimError`, or equinox's runtime error inside ``jit``).
         u: applied control, shape ``(m,)`` (``env.action_space.from_action`` maps an RL
             action to it); any other shape is a :class:`DiffsimError`, never a broadcast.
 
@@ -166,8 +167,15 @@ def step(
         cost charged at ``(t, y, u)``, and whether the next state ends the episode.
     """
     env = with_parameter_checks(env)
-    y = _as_vector(env, y, env.state_size, "state")
+    y = _check_state(env, y, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")
+    if _is_concrete(u) and not bool(jnp.all(jnp.isfinite(u))):
+        raise DiffsimError(f"control contains NaN or inf: {u}")
+    return _advance(env, t, y, u)
+
+
+def _advance(env, t, y, u):
+    """:func:`step` without its input checks: what a rollout scans."""
     y_next = env.transition(env, t, y, u)
     return y_next, env.running_cost(t, y, u), env.termination(y_next)
 
@@ -231,7 +239,7 @@ def rollout(
         t = k * dt
         u = control(env, controller, t, y, estimator, step_key)
         if mode == "zoh":
-            y_next, cost, done = step(env, t, y, u)
+            y_next, cost, done = _advance(env, t, y, u)
         else:
             y_next = env.transition(ClosedLoop(env, controller, estimator, step_key), t, y, u)
             cost, done = env.running_cost(t, y, u), env.termination(y_next)

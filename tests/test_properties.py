@@ -209,3 +209,14 @@ def test_a_diverging_simulation_is_an_error_not_a_number():
     huge = lambda t, observation: jnp.array([1e38])
     with pytest.raises(diffsim.DiffsimError, match="the simulation diverged"):
         diffsim.rollout(unclipped, huge, jnp.array([1e30, 0.0]), num_steps=5)
+
+
+def test_parameters_of_the_wrong_shape_and_nan_states_in_step_are_rejected():
+    with pytest.raises(diffsim.DiffsimError, match=r"g must have shape \(\), got \(3,\)"):
+        Pendulum(g=jnp.array([9.0, 10.0, 11.0]))
+    batch = eqx.filter_vmap(lambda g: Pendulum(g=g))(jnp.array([9.0, 10.0, 11.0]))
+    assert batch.g.shape == (3,)  # a batch of envs is built with vmap, as documented
+    with pytest.raises(diffsim.DiffsimError, match="state contains NaN or inf"):
+        diffsim.step(Pendulum(), 0.0, jnp.array([jnp.nan, 0.0]), jnp.zeros(1))
+    with pytest.raises(diffsim.DiffsimError, match="control contains NaN or inf"):
+        diffsim.step(Pendulum(), 0.0, jnp.zeros(2), jnp.array([jnp.inf]))
