@@ -107,13 +107,22 @@ class AbstractEnv(eqx.Module):
     @property
     def state_size(self) -> int:
         """``n``, the length of a state."""
-        return jax.eval_shape(self.initial_state, jr.key(0)).shape[0]
+        return _vector_length(self, "initial_state", jax.eval_shape(self.initial_state, jr.key(0)))
 
     @property
     def observation_size(self) -> int:
         """``o``, the length of an observation."""
         y = jax.eval_shape(self.initial_state, jr.key(0))
-        return jax.eval_shape(self.observe, y).shape[0]
+        return _vector_length(self, "observe", jax.eval_shape(self.observe, y))
+
+
+def _vector_length(env: AbstractEnv, method: str, shape: jax.ShapeDtypeStruct) -> int:
+    if len(shape.shape) != 1:
+        raise DiffsimError(
+            f"{type(env).__name__}.{method} returned shape {shape.shape}, expected a vector: "
+            "wrap a scalar as jnp.stack([x]) or x[None]"
+        )
+    return shape.shape[0]
 
 
 def _check_timing(control_dt: object, episode_steps: object) -> None:

@@ -33,7 +33,13 @@ def control(
     ``t`` (s): it sees ``env.observe(y)``, and its output becomes a control through
     ``env.action_space`` (hard arg-max choices for discrete spaces when ``estimator`` is
     ``None``)."""
-    output = controller(t, env.observe(y))
+    observation = env.observe(y)
+    if jnp.ndim(observation) != 1:
+        raise DiffsimError(
+            f"{type(env).__name__}.observe returned shape {jnp.shape(observation)}, expected a "
+            "vector (o,): wrap a scalar as jnp.stack([x]) or x[None]"
+        )
+    output = controller(t, observation)
     expected = (env.action_space.controller_size,)
     if jnp.shape(output) != expected:
         raise DiffsimError(
@@ -175,9 +181,25 @@ def step(
 
 
 def _advance(env, t, y, u):
-    """:func:`step` without its input checks: what a rollout scans."""
-    y_next = env.transition(env, t, y, u)
-    return y_next, env.running_cost(t, y, u), env.termination(y_next)
+    """:func:`step` without its input checks: what a rollout scans. The shapes of what the
+    env returns are checked as it is traced (no run-time cost): never a broadcast."""
+    y_next = _expect(env, "transition", env.transition(env, t, y, u), jnp.shape(y), y.dtype)
+    cost = _expect(env, "running_cost", env.running_cost(t, y, u), (), y.dtype)
+    done = _expect(env, "termination", env.termination(y_next), (), jnp.bool_)
+    return y_next, cost, done
+
+
+def _expect(env: AbstractEnv, method: str, value: Any, shape: tuple, dtype) -> Array:
+    """``value`` as an array of ``shape``, or a :class:`DiffsimError` naming ``method``."""
+    value = jnp.asarray(value)
+    kind = "a boolean" if dtype == jnp.bool_ else "a floating-point"
+    if value.shape != shape or (dtype == jnp.bool_) != (value.dtype == jnp.bool_):
+        raise DiffsimError(
+            f"{type(env).__name__}.{method} returned {value.dtype}{list(value.shape)}, expected "
+            f"{kind} array of shape {shape}"
+            + (" (a scalar: index or sum, e.g. cost[0])" if shape == () else "")
+        )
+    return value
 
 
 def rollout(

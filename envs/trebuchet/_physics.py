@@ -28,7 +28,20 @@ FOOT = 0.3048
 POUND = 0.45359237
 """One pound in kilograms."""
 
-OK, SLING_SLACK, NO_LIFT_OFF, NO_RELEASE, NO_LANDING, SOLVER_FAILED, EVENT_IMPRECISE = range(7)
+(
+    OK,
+    SLING_SLACK,
+    NO_LIFT_OFF,
+    NO_RELEASE,
+    NO_LANDING,
+    SOLVER_FAILED,
+    EVENT_IMPRECISE,
+    INVALID_INPUT,
+) = range(8)
+WIND_LIMIT = 100.0
+"""The largest wind speed (m/s, either direction) a shot accepts: beyond hurricane force,
+near the strongest gust ever measured (113 m/s). Faster winds are outside the model
+(incompressible quadratic drag) and outside what 60 Hz Euler integrates stably."""
 STATUS_MESSAGES = {
     OK: "ok",
     SLING_SLACK: "sling went slack on the ground (counterweight too light); the projectile "
@@ -37,14 +50,59 @@ STATUS_MESSAGES = {
     NO_RELEASE: "the release angle was never reached within the hang phase time limit",
     NO_LANDING: "the projectile did not land within the flight time limit",
     SOLVER_FAILED: "the ODE solver failed (max_steps reached or a NaN state)",
-    EVENT_IMPRECISE: "an event's root finder did not converge; the event time and the "
-    "distance are approximate (within one solver step)",
+    EVENT_IMPRECISE: "an event's root finder did not converge, so the event time and the "
+    "distance are unknown",
+    INVALID_INPUT: f"an input is outside the model's domain (wind finite and at most "
+    f"{WIND_LIMIT:g} m/s either way, release angle strictly between 0 and 90 degrees, "
+    "counterweight positive and finite, machine parameters finite and physical)",
 }
-"""Human-readable meaning of each ``Shot.status`` code."""
+"""Human-readable meaning of each ``Shot.status`` code.
+
+Which statuses are failures, with a NaN distance (see :class:`Shot`): ``NO_LIFT_OFF``,
+``NO_LANDING``, ``SOLVER_FAILED``, ``EVENT_IMPRECISE`` and ``INVALID_INPUT`` always;
+``NO_RELEASE`` with :class:`diffsim.ODESolve` numerics (with :class:`EulerHermite` the
+projectile is released where the hang phase's time limit ends, as Trebuchet.jl did, and
+the shot keeps its distance). ``SLING_SLACK`` is a result: the resting x, 0.682 m for the
+presets, with a zero gradient.
+"""
 
 
 def _float(x) -> Array:
     return jnp.asarray(x, dtype=float)
+
+
+def _domain_problem(name: str, value: float) -> str | None:
+    """Why a concrete input is outside the model's domain, or ``None`` when it is inside.
+
+    Args:
+        name: ``"wind"`` (m/s), ``"angle"`` (release angle, degrees) or ``"weight"``
+            (counterweight, lb).
+        value: the input.
+
+    Returns:
+        The end of a sentence that starts with the input's name ("must be ..., got ..."),
+        or ``None``. The command line and :func:`trajectory` raise it as a
+        ``DiffsimError``; :func:`simulate` reports ``INVALID_INPUT`` instead (it may be
+        traced).
+    """
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if name == "wind" and not abs(value) <= WIND_LIMIT:
+        return f"must be at most {WIND_LIMIT:g} m/s either way (the model's domain), got {value}"
+    if name == "angle" and not 0 < value < 90:
+        return f"must be strictly between 0 and 90 degrees, got {value}"
+    if name == "weight" and not value > 0:
+        return f"must be a positive number of pounds, got {value}"
+    return None
+
+
+def _check_inputs(wind: float, angle: float, weight: float) -> None:
+    """Raise a ``DiffsimError`` naming the first of the three concrete inputs (m/s,
+    degrees, lb) that is outside the model's domain."""
+    for name, value in (("wind", wind), ("angle", angle), ("weight", weight)):
+        problem = _domain_problem(name, float(value))
+        if problem is not None:
+            raise DiffsimError(f"{name} {problem}")
 
 
 class EulerHermite(eqx.Module):
@@ -571,11 +629,82 @@ def _landing_event(t, y, args, **kwargs):
     return _landing_value(args, y)
 
 
+class _BracketedState(eqx.Module):
+    lower: Float[Array, ""]
+    upper: Float[Array, ""]
+    lower_negative: Bool[Array, ""]
+    bracketed: Bool[Array, ""]
+    diff: Float[Array, ""]
+
+
+class _BracketedNewton(optx.AbstractRootFinder):
+    """Newton's method on a scalar function kept inside the sign change between the
+    ``lower`` and ``upper`` options (the step in which diffrax saw the event): a Newton
+    step that would leave the bracket, or has no finite slope, is a bisection step
+    instead. Converges where plain Newton can cycle: an event that barely happens (the
+    sling's direction grazing the release angle) has three roots in one step. Without a
+    sign change (a batch element with no event), plain Newton clipped to the bracket.
+    Stops when a step is shorter than ``atol + rtol |t|`` (time units): no tolerance on
+    the function's value, whose scale differs from event to event."""
+
+    rtol: float
+    atol: float
+    norm = staticmethod(jnp.abs)
+
+    def init(self, fn, y, args, options, f_struct, aux_struct, tags):
+        lower = jnp.asarray(options["lower"], f_struct.dtype)
+        upper = jnp.asarray(options["upper"], f_struct.dtype)
+        f_lower, _ = fn(lower, args)
+        f_upper, _ = fn(upper, args)
+        lower_negative = f_lower < 0
+        return _BracketedState(
+            lower=lower,
+            upper=upper,
+            lower_negative=lower_negative,
+            bracketed=(lower_negative != (f_upper < 0)) & (lower < upper),
+            diff=jnp.asarray(jnp.inf, f_struct.dtype),
+        )
+
+    def step(self, fn, y, args, options, state, tags):
+        f, slope, aux = jax.jvp(lambda t: fn(t, args), (y,), (jnp.ones_like(y),), has_aux=True)
+        on_lower_side = (f < 0) == state.lower_negative
+        lower = jnp.where(state.bracketed & on_lower_side, y, state.lower)
+        upper = jnp.where(state.bracketed & ~on_lower_side, y, state.upper)
+        newton = y - f / jnp.where(slope == 0, 1.0, slope)
+        usable = jnp.isfinite(newton) & (slope != 0)
+        inside = usable & (newton > lower) & (newton < upper)
+        bracketed_step = jnp.where(inside, newton, lower + 0.5 * (upper - lower))
+        clipped_step = jnp.clip(jnp.where(usable, newton, y), state.lower, state.upper)
+        new_y = jnp.where(state.bracketed, bracketed_step, clipped_step)
+        new_y = jnp.where(f == 0, y, new_y)
+        new_state = _BracketedState(
+            lower=lower,
+            upper=upper,
+            lower_negative=state.lower_negative,
+            bracketed=state.bracketed,
+            diff=new_y - y,
+        )
+        return new_y, new_state, aux
+
+    def terminate(self, fn, y, args, options, state, tags):
+        small = jnp.abs(state.diff) <= self.atol + self.rtol * jnp.abs(y)
+        return small, optx.RESULTS.successful
+
+    def postprocess(self, fn, y, aux, args, options, state, tags, result):
+        return y, aux, {}
+
+
+def _event_tolerance(dtype):
+    """(rtol, atol) in seconds for the adaptive phases' event times."""
+    return (1e-6, 1e-6) if dtype == jnp.float32 else (1e-12, 1e-12)
+
+
 def _adaptive_phase(field, cond_fn, y0, t0, duration, args):
     """One phase by ``tb.numerics.solve`` until ``cond_fn`` crosses zero or
-    ``duration`` (s) has passed; the event located by Newton to tolerances set by the
-    state's dtype. Returns ``(t_end, y_end, ended, failed, imprecise)``."""
-    rtol, atol = _root_tolerance(y0.dtype)
+    ``duration`` (s) has passed; the event located by :class:`_BracketedNewton` to
+    tolerances set by the state's dtype. Returns ``(t_end, y_end, ended, failed,
+    imprecise)``."""
+    rtol, atol = _event_tolerance(y0.dtype)
     solution = args.trebuchet.numerics.solve(
         dfx.ODETerm(field),
         t0,
@@ -583,7 +712,7 @@ def _adaptive_phase(field, cond_fn, y0, t0, duration, args):
         y0,
         args,
         saveat=dfx.SaveAt(t1=True),
-        event=dfx.Event(cond_fn, root_finder=optx.Newton(rtol=rtol, atol=atol)),
+        event=dfx.Event(cond_fn, root_finder=_BracketedNewton(rtol=rtol, atol=atol)),
         throw=False,
     )
     result = solution.result
