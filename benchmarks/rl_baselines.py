@@ -29,7 +29,6 @@ import jax.random as jr
 
 import diffsim
 from diffsim import rl
-from diffsim.envs import RECIPES
 
 BASELINES = {
     "pendulum": {
@@ -136,7 +135,7 @@ def main():
     parser.add_argument("--episodes", type=int, default=1000)
     args = parser.parse_args()
 
-    recipe = RECIPES[args.recipe]
+    recipe = diffsim.recipes()[args.recipe]
     started = time.perf_counter()
     controller, env, history = recipe.run(args.seed, progress=False)
     ours_seconds = time.perf_counter() - started

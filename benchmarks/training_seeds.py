@@ -24,7 +24,6 @@ import statistics
 import time
 
 import diffsim
-from diffsim.envs import RECIPES
 
 ANCHORS = {
     "pendulum": {
@@ -64,14 +63,14 @@ def run_seed(recipe: diffsim.Recipe, seed: int, *, quick: bool, episodes: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", choices=sorted(RECIPES))
+    parser.add_argument("recipe", choices=sorted(diffsim.recipes()))
     parser.add_argument("--seeds", type=int, default=8, help="training seeds 0..N-1 (default 8)")
     parser.add_argument("--quick", action="store_true", help="2 seeds, the recipe's quick run")
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes")
     args = parser.parse_args()
     quick = args.quick or os.environ.get("DIFFSIM_QUICK", "0") == "1"
     seeds = min(args.seeds, 2) if quick else args.seeds
-    recipe = RECIPES[args.recipe]
+    recipe = diffsim.recipes()[args.recipe]
     solved = SOLVED.get(recipe.name)
 
     print(

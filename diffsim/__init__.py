@@ -14,6 +14,7 @@ from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
 from ._recipe import Recipe, adam_cosine
+from ._registry import default_recipe, load_recipe, recipes
 from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
 from ._runner import History, TrainingDiverged, TrainingInterrupted, TrainingWarning
 from ._spaces import (
@@ -61,13 +62,16 @@ __all__ = [
     "adam_cosine",
     "check_positive",
     "control",
+    "default_recipe",
     "evaluate",
     "fit",
     "initial_states",
     "load_checkpoint",
+    "load_recipe",
     "mean_step_cost",
     "parameter",
     "read_metadata",
+    "recipes",
     "rollout",
     "save_checkpoint",
     "step",
@@ -78,7 +82,7 @@ __all__ = [
 def __getattr__(name):
     # `diffsim.envs.Pendulum()` after a bare `import diffsim`, without the core importing
     # any env (or matplotlib) until asked.
-    if name in ("envs", "controllers", "plotting", "rl"):
+    if name in ("envs", "controllers", "plotting", "rl", "testing"):
         import importlib
 
         return importlib.import_module(f"diffsim.{name}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -12,23 +15,21 @@ import jax.random as jr
 from ._checkpoint import load_checkpoint, read_metadata
 from ._errors import CommandInterrupted, DiffsimError
 from ._evaluate import evaluate, initial_states
-from ._recipe import Recipe
+from ._recipe import Recipe, adam_cosine
+from ._registry import load_recipe, recipes
 from ._rollout import rollout
 from ._runner import TrainingInterrupted
-
-
-def _recipes() -> dict[str, Recipe]:
-    from diffsim import envs
-
-    return envs.RECIPES
-
 
 SEED_RANGE = (0, 2**32 - 1)
 """Seeds the command line accepts (those ``jax.random.key`` takes in float32 mode)."""
 
 
+ENV_HELP = (
+    "an installed env's name (see `diffsim list`), or path/to/file.py:Name, or package.module:Name"
+)
+
+
 def add_commands(subparsers) -> None:
-    names = sorted(_recipes())
     train = subparsers.add_parser(
         "train",
         help="train a controller for an env",
@@ -36,7 +37,7 @@ def add_commands(subparsers) -> None:
         "whole training state) is written at every evaluation, every --checkpoint-every "
         "updates and on Ctrl-C / SIGTERM; --resume continues from it.",
     )
-    train.add_argument("env", choices=names, help="environment name")
+    train.add_argument("env", help=ENV_HELP)
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     train.add_argument("--out", type=Path, default=None, help="output folder (default runs/ENV)")
     train.add_argument("--episodes", type=int, default=None, help="final evaluation episodes")
@@ -61,15 +62,33 @@ def add_commands(subparsers) -> None:
     train.add_argument(
         "--plots", action="store_true", help="also write learning-curve/trajectory plots, a GIF"
     )
+    for flag, kind, what in (
+        ("--iterations", int, "optimiser updates (replaces the recipe's, quick or not)"),
+        ("--batch-size", int, "episodes simulated in parallel per update"),
+        ("--window", int, "control steps per differentiated window"),
+        (
+            "--lr",
+            float,
+            "learning rate of Adam with cosine decay and clipping (replaces the "
+            "recipe's optimiser)",
+        ),
+    ):
+        train.add_argument(flag, type=kind, default=None, help=what)
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(run=_train, validate=_validate_train)
+
+    listing = subparsers.add_parser(
+        "list", help="the envs diffsim knows", description="List installed envs and recipes."
+    )
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    listing.set_defaults(run=_list)
 
     evaluate_parser = subparsers.add_parser(
         "eval",
         help="evaluate a checkpoint on fixed seeds",
         description="Evaluate a checkpoint written by `diffsim train` or diffsim.train().",
     )
-    evaluate_parser.add_argument("env", choices=names, help="environment name")
+    evaluate_parser.add_argument("env", help=ENV_HELP)
     evaluate_parser.add_argument("checkpoint", type=Path, help="checkpoint file")
     evaluate_parser.add_argument("--episodes", type=int, default=1000)
     evaluate_parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
@@ -108,6 +127,11 @@ def _output_folder(args) -> Path:
 def _validate_train(args) -> None:
     check_seed(args.seed)
     check_count(args.episodes, "--episodes")
+    for name in ("iterations", "batch_size", "window"):
+        check_count(getattr(args, name), f"--{name.replace('_', '-')}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise DiffsimError(f"--lr must be positive and finite, got {args.lr}")
+    args.recipe = _with_overrides(load_recipe(args.env), args)
     if args.checkpoint_every < 0:
         raise DiffsimError(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
     out = _output_folder(args)
@@ -123,22 +147,36 @@ def _validate_train(args) -> None:
                 )
 
 
+def _with_overrides(recipe: Recipe, args) -> Recipe:
+    options = dict(recipe.train_options)
+    for name in ("batch_size", "window"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    changes = {"train_options": options}
+    if args.iterations is not None:
+        changes["iterations"] = changes["quick_iterations"] = args.iterations
+    if args.lr is not None:
+        changes["make_optimiser"] = functools.partial(adam_cosine, args.lr)
+    return dataclasses.replace(recipe, **changes)
+
+
 def _validate_evaluate(args) -> None:
     check_seed(args.seed)
     check_count(args.episodes, "--episodes")
-    _check_trained_on(args.checkpoint, args.env)
+    args.recipe = load_recipe(args.env)
+    _check_trained_on(args.checkpoint, args.env, args.recipe)
 
 
-def _check_trained_on(path: Path, name: str) -> None:
+def _check_trained_on(path: Path, name: str, recipe: Recipe) -> None:
     metadata = read_metadata(path)
-    env_type = type(_recipes()[name].make_env()).__name__
+    env_type = type(recipe.make_env()).__name__
     if metadata.get("env", name) != name or metadata.get("env_type", env_type) != env_type:
         trained_on = metadata.get("env") or metadata.get("env_type")
         raise DiffsimError(f"{path} was trained on {trained_on!r}, not {name!r}")
 
 
 def _train(args) -> dict:
-    recipe = _recipes()[args.env]
+    recipe = args.recipe
     episodes = recipe.eval_episodes if args.episodes is None else args.episodes
     out = _output_folder(args)
     checkpoint = out / "controller.eqx"
@@ -206,10 +244,38 @@ def _write_plots(out: Path, env, controller, history) -> list[str]:
 
 
 def _evaluate(args) -> dict:
-    recipe = _recipes()[args.env]
+    recipe = args.recipe
     like = recipe.make_env()
     env, controller = load_checkpoint(
         args.checkpoint, (like, recipe.make_controller(like, jr.key(0)))
     )
     result = evaluate(env, controller, episodes=args.episodes, seed=args.seed)
     return {"mean": result.mean, "std": result.std, "episodes": result.episodes}
+
+
+def _list(args) -> dict:
+    listing = {}
+    for name, recipe in sorted(recipes().items()):
+        env = recipe.make_env()
+        space = env.action_space
+        options = recipe.train_options
+        entry = {
+            "env": type(env).__name__,
+            "states": env.state_size,
+            "observations": env.observation_size,
+            "actions": f"{type(space).__name__}({space.controller_size})",
+            "control_dt_s": env.control_dt,
+            "episode_steps": env.episode_steps,
+            "recipe": f"{recipe.iterations} updates x {options.get('batch_size', 64)} episodes x "
+            f"{options.get('window') or env.episode_steps} steps",
+        }
+        listing[name] = (
+            entry
+            if args.json
+            else (
+                f"{entry['env']}, {entry['states']} states, {entry['observations']} observations, "
+                f"{entry['actions']} actions, {env.episode_steps} steps of {env.control_dt} s; "
+                f"recipe: {entry['recipe']}"
+            )
+        )
+    return listing

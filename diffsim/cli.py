@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._errors import CommandInterrupted, DiffsimError, first_line
+from ._registry import command_plugins
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,14 +32,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from diffsim import envs
-
     parser = _Parser(prog="diffsim", description="Differentiable physics and control in JAX.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     from . import _cli_train
 
     _cli_train.add_commands(subparsers)
-    for add_commands in envs.CLI_PLUGINS:
+    for add_commands in command_plugins():
         add_commands(subparsers)
     return parser
 

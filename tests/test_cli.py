@@ -16,6 +16,31 @@ from diffsim.cli import main
 from diffsim.controllers import Mirrored, MLPPolicy
 from diffsim.envs import Pendulum
 
+ROCKET = """
+import jax.numpy as jnp, jax.random as jr
+import diffsim
+
+class Rocket(diffsim.AbstractEnv):
+    mass: float = diffsim.parameter(2.0, positive=True)
+    gravity: float = diffsim.parameter(9.81, positive=True)
+    control_dt: float = 0.1
+    episode_steps: int = 100
+    transition: diffsim.AbstractTransition = diffsim.ODEStep()
+
+    @property
+    def action_space(self):
+        return diffsim.Box(0.0, 40.0)
+
+    def vector_field(self, t, y, u):
+        return jnp.stack([y[1], u[0] / self.mass - self.gravity])
+
+    def initial_state(self, key):
+        return jnp.stack([jr.uniform(key, (), minval=0.0, maxval=1.0), 0.0])
+
+    def running_cost(self, t, y, u):
+        return (y[0] - 10.0) ** 2 + 0.01 * u[0] ** 2
+"""
+
 
 def _cli(*args, **kwargs):
     return subprocess.run(
@@ -40,7 +65,14 @@ BAD_INPUTS = [
     (["train", "pendulum", "--out", "/proc/diffsim"], "is not a writable folder"),
     (["train", "pendulum", "--out", "{not_a_folder}/sub"], "is not a writable folder"),
     (["train", "pendulum", "--out", "{not_a_folder}"], "exists and is not a folder"),
-    (["train", "mars-lander"], "invalid choice: 'mars-lander'"),
+    (["train", "mars-lander"], "unknown env 'mars-lander': choose from cartpole"),
+    (["train", "{empty}/nope.py:Rocket"], "no Python file at"),
+    (["train", "{rocket}:Lander"], "has no 'Lander'"),
+    (["train", "{rocket}:jnp"], "is a module, not a diffsim.Recipe or a concrete AbstractEnv"),
+    (["train", "{broken}:Rocket"], "cannot import {broken}: NameError: name 'oops' is not defined"),
+    (["train", "no_such_module:Env"], "cannot import no_such_module: ModuleNotFoundError"),
+    (["train", "pendulum", "--lr", "-1"], "--lr must be positive and finite, got -1.0"),
+    (["train", "pendulum", "--window", "0"], "--window must be at least 1, got 0"),
     (["train", "pendulum", "--resume", "--out", "{empty}"], "no checkpoint file"),
     (["eval", "pendulum", "{empty}/missing.eqx"], "no checkpoint file"),
     (["eval", "pendulum", "{not_a_folder}"], "not a diffsim checkpoint"),
@@ -62,7 +94,13 @@ def files(tmp_path_factory, not_a_folder):
     truncated.write_bytes(checkpoint.read_bytes()[:-10])
     empty = folder / "empty"
     empty.mkdir()
+    rocket = folder / "rocket.py"
+    rocket.write_text(ROCKET)
+    broken = folder / "broken.py"
+    broken.write_text(ROCKET + "\noops\n")
     return {
+        "rocket": rocket,
+        "broken": broken,
         "not_a_folder": not_a_folder,
         "checkpoint": checkpoint,
         "truncated": truncated,
@@ -174,3 +212,45 @@ def test_resume_refuses_a_checkpoint_of_another_seed(tmp_path):
     )
     assert result.returncode == 2
     assert "was trained with seed 0, not 3" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_user_env_in_a_file_trains_and_evaluates_from_the_command_line(files, tmp_path):
+    spec = f"{files['rocket']}:Rocket"
+    untrained = diffsim.load_recipe(spec)
+    env = untrained.make_env()
+    before = diffsim.evaluate(
+        env, untrained.make_controller(env, jr.split(jr.key(0))[0]), episodes=100
+    ).mean
+    trained = _cli(
+        "train",
+        spec,
+        "--iterations",
+        "150",
+        "--lr",
+        "1e-2",
+        "--out",
+        str(tmp_path),
+        "--episodes",
+        "100",
+        "--json",
+    )
+    assert trained.returncode == 0, trained.stderr
+    summary = json.loads(trained.stdout)
+    assert summary["env_steps"] == 150 * 64 * 50  # the default recipe's batch and window
+    assert summary["evaluation"]["mean"] > before + 0.5 * abs(before), (before, summary)
+    evaluated = _cli("eval", spec, summary["checkpoint"], "--episodes", "100", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["mean"] == pytest.approx(
+        summary["evaluation"]["mean"], abs=0.01
+    )
+
+
+def test_a_module_env_gets_the_default_recipe_and_list_shows_the_installed_ones(capsys):
+    recipe = diffsim.load_recipe("diffsim.envs.pendulum:Pendulum")
+    assert recipe.name == "diffsim.envs.pendulum:Pendulum" and recipe.iterations == 300
+    assert recipe.train_options["window"] == 50
+    assert diffsim.load_recipe("cartpole") is diffsim.recipes()["cartpole"]
+    assert main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert set(listing) == {"pendulum", "cartpole", "cartpole-continuous", "cartpole-swingup"}
+    assert listing["pendulum"]["states"] == 2 and listing["cartpole"]["actions"] == "Discrete(2)"

@@ -382,4 +382,4 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
         text=True,
     )
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
-    assert "invalid choice: 'mars-lander'" in unknown.stderr
+    assert "unknown env 'mars-lander'" in unknown.stderr

@@ -772,13 +772,21 @@ class Shot(eqx.Module):
     batch axis).
 
     - ``distance``: landing x from the pivot (m); the resting x (0.682 m) when the sling
-      went slack.
+      went slack; NaN when the shot failed (:attr:`failed`), never a number from a failed
+      solve.
     - ``status``: 0 ok, else a key of ``STATUS_MESSAGES`` (1 sling slack, 2 no lift-off,
-      3 no release, 4 no landing, 5 solver failure, 6 an event located imprecisely).
-    - ``lift_off_time``, ``release_time``, ``landing_time``: event times (s).
+      3 no release, 4 no landing, 5 solver failure, 6 an event's root finder did not
+      converge, 7 an input outside the model's domain). Failures (NaN distance): 2, 4,
+      5, 6, 7, and 3 with :class:`diffsim.ODESolve` numerics; with :class:`EulerHermite`
+      numerics status 3 is Trebuchet.jl's release at the hang phase's time limit and the
+      shot keeps its distance.
+    - ``lift_off_time``, ``release_time``, ``landing_time``: event times (s); where a
+      phase failed, the time it stopped.
     - ``lift_off_state``, ``release_state``: arm-phase states ``(a, w, s, da, dw, ds)``
       (rad, rad/s) at lift-off and at release.
     - ``release_position``, ``release_velocity``: the projectile's (m, m/s) at release.
+
+    With status 7 (invalid input) every float field is NaN: nothing was simulated.
     """
 
     distance: Float[Array, "*batch"]
@@ -797,6 +805,11 @@ class Shot(eqx.Module):
         return self.status == OK
 
     @property
+    def failed(self) -> Bool[Array, "*batch"]:
+        """Whether the shot has no distance (NaN): a failure status, see ``status``."""
+        return jnp.isnan(self.distance)
+
+    @property
     def message(self) -> str:
         """The status of a single shot in words."""
         return STATUS_MESSAGES[int(self.status)]
@@ -811,6 +824,67 @@ def _args(tb, wind, angle, weight) -> _Args:
     )
 
 
+_POSITIVE_FIELDS = (
+    "pivot_height",
+    "long_arm",
+    "short_arm",
+    "weight_arm",
+    "sling_length",
+    "projectile_mass",
+    "gravity",
+)
+"""Machine parameters that must be positive; the others must be non-negative."""
+
+
+def _inputs_valid(wind, angle, weight) -> Bool[Array, "*batch"]:
+    """Whether (wind m/s, angle degrees, weight lb) is inside the model's domain: the
+    traced twin of :func:`_domain_problem` (NaN fails every comparison)."""
+    return (
+        (jnp.abs(wind) <= WIND_LIMIT)
+        & (angle > 0)
+        & (angle < 90)
+        & (weight > 0)
+        & jnp.isfinite(weight)
+    )
+
+
+def _machine_valid(tb: Trebuchet) -> Bool[Array, "*batch"]:
+    """Whether every physical parameter is finite, lengths, the projectile's mass and
+    gravity are positive, the rest non-negative, and the pivot is lower than the long arm
+    (the projectile can rest on the ground)."""
+    valid = tb.pivot_height < tb.long_arm
+    for name in _PARAMETER_FIELDS:
+        value = getattr(tb, name)
+        bound = value > 0 if name in _POSITIVE_FIELDS else value >= 0
+        valid = valid & jnp.isfinite(value) & bound
+    return valid
+
+
+def _replace_invalid(valid, tb: Trebuchet, wind, angle, weight):
+    """The inputs where ``valid``, else a harmless shot (the faithful machine, no wind,
+    45 degrees, 200 lb) whose results are discarded: no NaN reaches the solvers or their
+    root finders, whose derivatives would raise on one, and the gradient is zero."""
+    reference = trebuchet_default()
+
+    def pick(value, placeholder):
+        placeholder = jnp.asarray(placeholder, value.dtype)
+        return jnp.where(valid, value, placeholder)
+
+    parameters = {
+        name: pick(getattr(tb, name), getattr(reference, name)) for name in _PARAMETER_FIELDS
+    }
+    tb = dataclasses.replace(tb, **parameters)
+    return tb, pick(wind, 0.0), pick(angle, 45.0), pick(weight, 200.0)
+
+
+def _failure(status, numerics) -> Bool[Array, "*batch"]:
+    """Whether ``status`` leaves the shot without a distance (see ``STATUS_MESSAGES``)."""
+    failures = [NO_LIFT_OFF, NO_LANDING, SOLVER_FAILED, EVENT_IMPRECISE, INVALID_INPUT]
+    if not isinstance(numerics, EulerHermite):
+        failures.append(NO_RELEASE)
+    return jnp.isin(status, jnp.array(failures))
+
+
 def simulate(
     wind: Real[ArrayLike, ""],
     angle: Real[ArrayLike, ""],
@@ -819,15 +893,28 @@ def simulate(
 ) -> Shot:
     """One shot with its event times, states and status.
 
-    Jit-able, vmappable, differentiable; see :func:`shoot` for just the distance.
+    Jit-able, vmappable, differentiable; see :func:`shoot` for just the distance. It never
+    raises on values: a shot that fails has a NaN distance and a failure status (see
+    :class:`Shot`), and its gradient is zero or NaN, never an exception.
 
     Args:
-        wind: wind speed (m/s), positive blows towards +x (a tailwind); a scalar.
-        angle: release angle above the horizontal (degrees); a scalar.
-        weight: counterweight (lb); a scalar.
-        trebuchet: the machine (default: the faithful :func:`trebuchet`).
+        wind: wind speed (m/s), positive blows towards +x (a tailwind); a scalar, finite,
+            at most ``WIND_LIMIT`` (100 m/s) either way.
+        angle: release angle above the horizontal (degrees); a scalar strictly between 0
+            and 90.
+        weight: counterweight (lb); a positive, finite scalar.
+        trebuchet: the machine (default: the faithful :func:`trebuchet`); its parameters
+            finite, lengths, projectile mass and gravity positive, the others
+            non-negative, the pivot lower than the long arm.
+
+    Returns:
+        A :class:`Shot`. Inputs outside the domain above give status ``INVALID_INPUT``
+        (7) with NaN in every float field; under ``vmap`` only the offending elements.
     """
     tb = trebuchet_default() if trebuchet is None else trebuchet
+    wind, angle, weight = _float(wind), _float(angle), _float(weight)
+    valid = _inputs_valid(wind, angle, weight) & _machine_valid(tb)
+    tb, wind, angle, weight = _replace_invalid(valid, tb, wind, angle, weight)
     args = _args(tb, wind, angle, weight)
     if isinstance(tb.numerics, EulerHermite):
         status, times, states = _simulate_euler_hermite(args)
@@ -836,8 +923,16 @@ def simulate(
     else:  # unreachable through __init__; a machine assembled by tree surgery
         raise DiffsimError(f"unknown numerics {type(tb.numerics).__name__}")
     y_lift, y_release, p0, p_land = states
-    slack = status == SLING_SLACK
-    distance = jnp.where(slack, tb.resting_x(), p_land[0])
+    status = jnp.where(valid, status, INVALID_INPUT)
+    # A shot the solvers call complete but whose landing is not a number: a NaN state.
+    lost = (status != SLING_SLACK) & ~_failure(status, tb.numerics)
+    lost = lost & ~(jnp.all(jnp.isfinite(p_land)) & jnp.isfinite(times[2]))
+    status = jnp.where(lost, SOLVER_FAILED, status)
+    distance = jnp.where(_failure(status, tb.numerics), jnp.nan, p_land[0])
+    distance = jnp.where(status == SLING_SLACK, tb.resting_x(), distance)
+    times, y_lift, y_release, p0 = jax.tree.map(
+        lambda x: jnp.where(valid, x, jnp.nan), (times, y_lift, y_release, p0)
+    )
     return Shot(
         distance=distance,
         status=status,
@@ -870,7 +965,9 @@ def shoot(
     Wrap in ``jax.jit``; ``jax.vmap`` for batches; ``jax.grad`` with respect to the three
     inputs or ``eqx.filter_grad`` with respect to the machine. When the counterweight is
     too light the sling goes slack and the distance is the projectile's resting x,
-    0.682 m, with a zero gradient: use :func:`simulate` to see the status.
+    0.682 m, with a zero gradient. A failed shot (a solver failure, no landing, an input
+    outside the domain: see :func:`simulate`) is NaN, its gradient zero or NaN; use
+    :func:`simulate` to see the status.
     """
     return simulate(wind, angle, weight, trebuchet).distance
 

@@ -1,0 +1,139 @@
+"""Where the command line finds envs: installed recipes and commands (entry points), and
+user envs named as ``path/to/file.py:Name`` or ``package.module:Name``."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ._env import AbstractEnv
+from ._errors import DiffsimError, first_line
+from ._recipe import Recipe, adam_cosine
+
+RECIPE_GROUP = "diffsim.recipes"
+"""Entry-point group of installed recipes: ``name = "package.module:recipe"``."""
+COMMAND_GROUP = "diffsim.commands"
+"""Entry-point group of functions ``add_commands(subparsers)`` adding CLI sub-commands."""
+
+
+def _entry_points(group: str):
+    return sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
+
+
+@functools.cache
+def recipes() -> dict[str, Recipe]:
+    """Every installed recipe by name (the shipped envs' included), from the
+    ``diffsim.recipes`` entry-point group; a package registers its own in its
+    ``pyproject.toml``::
+
+        [project.entry-points."diffsim.recipes"]
+        my-env = "my_package.my_module:recipe"
+    """
+    found = {}
+    for entry in _entry_points(RECIPE_GROUP):
+        recipe = entry.load()
+        if not isinstance(recipe, Recipe) or recipe.name != entry.name:
+            raise DiffsimError(
+                f"entry point {entry.name} = {entry.value} must be a diffsim.Recipe named "
+                f"{entry.name!r}"
+            )
+        found[entry.name] = recipe
+    return found
+
+
+def command_plugins() -> list[Callable]:
+    """The ``add_commands(subparsers)`` functions of the ``diffsim.commands`` group."""
+    return [entry.load() for entry in _entry_points(COMMAND_GROUP)]
+
+
+def load_recipe(spec: str) -> Recipe:
+    """The recipe for ``spec``: an installed recipe's name, or ``path/to/file.py:Name`` or
+    ``package.module:Name`` naming a :class:`Recipe`, an :class:`AbstractEnv` subclass
+    (built with its defaults) or an env instance. Envs without a recipe get
+    :func:`default_recipe`.
+
+    Example: ``diffsim.load_recipe("my_env.py:Rocket").run(seed=0)``.
+    """
+    if ":" not in spec:
+        known = recipes()
+        if spec in known:
+            return known[spec]
+        raise DiffsimError(
+            f"unknown env {spec!r}: choose from {', '.join(sorted(known))}, or name your own "
+            "as path/to/file.py:ClassName or package.module:ClassName"
+        )
+    where, _, name = spec.rpartition(":")
+    obj = getattr(_load_module(where), name, None)
+    if obj is None:
+        raise DiffsimError(f"{where} has no {name!r}")
+    if isinstance(obj, Recipe):
+        return dataclasses.replace(obj, name=spec)
+    if inspect.isclass(obj) and issubclass(obj, AbstractEnv) and not inspect.isabstract(obj):
+        return default_recipe(spec, obj)
+    if isinstance(obj, AbstractEnv):
+        return default_recipe(spec, lambda: obj)
+    raise DiffsimError(
+        f"{spec} is a {type(obj).__name__}, not a diffsim.Recipe or a concrete AbstractEnv"
+    )
+
+
+def _load_module(where: str):
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise DiffsimError(f"no Python file at {path}")
+            name = f"_diffsim_user_{path.stem}"
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module  # dataclasses (and so equinox) look their module up
+            module_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(where)
+    except DiffsimError:
+        raise
+    except Exception as error:  # the user's code: report it in one line, whatever it is
+        raise DiffsimError(
+            f"cannot import {where}: {type(error).__name__}: {first_line(error)}"
+        ) from None
+
+
+def default_recipe(name: str, make_env: Callable[[], AbstractEnv]) -> Recipe:
+    """A sensible recipe for an env that brings none: a 64x64 tanh MLP sized from the env
+    (``diffsim.controllers.MLPPolicy``), Adam at 3e-3 with global-norm clipping and cosine
+    decay, 300 updates of 64 episodes on windows of at most 50 control steps carried from
+    window to window, a straight-through estimator for discrete actions, an evaluation on
+    100 episodes every 25 updates."""
+    from ._spaces import Discrete, StraightThrough
+
+    env = make_env()
+    options = dict(
+        batch_size=64,
+        window=min(env.episode_steps, 50),
+        eval_every=25,
+        eval_episodes=100,
+    )
+    if isinstance(env.action_space, Discrete):
+        options["estimator"] = StraightThrough()
+    return Recipe(
+        name=name,
+        make_env=make_env,
+        make_controller=_default_controller,
+        make_optimiser=functools.partial(adam_cosine, 3e-3),
+        iterations=300,
+        quick_iterations=10,
+        train_options=options,
+    )
+
+
+def _default_controller(env: AbstractEnv, key):
+    from diffsim.controllers import MLPPolicy
+
+    return MLPPolicy.for_env(env, width=64, depth=2, key=key)
