@@ -13,6 +13,7 @@ from ._env import AbstractEnv, check_positive, parameter
 from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
+from ._linearise import Linearisation, linearise
 from ._recipe import Recipe, adam_cosine
 from ._registry import default_recipe, load_recipe, recipes
 from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
@@ -49,6 +50,7 @@ __all__ = [
     "Evaluation",
     "GumbelSoftmax",
     "History",
+    "Linearisation",
     "ODESolve",
     "ODEStep",
     "Recipe",
@@ -66,6 +68,7 @@ __all__ = [
     "evaluate",
     "fit",
     "initial_states",
+    "linearise",
     "load_checkpoint",
     "load_recipe",
     "mean_step_cost",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 
 import equinox as eqx
 import jax
@@ -85,7 +86,16 @@ class AbstractEnv(eqx.Module):
         self, t: Real[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
     ) -> Float[Array, ""]:
         """The cost charged for one control step taken from ``y`` with control ``u``
-        (RL reward is its negative)."""
+        (RL reward is its negative). Declare a fourth argument,
+        ``running_cost(self, t, y, u, y_next)``, to charge the state the step reaches too
+        (e.g. a reward for landing)."""
+
+    @property
+    def observation_bounds(self) -> tuple[Float[Array, " o"], Float[Array, " o"]]:
+        """``(low, high)``, each of shape ``(o,)``: the range observations can take, what
+        the RL adapters declare as their observation space (default: unbounded)."""
+        infinite = jnp.full(self.observation_size, jnp.inf)
+        return -infinite, infinite
 
     def observe(self, y: Float[Array, " n"]) -> Float[Array, " o"]:
         """What a controller sees of the state, shape ``(o,)`` (default: the state)."""
@@ -174,6 +184,20 @@ def parameter(default: float, *, positive: bool = False):
     return eqx.field(default=default, converter=jnp.asarray, metadata=metadata)
 
 
+def batch_size(env: AbstractEnv) -> int | None:
+    """The number of envs in a batch built with ``eqx.filter_vmap`` (parameters with one
+    more leading axis than declared), or ``None`` for a single env."""
+    sizes = {
+        jnp.shape(getattr(env, field.name))[0]
+        for field in dataclasses.fields(env)
+        if "shape" in field.metadata
+        and jnp.ndim(getattr(env, field.name)) == len(field.metadata["shape"]) + 1
+    }
+    if len(sizes) > 1:
+        raise DiffsimError(f"a batch of envs must share one leading axis, got sizes {sizes}")
+    return sizes.pop() if sizes else None
+
+
 def _check_parameter_shapes(env: AbstractEnv) -> None:
     for field in dataclasses.fields(env):
         if (
@@ -210,3 +234,27 @@ def with_parameter_checks(env: AbstractEnv) -> AbstractEnv:
         env,
         tuple(checked[name] for name in names),
     )
+
+
+def _takes_next_state(env_type: type) -> bool:
+    return len(inspect.signature(env_type.running_cost).parameters) == 5
+
+
+_cost_signatures: dict[type, bool] = {}
+
+
+def step_cost(
+    env: AbstractEnv,
+    t: Real[ArrayLike, ""],
+    y: Float[Array, " n"],
+    u: Float[Array, " m"],
+    y_next: Float[Array, " n"],
+) -> Float[Array, ""]:
+    """``env.running_cost`` for the step from ``y`` to ``y_next`` under ``u``, with the
+    next state when the env's ``running_cost`` takes it."""
+    kind = type(env)
+    if kind not in _cost_signatures:
+        _cost_signatures[kind] = _takes_next_state(kind)
+    if _cost_signatures[kind]:
+        return env.running_cost(t, y, u, y_next)
+    return env.running_cost(t, y, u)

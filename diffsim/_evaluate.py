@@ -9,17 +9,18 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._env import AbstractEnv
+from ._env import AbstractEnv, batch_size
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._rollout import Controller, rollout
 
 
 class Evaluation(eqx.Module):
     """Returns of ``episodes`` evaluation episodes and their summary: ``returns`` and
-    ``lengths`` (control steps) have shape ``(episodes,)``; ``seed`` drew the start states."""
+    ``lengths`` (control steps) have shape ``(episodes,)``, or ``(envs, episodes)`` for a
+    batch of envs; ``seed`` drew the start states."""
 
-    returns: Float[Array, " episodes"]
-    lengths: Float[Array, " episodes"]
+    returns: Float[Array, "*envs episodes"]
+    lengths: Float[Array, "*envs episodes"]
     seed: int = eqx.field(static=True)
 
     @property
@@ -32,12 +33,13 @@ class Evaluation(eqx.Module):
 
     @property
     def episodes(self) -> int:
-        return int(self.returns.shape[0])
+        """Episodes per env."""
+        return int(self.returns.shape[-1])
 
     def block_means(self, block: int = 100) -> np.ndarray:
         """Means of consecutive blocks of ``block`` episodes (the spread of 100-episode
         averages that leaderboards report)."""
-        returns = np.asarray(self.returns)
+        returns = np.asarray(self.returns).reshape(-1)
         usable = (returns.size // block) * block
         return returns[:usable].reshape(-1, block).mean(axis=1)
 
@@ -64,10 +66,17 @@ def initial_states(env: AbstractEnv, episodes: int, seed: int) -> Float[Array, "
     return jax.vmap(env.initial_state)(jr.split(jr.key(seed), episodes))
 
 
-@eqx.filter_jit
 def _episode_returns(env, controller, states):
     trajectories = jax.vmap(lambda y: rollout(env, controller, y))(states)
     return trajectories.episode_return, trajectories.length
+
+
+@eqx.filter_jit
+def _returns(env, controller, keys, batched):
+    def one_env(env):
+        return _episode_returns(env, controller, jax.vmap(env.initial_state)(keys))
+
+    return eqx.filter_vmap(one_env)(env) if batched else one_env(env)
 
 
 def evaluate(
@@ -80,16 +89,24 @@ def evaluate(
     """Run ``episodes`` full episodes of the deterministic policy from the fixed start
     states :func:`initial_states` ``(env, episodes, seed)``.
 
-    Discrete action spaces take hard arg-max choices. Returns include the terminal cost.
-    Raises :class:`DiffsimError` if a return is NaN or infinite (the simulation diverged).
+    ``env`` may be a batch of envs built with ``eqx.filter_vmap`` (domain-randomised
+    evaluation): every env runs the same ``episodes`` start draws, and the returns have
+    shape ``(envs, episodes)``. Discrete action spaces take hard arg-max choices. Returns
+    include the terminal cost.
 
-    Example: ``diffsim.evaluate(env, policy, episodes=1000, seed=0).summary()``.
+    Raises:
+        DiffsimError: for ``episodes`` < 1, a controller of the wrong output size, a
+            non-finite return (the simulation diverged).
+
+    Example: ``diffsim.evaluate(env, policy, episodes=1000, seed=0).summary()``;
+    ``diffsim.evaluate(eqx.filter_vmap(lambda g: Pendulum(g=g))(gs), policy).returns``.
     """
-    if episodes < 1:
-        raise DiffsimError(f"episodes must be at least 1, got {episodes}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise DiffsimError(f"episodes must be a positive integer, got {episodes!r}")
     with runtime_errors_as_diffsim_errors():
-        returns, lengths = _episode_returns(env, controller, initial_states(env, episodes, seed))
+        keys = jr.split(jr.key(seed), episodes)  # the draws of initial_states(env, episodes, seed)
+        returns, lengths = _returns(env, controller, keys, batch_size(env) is not None)
     if not bool(jnp.all(jnp.isfinite(returns))):
         bad = int(jnp.sum(~jnp.isfinite(returns)))
-        raise DiffsimError(f"{bad} of {episodes} evaluation episodes gave a non-finite return")
+        raise DiffsimError(f"{bad} of {returns.size} evaluation episodes gave a non-finite return")
     return Evaluation(returns=returns, lengths=lengths.astype(returns.dtype), seed=seed)

@@ -26,9 +26,8 @@ class GymnasiumEnv(gymnasium.Env):
             self.action_space = gymnasium.spaces.Box(
                 np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
             )
-        self.observation_space = gymnasium.spaces.Box(
-            -np.inf, np.inf, (env.observation_size,), np.float32
-        )
+        low, high = (np.asarray(bound, np.float32) for bound in env.observation_bounds)
+        self.observation_space = gymnasium.spaces.Box(low, high, dtype=np.float32)
         self._reset = jax.jit(lambda key: rl.reset(env, key))
         self._step = jax.jit(lambda state, action: rl.step(env, state, action))
         self._observe = jax.jit(lambda y: env.observe(y))

@@ -64,5 +64,5 @@ class GymnaxEnv(environment.Environment):
         return spaces.Box(space.low, space.high, space.low.shape, jnp.float32)
 
     def observation_space(self, params=None):
-        size = self._env.observation_size
-        return spaces.Box(-jnp.inf, jnp.inf, (size,), jnp.float32)
+        low, high = (params.env if params is not None else self._env).observation_bounds
+        return spaces.Box(low, high, low.shape, jnp.float32)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
-from ._env import AbstractEnv, with_parameter_checks
+from ._env import AbstractEnv, step_cost, with_parameter_checks
 from ._errors import DiffsimError
 from ._spaces import AbstractEstimator, Discrete
 
@@ -184,7 +184,7 @@ def _advance(env, t, y, u):
     """:func:`step` without its input checks: what a rollout scans. The shapes of what the
     env returns are checked as it is traced (no run-time cost): never a broadcast."""
     y_next = _expect(env, "transition", env.transition(env, t, y, u), jnp.shape(y), y.dtype)
-    cost = _expect(env, "running_cost", env.running_cost(t, y, u), (), y.dtype)
+    cost = _expect(env, "running_cost", step_cost(env, t, y, u, y_next), (), y.dtype)
     done = _expect(env, "termination", env.termination(y_next), (), jnp.bool_)
     return y_next, cost, done
 
@@ -264,7 +264,7 @@ def rollout(
             y_next, cost, done = _advance(env, t, y, u)
         else:
             y_next = env.transition(ClosedLoop(env, controller, estimator, step_key), t, y, u)
-            cost, done = env.running_cost(t, y, u), env.termination(y_next)
+            cost, done = step_cost(env, t, y, u, y_next), env.termination(y_next)
         ends = alive & (done | (k + 1 == env.episode_steps))
         terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
         y_next = jnp.where(alive, y_next, y)

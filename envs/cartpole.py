@@ -111,6 +111,17 @@ class CartPole(AbstractEnv):
             y = y.at[2].add(jnp.pi)
         return y
 
+    @property
+    def observation_bounds(self):
+        """Gym's: the cart within twice the track limit, the pole within twice the failure
+        angle (balance) or ``cos``/``sin`` in [-1, 1] (swing-up), speeds unbounded."""
+        x, inf = 2 * self.x_threshold, jnp.full_like(self.x_threshold, jnp.inf)
+        if self.task == "swingup":
+            high = jnp.stack([x, inf, jnp.ones_like(x), jnp.ones_like(x), inf])
+        else:
+            high = jnp.stack([x, inf, 2 * self.theta_threshold, inf])
+        return -high, high
+
     def observe(self, y):
         if self.task == "swingup":
             x, x_dot, theta, theta_dot = y

@@ -85,6 +85,13 @@ class Pendulum(AbstractEnv):
         high = jnp.array([jnp.pi, 1.0])
         return jr.uniform(key, (2,), minval=-high, maxval=high)
 
+    @property
+    def observation_bounds(self):
+        high = jnp.stack(
+            [jnp.ones_like(self.max_speed), jnp.ones_like(self.max_speed), self.max_speed]
+        )
+        return -high, high
+
     def observe(self, y):
         theta, theta_dot = y
         return jnp.stack([jnp.cos(theta), jnp.sin(theta), theta_dot])

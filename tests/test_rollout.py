@@ -240,3 +240,63 @@ def test_adaptive_solver_reports_max_steps():
     env = Pendulum(transition=diffsim.ODESolve(stepsize_controller=tight, max_steps=2))
     with pytest.raises(Exception, match="max_steps|maximum number of solver steps"):
         diffsim.rollout(env, lambda t, o: jnp.ones(1), jnp.array([2.0, 0.0]), num_steps=3)
+
+
+def test_evaluate_runs_a_batch_of_envs_each_with_its_own_physics():
+    controller = MLPPolicy.for_env(Pendulum(), width=8, depth=1, key=jr.key(0))
+    gravities = jnp.array([2.0, 10.0, 25.0])
+    envs = eqx.filter_vmap(lambda g: Pendulum(g=g))(gravities)
+    batch = diffsim.evaluate(envs, controller, episodes=20, seed=3)
+    assert batch.returns.shape == (3, 20) and batch.episodes == 20
+    for i, g in enumerate(gravities):
+        single = diffsim.evaluate(Pendulum(g=g), controller, episodes=20, seed=3)
+        np.testing.assert_allclose(batch.returns[i], single.returns, rtol=1e-5)
+    assert batch.mean == pytest.approx(float(jnp.mean(batch.returns)), rel=1e-6)
+
+
+@pytest.mark.usefixtures("x64")
+def test_linearisation_matches_the_analytic_jacobians_and_the_exact_zero_order_hold():
+    from scipy.linalg import expm
+
+    env = Pendulum(g=9.0, m=1.5, l=0.8)
+    upright = diffsim.linearise(env, jnp.zeros(2), jnp.zeros(1))
+    A = np.array([[0.0, 1.0], [3 * 9.0 / (2 * 0.8), 0.0]])
+    B = np.array([[0.0], [3.0 / (1.5 * 0.8**2)]])
+    np.testing.assert_allclose(upright.A, A, rtol=1e-12)
+    np.testing.assert_allclose(upright.B, B, rtol=1e-12)
+    np.testing.assert_allclose(upright.derivative, 0.0, atol=1e-15)  # an equilibrium
+    # one 0.05 s interval under zero-order hold: exp([[A, B], [0, 0]] dt)
+    block = np.zeros((3, 3))
+    block[:2, :2], block[:2, 2:] = A, B
+    exact = expm(block * env.control_dt)
+    tight = dfx.PIDController(rtol=1e-12, atol=1e-12)
+    for transition, tolerance in (
+        (diffsim.ODESolve(stepsize_controller=tight), 1e-9),
+        (diffsim.ODEStep(substeps=4), 1e-7),
+    ):
+        lin = diffsim.linearise(
+            eqx.tree_at(lambda e: e.transition, env, transition), jnp.zeros(2), jnp.zeros(1)
+        )
+        np.testing.assert_allclose(lin.A_discrete, exact[:2, :2], atol=tolerance)
+        np.testing.assert_allclose(lin.B_discrete, exact[:2, 2:], atol=tolerance)
+    # forward mode through step and rollout
+    jac = jax.jacfwd(lambda u: diffsim.step(env, 0.0, jnp.zeros(2), u)[0])(jnp.zeros(1))
+    np.testing.assert_allclose(jac, upright.B_discrete, rtol=1e-12)
+    jvp = jax.jvp(
+        lambda y0: diffsim.rollout(env, lambda t, o: jnp.zeros(1), y0, num_steps=3).final_state,
+        (jnp.array([0.1, 0.0]),),
+        (jnp.array([1.0, 0.0]),),
+    )[1]
+    assert np.all(np.isfinite(jvp)) and float(jvp[0]) > 1.0  # upright is unstable
+
+
+def test_a_running_cost_may_charge_the_state_the_step_reaches():
+    class Landing(Falling):
+        def running_cost(self, t, y, u, y_next):
+            return 100.0 * y_next[0] - y[0]
+
+    trajectory = diffsim.rollout(Landing(ceiling=100.0), lambda t, o: jnp.zeros(1), jnp.zeros(1))
+    heights = trajectory.states[:, 0]
+    np.testing.assert_allclose(trajectory.costs, 100.0 * heights[1:] - heights[:-1], rtol=1e-5)
+    _, cost, _ = diffsim.step(Landing(), 0.0, jnp.array([0.2]), jnp.zeros(1))
+    assert float(cost) == pytest.approx(100.0 * 0.3 - 0.2, rel=1e-5)

@@ -867,6 +867,7 @@ def _replace_invalid(valid, tb: Trebuchet, wind, angle, weight):
     reference = trebuchet_default()
 
     def pick(value, placeholder):
+        value = _float(value)  # a field set by tree surgery may be a Python float
         placeholder = jnp.asarray(placeholder, value.dtype)
         return jnp.where(valid, value, placeholder)
 

@@ -1,0 +1,74 @@
+"""Linearisation of an env about a state and control: the Jacobians a control engineer
+starts from (LQR, stability, controllability)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, ArrayLike, Float, Real
+
+from ._env import AbstractEnv
+from ._rollout import _as_vector
+
+
+class Linearisation(eqx.Module):
+    """An env linearised about ``(y, u)`` at time ``t``.
+
+    Attributes:
+        A, B: continuous time, ``d(dy/dt)/dy`` (``(n, n)``, 1/s) and ``d(dy/dt)/du``
+            (``(n, m)``).
+        A_discrete, B_discrete: over one control interval of ``env.transition`` under zero-order
+            hold, ``d y_next / d y`` (``(n, n)``) and ``d y_next / d u`` (``(n, m)``).
+        derivative: ``dy/dt`` at ``(y, u)``, shape ``(n,)``: zero at an equilibrium.
+        next_state: the state one control interval later, shape ``(n,)``.
+    """
+
+    A: Float[Array, "n n"]
+    B: Float[Array, "n m"]
+    A_discrete: Float[Array, "n n"]
+    B_discrete: Float[Array, "n m"]
+    derivative: Float[Array, " n"]
+    next_state: Float[Array, " n"]
+
+
+def linearise(
+    env: AbstractEnv,
+    y: ArrayLike,
+    u: ArrayLike,
+    *,
+    t: Real[ArrayLike, ""] = 0.0,
+) -> Linearisation:
+    """Jacobians of the env's dynamics about state ``y`` (``(n,)``) and control ``u``
+    (``(m,)``) at time ``t`` (s): of ``vector_field`` (continuous time) and of one control
+    interval of ``env.transition`` (discrete time, what a discrete LQR needs).
+
+    Forward mode where the transition allows it (``ODEStep``, exact maps, ``ODESolve``
+    with ``adjoint=diffrax.ForwardMode()``), reverse mode otherwise (``ODESolve``'s
+    default ``RecursiveCheckpointAdjoint`` supports reverse mode only; the same holds for
+    ``jax.jvp`` through :func:`diffsim.step` and :func:`diffsim.rollout`).
+
+    Jittable and vmappable. Example: ``lin = diffsim.linearise(Pendulum(), jnp.zeros(2),
+    jnp.zeros(1))``; ``lin.A``, ``lin.B_discrete``.
+    """
+    y = _as_vector(env, y, env.state_size, "state")
+    u = _as_vector(env, u, env.action_space.control_size, "control")
+
+    def field(y, u):
+        return env.vector_field(t, y, u)
+
+    def interval(y, u):
+        return env.transition(env, t, y, u)
+
+    A, B = jax.jacfwd(field, argnums=(0, 1))(y, u)
+    try:
+        A_discrete, B_discrete = jax.jacfwd(interval, argnums=(0, 1))(y, u)
+    except TypeError:  # a reverse-mode-only adjoint (diffrax's RecursiveCheckpointAdjoint)
+        A_discrete, B_discrete = jax.jacrev(interval, argnums=(0, 1))(y, u)
+    return Linearisation(
+        A=A,
+        B=B,
+        A_discrete=A_discrete,
+        B_discrete=B_discrete,
+        derivative=field(y, u),
+        next_state=interval(y, u),
+    )
