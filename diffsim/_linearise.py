@@ -10,25 +10,26 @@ from jaxtyping import Array, ArrayLike, Float, Real
 from ._env import AbstractEnv
 from ._rollout import _as_vector
 
+StateMatrix = Float[Array, "n n"]
+InputMatrix = Float[Array, "n m"]
+StateVector = Float[Array, " n"]
+
 
 class Linearisation(eqx.Module):
-    """An env linearised about ``(y, u)`` at time ``t``.
+    """An env linearised about ``(y, u)`` at time ``t``."""
 
-    Attributes:
-        A, B: continuous time, ``d(dy/dt)/dy`` (``(n, n)``, 1/s) and ``d(dy/dt)/du``
-            (``(n, m)``).
-        A_discrete, B_discrete: over one control interval of ``env.transition`` under zero-order
-            hold, ``d y_next / d y`` (``(n, n)``) and ``d y_next / d u`` (``(n, m)``).
-        derivative: ``dy/dt`` at ``(y, u)``, shape ``(n,)``: zero at an equilibrium.
-        next_state: the state one control interval later, shape ``(n,)``.
-    """
-
-    A: Float[Array, "n n"]
-    B: Float[Array, "n m"]
-    A_discrete: Float[Array, "n n"]
-    B_discrete: Float[Array, "n m"]
-    derivative: Float[Array, " n"]
-    next_state: Float[Array, " n"]
+    A: StateMatrix
+    """Continuous time: ``d(dy/dt)/dy``, shape ``(n, n)``, in 1/s."""
+    B: InputMatrix
+    """Continuous time: ``d(dy/dt)/du``, shape ``(n, m)``."""
+    A_discrete: StateMatrix
+    """One control interval of ``env.transition`` (zero-order hold): ``d y_next / d y``."""
+    B_discrete: InputMatrix
+    """One control interval of ``env.transition`` (zero-order hold): ``d y_next / d u``."""
+    derivative: StateVector
+    """``dy/dt`` at ``(y, u)``: zero at an equilibrium."""
+    next_state: StateVector
+    """The state one control interval later."""
 
 
 def linearise(

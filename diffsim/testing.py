@@ -38,7 +38,7 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from ._env import AbstractEnv
+from ._env import AbstractEnv, _takes_next_state
 from ._errors import DiffsimError, first_line, runtime_errors_as_diffsim_errors
 from ._rollout import Controller, control, rollout, step
 from ._spaces import AbstractActionSpace, Discrete, StraightThrough
@@ -55,6 +55,10 @@ differences, both in float64."""
 
 FD_STEP = 1e-6
 """Step of the central differences along a direction scaled to the inputs (float64)."""
+
+FD_FLOOR = 1e-3
+"""Directional derivatives smaller than ``FD_FLOOR * (1 + |objective|)`` are compared
+absolutely, on that scale (the round-off of the differences is about ``1e-9 |objective|``)."""
 
 FD_TRIES = 3
 """Random directions tried before a finite-difference check is skipped because every
@@ -87,9 +91,11 @@ class CheckReport:
             output and a rollout (dimensionless).
         vmap_difference: the same between ``jax.vmap`` and one-by-one results.
         fd_relative_errors: relative error of the JAX directional derivative against
-            central finite differences (float64), by what was perturbed:
-            ``"controller"``, ``"parameters"`` (the env's float arrays) and
-            ``"initial state"``.
+            central finite differences (float64, along a random direction scaled to the
+            inputs), by what was perturbed: ``"controller"``, ``"parameters"`` (the env's
+            float arrays) and ``"initial state"``. The objective is the rollout's total
+            cost plus the mean square of its states, so that a piecewise-constant cost
+            (gym's -1 per step) still has the dynamics' derivatives checked.
         zero_gradients: the :func:`diffsim.parameter` fields (and ``"controller"``) with
             respect to which the gradient of the total cost of the short rollout is
             exactly zero, e.g. a cost of -1 per step, or a bound never reached. Not an error.
@@ -142,17 +148,21 @@ def check_env(
 ) -> CheckReport:
     """Run ``env`` through the diffsim contract; raise at the first failure.
 
-    In order: plain float fields (a :class:`ContractWarning` each), the action space;
+    In order: plain float fields (a :class:`ContractWarning` each) and the action space;
     then eagerly, at an initial state: the shape, dtype and finiteness of what
-    ``initial_state``, ``observe``, the controller, ``vector_field``, ``transition``,
-    ``running_cost``, ``terminal_cost`` and ``termination`` return, each called twice
-    with the same inputs to check determinism, and :func:`diffsim.step`; then all of them
-    under ``jax.jit`` (the env's parameters traced) and ``jax.vmap`` over initial states,
-    against the eager values; :func:`diffsim.rollout` of ``steps`` steps, twice, under
-    ``jit``, vmapped over initial states and over a batch of envs; finite gradients of the
-    rollout's total cost with respect to the controller, every :func:`diffsim.parameter`
-    and the initial state; and, in float64, the gradient against central finite
-    differences along random directions.
+    ``initial_state``, ``observe``, ``observation_bounds`` (which must contain the
+    observation), the controller, ``vector_field``, ``transition``, ``running_cost``
+    (with the next state where it takes one), ``terminal_cost`` and ``termination`` (a
+    JAX boolean) return, each called twice with the same inputs (determinism), and
+    :func:`diffsim.step`; then all of them under ``jax.jit`` (the env's parameters traced)
+    and ``jax.vmap`` over initial states, against the eager values; a ``steps``-step
+    :func:`diffsim.rollout` under ``jit`` (finite, twice the same, its first step equal to
+    the eager one) and vmapped over a batch of envs and initial states; finite gradients of
+    its total cost with respect to the controller, every :func:`diffsim.parameter` and the
+    initial state; and, in float64, directional derivatives against central finite
+    differences (controller, parameters and initial state in turn; for a
+    :class:`diffsim.Discrete` action space, whose cost is piecewise constant in the
+    controller, only the last two).
 
     Args:
         env: the environment to check.
@@ -185,15 +195,31 @@ def check_env(
 # What every method is called with, and what it must return.
 
 _METHODS: dict[str, Callable] = {
-    "initial_state": lambda env, controller, t, y, u, key: env.initial_state(key),
-    "observe": lambda env, controller, t, y, u, key: env.observe(y),
-    "controller": lambda env, controller, t, y, u, key: controller(t, env.observe(y)),
-    "vector_field": lambda env, controller, t, y, u, key: env.vector_field(t, y, u),
-    "transition": lambda env, controller, t, y, u, key: env.transition(env, t, y, u),
-    "running_cost": lambda env, controller, t, y, u, key: env.running_cost(t, y, u),
-    "terminal_cost": lambda env, controller, t, y, u, key: env.terminal_cost(y),
-    "termination": lambda env, controller, t, y, u, key: env.termination(y),
+    "initial_state": lambda env, controller, t, y, u, key, y_next: env.initial_state(key),
+    "observe": lambda env, controller, t, y, u, key, y_next: env.observe(y),
+    "observation_bounds": lambda env, controller, t, y, u, key, y_next: jnp.stack(
+        [jnp.asarray(bound) for bound in env.observation_bounds]
+    ),
+    "controller": lambda env, controller, t, y, u, key, y_next: controller(t, env.observe(y)),
+    "vector_field": lambda env, controller, t, y, u, key, y_next: env.vector_field(t, y, u),
+    "transition": lambda env, controller, t, y, u, key, y_next: env.transition(env, t, y, u),
+    "running_cost": lambda env, controller, t, y, u, key, y_next: _running_cost(
+        env, t, y, u, y_next
+    ),
+    "terminal_cost": lambda env, controller, t, y, u, key, y_next: env.terminal_cost(y),
+    "termination": lambda env, controller, t, y, u, key, y_next: env.termination(y),
 }
+"""Every method checked, in order, called as a rollout calls it: ``y_next`` is the state
+that ``transition`` reaches from ``y`` under ``u``."""
+
+
+def _running_cost(env, t, y, u, y_next):
+    """``running_cost(t, y, u)``, or ``running_cost(t, y, u, y_next)`` where the env
+    declares the next state (the core's rule), returned as is to be checked."""
+    if _takes_next_state(type(env)):
+        return env.running_cost(t, y, u, y_next)
+    return env.running_cost(t, y, u)
+
 
 _TERMINATION_HINT = (
     "termination must return a JAX boolean, e.g. jnp.abs(y[0]) > 1 (combine conditions "
@@ -211,9 +237,11 @@ def _composed(env, controller, t, key):
     y = jnp.asarray(env.initial_state(key))
     output = jnp.asarray(controller(t, env.observe(y)))
     u = env.action_space.to_control(output)
+    y_next = jnp.asarray(env.transition(env, t, y, u))
     outputs = {"initial_state": y, "observe": env.observe(y), "controller": output}
-    for method in ("vector_field", "transition", "running_cost", "terminal_cost", "termination"):
-        outputs[method] = _METHODS[method](env, controller, t, y, u, key)
+    for method in _METHODS:
+        if method not in outputs:
+            outputs[method] = _METHODS[method](env, controller, t, y, u, key, y_next)
     return {method: jnp.asarray(value) for method, value in outputs.items()}
 
 
@@ -317,26 +345,25 @@ class _Checker:
         except DiffsimError:
             raise
         except Exception as error:
-            raise DiffsimError(
-                f"{self.label(method)} raised {type(error).__name__}: {first_line(error)}"
-            ) from error
+            context = ""
+            if method == "controller":
+                context = (
+                    f" (called as controller(t, observation) with an observation of shape "
+                    f"{self.observation_shape} from {self.name}.observe)"
+                )
+            raise DiffsimError(f"{self.label(method)} raised {_reason(error)}{context}") from error
 
-    def call(self, method: str, t, y, u, key, *, shape, dtype, where: str, record=True):
+    def call(self, method, t, y, u, key, *, shape, dtype, where, y_next=None, record=True):
         """``method``'s output, called twice with the same inputs: checked for shape,
         dtype, finiteness and determinism."""
         with self.calling(method):
-            first = _METHODS[method](self.env, self.controller, t, y, u, key)
-        hint = ""
-        if method == "termination":
-            hint = _TERMINATION_HINT
-        elif method in ("running_cost", "terminal_cost"):
-            hint = "a scalar: index or sum, e.g. cost[0]"
-        elif method in ("initial_state", "observe"):
-            hint = "a vector: wrap a scalar as jnp.stack([x]) or x[None]"
-        elif method == "controller":
-            hint = _what_outputs_mean(self.name, self.space)
-        elif method in ("vector_field", "transition"):
-            hint = f"the shape and dtype of the state from {self.name}.initial_state"
+            first = _METHODS[method](self.env, self.controller, t, y, u, key, y_next)
+        hint = {
+            "termination": _TERMINATION_HINT,
+            "controller": _what_outputs_mean(self.name, self.space),
+            "vector_field": f"one time derivative per component of the state (shape {shape})",
+            "transition": f"the next state, of the state's shape {shape}",
+        }.get(method, "")
         value = _check_output(self.label(method), first, shape, dtype, hint)
         if dtype != "bool" and not bool(jnp.all(jnp.isfinite(value))):
             raise DiffsimError(
@@ -344,11 +371,12 @@ class _Checker:
                 "values (no NaN or inf)"
             )
         with self.calling(method):
-            second = jnp.asarray(_METHODS[method](self.env, self.controller, t, y, u, key))
+            second = _METHODS[method](self.env, self.controller, t, y, u, key, y_next)
+            second = jnp.asarray(second)
         if not np.array_equal(np.asarray(value), np.asarray(second)):
             raise DiffsimError(
-                f"{self.label(method)} returned {_values(value)} then {_values(second)} for "
-                f"the same inputs ({where}), expected the same value twice: draw randomness "
+                f"{self.label(method)} returned {_values(value)} then {_values(second)} when "
+                f"called twice {where}, expected the same value twice: draw randomness "
                 "only from the key with jax.random (not numpy.random or random), and keep no "
                 "state between calls"
             )
@@ -356,11 +384,41 @@ class _Checker:
             self.passed.append(method)
         return value
 
+    def check_observation_bounds(self, observation, where: str) -> jax.Array:
+        """``observation_bounds`` as an array ``[low, high]`` of shape ``(2, o)``: each
+        bound of the observation's shape, ``low <= high``, the observation inside."""
+        label = f"{self.name}.observation_bounds"
+        with self.calling("observation_bounds"):
+            bounds = self.env.observation_bounds
+        shape = observation.shape
+        if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+            raise DiffsimError(
+                f"{label} returned {_describe(bounds)}, expected a pair (low, high) of "
+                f"floating-point arrays of shape {shape}"
+            )
+        hint = "one bound per component of the observation (jnp.inf where unbounded)"
+        low, high = (
+            _check_output(f"{label}[{i}] ({name})", bound, shape, "floating", hint)
+            for i, (name, bound) in enumerate(zip(("low", "high"), bounds, strict=True))
+        )
+        if bool(jnp.any(jnp.isnan(low) | jnp.isnan(high) | (low > high))):
+            raise DiffsimError(
+                f"{label} returned low {_values(low)} and high {_values(high)}, expected "
+                "low <= high (no NaN)"
+            )
+        if not bool(jnp.all((low <= observation) & (observation <= high))):
+            raise DiffsimError(
+                f"{self.name}.observe returned {_values(observation)} {where}, outside "
+                f"{label}: expected low {_values(low)} <= observation <= high {_values(high)}"
+            )
+        self.passed.append("observation_bounds")
+        return jnp.stack([low, high])
+
     def check_methods(self) -> None:
         key = self.state_key
         y0 = self.call(
             "initial_state", None, None, None, key, shape="(n,)", dtype="floating",
-            where="for the same key",
+            where="with one key",
         )  # fmt: skip
         self.y0, dtype, n = y0, y0.dtype, y0.shape
         t = self.t0 = jnp.zeros((), dtype)
@@ -368,12 +426,12 @@ class _Checker:
         observation = self.call(
             "observe", t, y0, None, key, shape="(o,)", dtype="floating", where=at
         )
+        self.observation_shape = observation.shape
+        bounds = self.check_observation_bounds(observation, at)
         if self.controller is None:
             from diffsim.controllers import MLPPolicy  # not the core: imported when needed
 
-            self.controller = MLPPolicy.for_env(
-                self.env, width=8, depth=1, key=self.controller_key
-            )
+            self.controller = MLPPolicy.for_env(self.env, width=8, depth=1, key=self.controller_key)
         output = self.call(
             "controller", t, y0, None, key, shape=(self.space.controller_size,),
             dtype="floating", where=at,
@@ -381,7 +439,8 @@ class _Checker:
         with self.calling("action_space"):
             u = self.u0 = control(self.env, self.controller, t, y0)
         at_u = f"at the initial state {_values(y0)}, t = 0 s, control u = {_values(u)}"
-        eager = {"initial_state": y0, "observe": observation, "controller": output}
+        eager = {"initial_state": y0, "observe": observation, "observation_bounds": bounds}
+        eager["controller"] = output
         eager["vector_field"] = self.call(
             "vector_field", t, y0, u, key, shape=n, dtype=dtype, where=at_u
         )
@@ -389,8 +448,9 @@ class _Checker:
             "transition", t, y0, u, key, shape=n, dtype=dtype, where=at_u
         )
         eager["running_cost"] = self.call(
-            "running_cost", t, y0, u, key, shape=(), dtype=dtype, where=at_u
-        )
+            "running_cost", t, y0, u, key, shape=(), dtype=dtype, where=at_u,
+            y_next=eager["transition"],
+        )  # fmt: skip
         eager["terminal_cost"] = self.call(
             "terminal_cost", t, y0, u, key, shape=(), dtype=dtype, where=at
         )
@@ -408,7 +468,7 @@ class _Checker:
                 f"expected {self.name}.transition's {_values(self.eager['transition'])} and "
                 f"running_cost's {_values(self.eager['running_cost'])}"
             )
-        self.call(
+        self.terminated = self.call(
             "termination", t, y1, u, key, shape=(), dtype="bool",
             where=f"at the state after one step {_values(y1)}", record=False,
         )  # fmt: skip
@@ -424,22 +484,20 @@ class _Checker:
             except Exception as error:
                 hint = _TERMINATION_HINT if method == "termination" else _TRACING_HINT
                 if not isinstance(error, jax.errors.JAXTypeError) and method != "termination":
-                    hint = "it works when called eagerly"
+                    hint = "it works when called eagerly" + (
+                        " and under jax.jit" if how == "jax.vmap" else ""
+                    )
                 raise DiffsimError(
-                    f"{self.label(method)} fails under {how}: {type(error).__name__}: "
-                    f"{first_line(error)}; {hint}"
+                    f"{self.label(method)} fails under {how}: {_reason(error)}; {hint}"
                 ) from error
 
     def check_jit(self) -> None:
         try:
-            jitted = eqx.filter_jit(_composed)(
-                self.env, self.controller, self.t0, self.state_key
-            )
+            jitted = eqx.filter_jit(_composed)(self.env, self.controller, self.t0, self.state_key)
         except Exception as error:
-            self.traced("jax.jit", lambda f: f, self.t0, self.y0, self.u0, self.state_key)
+            self.traced("jax.jit", lambda f: f, self.t0, self.y0, self.u0, self.state_key, self.y0)
             raise DiffsimError(
-                f"one control step of {self.name} fails under jax.jit: "
-                f"{type(error).__name__}: {first_line(error)}"
+                f"one control step of {self.name} fails under jax.jit: {_reason(error)}"
             ) from error
         self.jit_difference = self.compare(jitted, self.eager, "under jax.jit", "eagerly")
         self.passed.append("jit")
@@ -447,21 +505,18 @@ class _Checker:
     def check_vmap(self) -> None:
         keys = jr.split(self.batch_key, BATCH)
         single = eqx.filter_jit(_composed)
-        batched_composed = eqx.filter_jit(
-            eqx.filter_vmap(_composed, in_axes=(None, None, None, 0))
-        )
+        batched_composed = eqx.filter_jit(eqx.filter_vmap(_composed, in_axes=(None, None, None, 0)))
         try:
             batched = batched_composed(self.env, self.controller, self.t0, keys)
         except Exception as error:
             stack = lambda x: jnp.stack([x] * BATCH)
             self.traced(
                 "jax.vmap",
-                lambda f: eqx.filter_vmap(f, in_axes=(None, None, None, 0, 0, 0)),
-                self.t0, stack(self.y0), stack(self.u0), keys,
+                lambda f: eqx.filter_vmap(f, in_axes=(None, None, None, 0, 0, 0, 0)),
+                self.t0, stack(self.y0), stack(self.u0), keys, stack(self.y0),
             )  # fmt: skip
             raise DiffsimError(
-                f"one control step of {self.name} fails under jax.vmap: "
-                f"{type(error).__name__}: {first_line(error)}"
+                f"one control step of {self.name} fails under jax.vmap: {_reason(error)}"
             ) from error
         differences = []
         for i in range(BATCH):
@@ -487,102 +542,91 @@ class _Checker:
             largest = max(largest, difference)
         return largest
 
-    # -- rollouts -------------------------------------------------------------------------
+    # -- rollouts and gradients ----------------------------------------------------------
 
     def check_rollouts(self) -> None:
         env, controller, y0, steps = self.env, self.controller, self.y0, self.steps
-        roll = lambda env, controller, y: rollout(env, controller, y, num_steps=steps)
-        first = _public("diffsim.rollout", roll, env, controller, y0)
-        second = _public("diffsim.rollout", roll, env, controller, y0)
         what = f"a {steps}-step diffsim.rollout from {_values(y0)}"
-        if _difference(first, second) != 0.0:
+        estimator = StraightThrough() if isinstance(self.space, Discrete) else None
+        jitted, grads = _public(
+            "diffsim.rollout and its gradient under jax.jit",
+            lambda: _rollout_and_gradient(controller, env, y0, steps, estimator),
+        )
+        finite = jnp.all(jnp.isfinite(jitted.states[1:]), axis=-1) & jnp.isfinite(jitted.costs)
+        if not bool(jnp.all(finite)):
+            first = int(jnp.argmin(finite))
             raise DiffsimError(
-                f"{what} gave the total costs {_values(first.total_cost)} then "
-                f"{_values(second.total_cost)}, expected the same trajectory twice"
+                f"{what} diverged: at step {first} the state {_values(jitted.states[first + 1])}"
+                f" and cost {_values(jitted.costs[first])}, expected finite values"
             )
         self.passed.append("rollout")
-        jitted_roll = eqx.filter_jit(roll)
-        jitted = _public("diffsim.rollout under jax.jit", jitted_roll, env, controller, y0)
-        self.check_same(jitted, first, f"{what} under jax.jit", "eagerly", "jit")
+        first_step = {
+            "transition": jitted.states[1],
+            "running_cost": jitted.costs[0],
+            "termination": ~jitted.alive[1] if steps > 1 else jitted.terminated,
+        }
+        eager = dict(self.eager, termination=self.terminated)
+        difference = self.compare(
+            first_step,
+            {m: eager[m] for m in first_step},
+            f"in the first step of {what} under jax.jit",
+            "eagerly",
+        )
+        self.jit_difference = max(self.jit_difference, difference)
+        again, _ = _rollout_and_gradient(controller, env, y0, steps, estimator)
+        if _difference(again, jitted) != 0.0:
+            raise DiffsimError(
+                f"{what} under jax.jit gave the total costs {_values(jitted.total_cost)} then "
+                f"{_values(again.total_cost)}, expected the same trajectory twice"
+            )
         self.passed.append("rollout_jit")
-
-        vmapped = _public(
-            "diffsim.rollout under jax.vmap over initial states",
-            eqx.filter_jit(eqx.filter_vmap(roll, in_axes=(None, None, 0))),
-            env, controller, self.batch_states,
-        )  # fmt: skip
+        # a batch of envs (domain randomisation) and of initial states, at once
+        envs = jax.tree_util.tree_map(
+            lambda x: jnp.stack([x] * BATCH), eqx.filter(env, eqx.is_array)
+        )
+        envs = eqx.combine(envs, eqx.filter(env, eqx.is_array, inverse=True))
+        batch = _public(
+            "diffsim.rollout under jax.vmap over a batch of envs and initial states",
+            lambda: _vmapped_rollouts(envs, controller, self.batch_states, steps),
+        )
         for i in range(BATCH):
-            one = jitted_roll(env, controller, self.batch_states[i])
-            row = jax.tree_util.tree_map(lambda x, i=i: x[i], vmapped)
+            one, _ = _rollout_and_gradient(controller, env, self.batch_states[i], steps, estimator)
+            row = jax.tree_util.tree_map(lambda x, i=i: x[i], batch)
             self.check_same(
-                row, one, f"a diffsim.rollout under jax.vmap over initial states", "one by one",
-                "vmap",
+                row, one, f"a {steps}-step diffsim.rollout from {_values(self.batch_states[i])} "
+                "under jax.vmap over a batch of envs and initial states",
             )  # fmt: skip
         self.passed.append("rollout_vmap")
+        self.grads = grads
 
-        parameters, static = eqx.partition(env, eqx.is_inexact_array)
-        if not jax.tree_util.tree_leaves(parameters):
-            self.skipped["env_vmap"] = f"{self.name} has no float array fields to vmap over"
-            return
-        envs = jax.tree_util.tree_map(lambda p: jnp.stack([p] * 2), parameters)
-        over_envs = _public(
-            "diffsim.rollout under jax.vmap over a batch of envs (domain randomisation)",
-            eqx.filter_jit(
-                eqx.filter_vmap(
-                    lambda p, c, y: roll(eqx.combine(p, static), c, y), in_axes=(0, None, None)
-                )
-            ),
-            envs, controller, y0,
-        )  # fmt: skip
-        for i in range(2):
-            row = jax.tree_util.tree_map(lambda x, i=i: x[i], over_envs)
-            self.check_same(
-                row, jitted, f"{what} under jax.vmap over a batch of envs", "for the env alone",
-                "vmap",
-            )  # fmt: skip
-        self.passed.append("env_vmap")
-
-    def check_same(self, trajectory, reference, what: str, reference_how: str, kind: str):
+    def check_same(self, trajectory, reference, what: str) -> None:
+        """A vmapped trajectory against the same rollout alone."""
         difference = _difference(trajectory, reference)
         if not difference <= SAME_RESULT_TOLERANCE:
             raise DiffsimError(
                 f"{what} gave the total cost {_values(trajectory.total_cost)} and final state "
                 f"{_values(trajectory.final_state)}, expected {_values(reference.total_cost)} "
-                f"and {_values(reference.final_state)} as {reference_how} "
-                f"(difference {difference:.2g})"
+                f"and {_values(reference.final_state)} as one by one (difference "
+                f"{difference:.2g})"
             )
-        if kind == "jit":
-            self.jit_difference = max(self.jit_difference, difference)
-        else:
-            self.vmap_difference = max(self.vmap_difference, difference)
-
-    # -- gradients ------------------------------------------------------------------------
+        self.vmap_difference = max(self.vmap_difference, difference)
 
     def check_gradients(self) -> tuple[str, ...]:
-        estimator = StraightThrough() if isinstance(self.space, Discrete) else None
-        inputs, static = eqx.partition((self.controller, self.env, self.y0), eqx.is_inexact_array)
-        steps = self.steps
-
-        def total_cost(inputs):
-            controller, env, y0 = eqx.combine(inputs, static)
-            return rollout(env, controller, y0, num_steps=steps, estimator=estimator).total_cost
-
-        grads = _public("jax.grad of diffsim.rollout", eqx.filter_jit(jax.grad(total_cost)), inputs)
+        grads = eqx.filter(self.grads, eqx.is_array)
         for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
             if not bool(jnp.all(jnp.isfinite(leaf))):
                 raise DiffsimError(
-                    f"the gradient of the total cost of a {steps}-step rollout with respect to "
-                    f"{self.path_name(path)} is {_values(leaf)}, expected finite values: look "
-                    "for jnp.sqrt, jnp.log, jnp.linalg.norm or a division at 0 between that "
-                    "input and the cost (infinite derivatives there), or a jnp.where whose "
-                    "branch not taken is NaN"
+                    f"the gradient of the total cost of a {self.steps}-step rollout with "
+                    f"respect to {self.path_name(path)} is {_values(leaf)}, expected finite "
+                    "values: look for jnp.sqrt, jnp.log, jnp.linalg.norm or a division at 0 "
+                    "between that input and the cost (infinite derivatives there), or a "
+                    "jnp.where whose branch not taken is NaN"
                 )
         self.passed.append("gradients")
         controller_grads, env_grads, _ = grads
         zero = []
-        if jax.tree_util.tree_leaves(controller_grads) and not any(
-            bool(jnp.any(leaf != 0)) for leaf in jax.tree_util.tree_leaves(controller_grads)
-        ):
+        leaves = jax.tree_util.tree_leaves(controller_grads)
+        if leaves and not any(bool(jnp.any(leaf != 0)) for leaf in leaves):
             zero.append("controller")
         for field in dataclasses.fields(self.env):
             value = getattr(env_grads, field.name, None)
@@ -595,84 +639,66 @@ class _Checker:
         return ("controller", self.name, "the initial state")[group] + rest
 
     def check_finite_differences(self) -> None:
-        discrete = isinstance(self.space, Discrete)
-        steps = self.steps
         groups = ("controller", "parameters", "initial state")
         try:
             with jax.enable_x64(True):
-                inputs, static = eqx.partition(
-                    _to_float64((self.controller, self.env, self.y0)), eqx.is_inexact_array
+                inputs = _to_float64((self.controller, self.env, self.y0))
+                self.fd_step = jnp.asarray(FD_STEP, jnp.float64)  # traced: one compilation
+                directions = _directions(inputs, self.fd_key)
+                value, signature, _ = _probe(
+                    inputs, directions, np.zeros(3), 0.0 * self.fd_step, self.steps
                 )
-
-                @eqx.filter_jit
-                def probe(inputs):
-                    controller, env, y0 = eqx.combine(inputs, static)
-                    trajectory = rollout(env, controller, y0, num_steps=steps)
-                    value = trajectory.total_cost + jnp.mean(trajectory.states**2)
-                    return value, (trajectory.alive, trajectory.controls if discrete else None)
-
-                (value, signature), grads = eqx.filter_jit(
-                    eqx.filter_value_and_grad(probe, has_aux=True)
-                )(inputs)
                 keys = jr.split(self.fd_key, (len(groups), FD_TRIES))
                 for g, group in enumerate(groups):
-                    if not jax.tree_util.tree_leaves(inputs[g]):
+                    if not jax.tree_util.tree_leaves(eqx.filter(inputs[g], eqx.is_inexact_array)):
                         self.skipped[f"finite_differences ({group})"] = "no float arrays"
-                        continue
-                    if g == 0 and discrete:
+                    elif g == 0 and isinstance(self.space, Discrete):
                         self.skipped[f"finite_differences ({group})"] = (
                             "a Discrete action space makes the cost piecewise constant in the "
                             "controller; estimator gradients are not derivatives"
                         )
-                        continue
-                    self.finite_difference(
-                        group, g, inputs, grads, float(value), signature, probe, keys[g]
-                    )
+                    else:
+                        self.finite_difference(group, g, inputs, float(value), signature, keys[g])
         except DiffsimError:
             raise
         except Exception as error:
             raise DiffsimError(
                 f"the float64 finite-difference check of {self.name} failed: "
-                f"{type(error).__name__}: {first_line(error)} (check_env(..., "
+                f"{_reason(error)} (check_env(..., "
                 "finite_differences=False) skips it for envs that cannot run in float64)"
             ) from error
         self.passed.append("finite_differences")
 
-    def finite_difference(self, group, g, inputs, grads, value, signature, probe, keys):
+    def finite_difference(self, group, g, inputs, value, signature, keys):
+        what = {
+            "controller": "the controller's parameters",
+            "parameters": f"{self.name}'s parameters",
+            "initial state": "the initial state",
+        }[group]
         for key in keys:
-            direction = _direction(inputs, g, key, relative=group == "parameters")
-            shifted = [
-                probe(jax.tree_util.tree_map(lambda x, d, s=s: x + s * FD_STEP * d, inputs, direction))
-                for s in (1.0, -1.0)
-            ]
-            if any(_difference(other, signature) != 0.0 for _, other in shifted):
-                continue  # a termination or a discrete choice changed within the step
-            finite = float((shifted[0][0] - shifted[1][0]) / (2 * FD_STEP))
-            exact = float(
-                sum(
-                    jnp.vdot(a, b)
-                    for a, b in zip(
-                        jax.tree_util.tree_leaves(grads[g]),
-                        jax.tree_util.tree_leaves(direction[g]),
-                        strict=True,
-                    )
-                )
+            directions, weights = _directions(inputs, key), np.eye(3)[g]
+            plus, plus_signature, _ = _probe(inputs, directions, weights, self.fd_step, self.steps)
+            minus, minus_signature, _ = _probe(
+                inputs, directions, weights, -self.fd_step, self.steps
             )
-            noise = 1e-8 * (1.0 + abs(value))  # float64 round-off of the differences
-            error = abs(finite - exact) / max(abs(finite), abs(exact), noise)
-            what = {
-                "controller": "the controller's parameters",
-                "parameters": f"{self.name}'s parameters",
-                "initial state": "the initial state",
-            }[group]
+            _, _, exact = _probe(inputs, directions, weights, 0.0 * self.fd_step, self.steps)
+            if _difference((plus_signature, minus_signature), (signature, signature)) != 0.0:
+                continue  # a termination or a discrete choice changed within the step
+            finite = (float(plus) - float(minus)) / (2 * FD_STEP)
+            exact = float(exact)
+            # derivatives far below the objective's size are compared absolutely: the float64
+            # round-off of the differences (about 1e-9 |value|) must not count as an error
+            floor = FD_FLOOR * (1.0 + abs(value))
+            error = abs(finite - exact) / max(abs(finite), abs(exact), floor)
             if not error <= FD_TOLERANCE:
                 raise DiffsimError(
                     f"the gradient of a {self.steps}-step rollout's total cost plus the mean "
-                    f"square of its states with respect to {what} disagrees with central finite "
-                    f"differences in float64: along a random direction JAX gives {exact:.8g}, "
-                    f"finite differences {finite:.8g} (relative error {error:.2g}, expected "
-                    f"below {FD_TOLERANCE:g}): look for jax.lax.stop_gradient, a custom_jvp or "
-                    "custom_vjp rule, or a transition whose derivative is not that of its value"
+                    f"square of its states with respect to {what} disagrees with central "
+                    f"finite differences in float64: along a random direction JAX gives "
+                    f"{exact:.8g}, finite differences {finite:.8g} (relative error "
+                    f"{error:.2g}, expected below {FD_TOLERANCE:g}): look for "
+                    "jax.lax.stop_gradient, a custom_jvp or custom_vjp rule, or a transition "
+                    "whose derivative is not that of its value"
                 )
             self.fd_errors[group] = error
             return
@@ -683,7 +709,90 @@ class _Checker:
 
 
 # ---------------------------------------------------------------------------------------
+# Compiled once per env type (``steps`` and the estimator are static).
+
+
+@eqx.filter_jit
+def _rollout_and_gradient(controller, env, y0, steps, estimator):
+    """A rollout and the gradient of its total cost with respect to (controller, env, y0)."""
+
+    def total_cost(inputs):
+        controller, env, y0 = inputs
+        trajectory = rollout(env, controller, y0, num_steps=steps, estimator=estimator)
+        return trajectory.total_cost, trajectory
+
+    (_, trajectory), grads = eqx.filter_value_and_grad(total_cost, has_aux=True)(
+        (controller, env, y0)
+    )
+    return trajectory, grads
+
+
+@eqx.filter_jit
+def _vmapped_rollouts(envs, controller, states, steps):
+    return eqx.filter_vmap(
+        lambda env, y0: rollout(env, controller, y0, num_steps=steps), in_axes=(eqx.if_array(0), 0)
+    )(envs, states)
+
+
+@eqx.filter_jit
+def _probe(inputs, directions, weights, step, steps):
+    """At ``inputs = (controller, env, y0)`` moved by ``step`` along ``direction``, the
+    sum over groups of ``weights[i] * directions[i]``: the finite-difference objective (the
+    total cost plus the mean square of the states, so that envs with a piecewise-constant
+    cost still have their dynamics checked), where it is (steps alive, discrete choices: a
+    change means a discontinuity was crossed), and its derivative along ``direction``."""
+    params, static = eqx.partition(inputs, eqx.is_inexact_array)
+
+    def objective(params):
+        controller, env, y0 = eqx.combine(params, static)
+        trajectory = rollout(env, controller, y0, num_steps=steps)
+        space = env.action_space
+        choices = None
+        if isinstance(space, Discrete):
+            gaps = jnp.sum(jnp.abs(trajectory.controls[:, None, :] - space.values[None]), -1)
+            choices = jnp.argmin(gaps, axis=-1)
+        value = trajectory.total_cost + jnp.mean(trajectory.states**2)
+        return value, (value, (trajectory.alive, choices))
+
+    direction = tuple(
+        jax.tree_util.tree_map(lambda d, w=weights[i]: w * d, part)
+        for i, part in enumerate(directions)
+    )
+    params = jax.tree_util.tree_map(lambda p, d: p + step * d, params, direction)
+    (_, (value, signature)), grads = eqx.filter_value_and_grad(objective, has_aux=True)(params)
+    leaves = zip(
+        jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direction), strict=True
+    )
+    return value, signature, sum((jnp.vdot(g, d) for g, d in leaves), jnp.zeros((), value.dtype))
+
+
+@eqx.filter_jit
+def _directions(inputs, key):
+    """Random directions in the float arrays of ``(controller, env, y0)``: normal entries
+    scaled by ``|x|`` for the env's parameters (each moves in proportion and stays
+    positive) and by ``max(|x|, 0.1)`` for the controller and the state."""
+    directions = []
+    for g, part in enumerate(eqx.filter(inputs, eqx.is_inexact_array)):
+        leaves, treedef = jax.tree_util.tree_flatten(part)
+        keys = jr.split(jr.fold_in(key, g), max(len(leaves), 1))
+        scaled = []
+        for k, x in zip(keys, leaves, strict=False):
+            if g == 1:
+                scale = jnp.where(x != 0, jnp.abs(x), 1.0)
+            else:
+                scale = jnp.maximum(jnp.abs(x), 0.1)
+            scaled.append(jr.normal(k, x.shape, x.dtype) * scale)
+        directions.append(jax.tree_util.tree_unflatten(treedef, scaled))
+    return tuple(directions)
+
+
+# ---------------------------------------------------------------------------------------
 # Helpers.
+
+
+def _reason(error: BaseException) -> str:
+    """``"TypeName: first line of the message"``, for a message that quotes an error."""
+    return f"{type(error).__name__}: {first_line(error).rstrip('.')}"
 
 
 def _public(what: str, function: Callable, *args) -> Any:
@@ -695,12 +804,14 @@ def _public(what: str, function: Callable, *args) -> Any:
     except DiffsimError:
         raise
     except Exception as error:
-        raise DiffsimError(f"{what} failed: {type(error).__name__}: {first_line(error)}") from error
+        raise DiffsimError(f"{what} failed: {_reason(error)}") from error
 
 
 def _check_output(label: str, value: Any, shape, dtype, hint: str) -> jax.Array:
-    """``value`` as a JAX array of ``shape`` (a tuple, or ``"(n,)"`` for any vector) and
-    ``dtype`` (a dtype, ``"floating"`` or ``"bool"``), or a DiffsimError naming ``label``."""
+    """``value`` as a JAX array of ``shape`` (a tuple, or a string such as ``"(n,)"`` for
+    any vector) and ``dtype`` (a dtype, ``"floating"`` or ``"bool"``), or a DiffsimError
+    naming ``label``, what was expected, what came back and a likely fix (``hint`` where
+    the shape is wrong in a way particular to the method)."""
     if dtype == "bool":
         kind = "a JAX boolean"
     elif dtype == "floating":
@@ -727,18 +838,35 @@ def _check_output(label: str, value: Any, shape, dtype, hint: str) -> jax.Array:
             dtype_ok = array.dtype == jnp.dtype(dtype)
         if shape_ok and dtype_ok:
             return array
+        if dtype == "bool":
+            pass  # the method's hint says how to build a boolean
+        elif isinstance(shape, str) and array.ndim == 0:
+            hint = "a vector: wrap a scalar as jnp.stack([x]) or x[None]"
+        elif isinstance(shape, str) and array.ndim > 1:
+            hint = "one vector, not a batch or a column: index or ravel it (jax.vmap makes batches)"
+        elif shape == () and array.shape == (1,):
+            hint = "a scalar: index or sum, e.g. cost[0]"
+        elif shape == () and array.ndim >= 1:
+            hint = "a scalar: sum the terms, e.g. jnp.sum(y**2)"
+        elif shape_ok and not jnp.issubdtype(array.dtype, jnp.floating):
+            hint = "use floating-point values, e.g. 1.0 rather than 1, jnp.zeros(n) rather "
+            hint += "than jnp.zeros(n, dtype=int)"
+        elif shape_ok:
+            hint = "compute in the dtype of the state (no explicit float32 or float64)"
+    elif isinstance(value, (list, tuple)) and dtype != "bool":
+        hint = "build an array, e.g. jnp.stack([a, b])"
     raise DiffsimError(f"{label} returned {_describe(value)}, expected {expected}: {hint}")
 
 
 def _what_outputs_mean(name: str, space: AbstractActionSpace) -> str:
     if isinstance(space, Discrete):
         return (
-            f"{name}'s Discrete action space takes one logit per action, "
-            f"{space.num_actions} actions"
+            f"{name}'s Discrete action space needs one logit per action "
+            f"({space.num_actions} actions)"
         )
     return (
-        f"{name}'s {type(space).__name__} action space takes one control per dimension, "
-        f"{space.control_size}"
+        f"{name}'s {type(space).__name__} action space needs one output per control "
+        f"dimension ({space.control_size})"
     )
 
 
@@ -753,7 +881,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"a Python {type(value).__name__} ({value!r})"
     if isinstance(value, (list, tuple)):
-        return f"a Python {type(value).__name__} of {len(value)} items (build arrays with jnp.stack)"
+        return f"a Python {type(value).__name__} of {len(value)} items"
     if isinstance(value, (np.ndarray, np.generic)):
         return f"a NumPy {value.dtype} array of shape {np.shape(value)}"
     if isinstance(value, jax.Array):
@@ -802,25 +930,10 @@ def _holds_python_float(value: Any) -> bool:
 def _to_float64(tree: Any) -> Any:
     """``tree`` with its floating-point arrays in float64 (call inside ``jax.enable_x64``)."""
     return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(x, jnp.float64)
-        if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating)
-        else x,
+        lambda x: (
+            jnp.asarray(x, jnp.float64)
+            if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating)
+            else x
+        ),
         tree,
-    )
-
-
-def _direction(inputs: tuple, group: int, key: PRNGKeyArray, relative: bool) -> tuple:
-    """A random direction in the float arrays of ``inputs[group]``, zero elsewhere: normal
-    entries scaled by ``|x|`` (``relative``, for parameters: every one stays positive) or
-    by ``max(|x|, 0.1)``."""
-    leaves, treedef = jax.tree_util.tree_flatten(inputs[group])
-    keys = jr.split(key, len(leaves))
-    scaled = []
-    for k, x in zip(keys, leaves, strict=True):
-        scale = jnp.where(x != 0, jnp.abs(x), 1.0) if relative else jnp.maximum(jnp.abs(x), 0.1)
-        scaled.append(jr.normal(k, x.shape, x.dtype) * scale)
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, inputs)
-    return tuple(
-        jax.tree_util.tree_unflatten(treedef, scaled) if i == group else zeros[i]
-        for i in range(len(inputs))
     )

@@ -159,7 +159,7 @@ class Falling(diffsim.AbstractEnv):
     control_dt: float = 0.1
     episode_steps: int = 10
     transition: diffsim.AbstractTransition = diffsim.ODEStep()
-    ceiling: float = 0.35
+    ceiling: float = eqx.field(static=True, default=0.35)
 
     @property
     def action_space(self):

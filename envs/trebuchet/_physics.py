@@ -496,11 +496,15 @@ def _euler_hermite_phase(field, condition, y0, t0, args, n_steps, dt):
     (t_end, y_end, _, found, failed, bracket), _ = jax.lax.scan(step, init, None, length=n_steps)
     t_n, y_n, f_n, y_n1, f_n1 = bracket
 
+    # A "crossing" into a NaN state is no event to locate (the shot fails on its NaN
+    # landing); a NaN must not reach the root finder, whose derivative would raise on it.
+    usable = found & jnp.all(jnp.isfinite(jnp.concatenate([y_n, f_n, y_n1, f_n1])))
+
     def value(fraction):
         tau = t_n + fraction * dt
         g = condition(t_n, y_n, tau, _hermite(t_n, dt, y_n, f_n, y_n1, f_n1, tau), args)[0]
         # Without an event the bracket is a placeholder: solve a harmless equation.
-        return jnp.where(found, g, fraction - 0.5)
+        return jnp.where(usable, g, fraction - 0.5)
 
     # The condition may jump at the step's start (the ground phase's backward-difference
     # tension is defined as zero there); a root "at" the jump is the step's start.
@@ -614,19 +618,28 @@ def _ground_forces(args: _Args, y):
     return _lift_off_value(args, y, x_acceleration)
 
 
+def _finite_event(t, value):
+    """``value`` where it is finite, else ``1 + t`` (positive, slope 1 in s): a NaN state
+    is no event (all three event functions start positive), so it never reaches the root
+    finder, whose derivative would raise on a NaN; the solver then fails on it."""
+    return jnp.where(jnp.isfinite(value), value, 1.0 + t)
+
+
 def _ground_event(t, y, args, **kwargs):
     # Both start positive; the phase ends when either crosses zero: lift-off (normal
     # force) or a slack sling (tension).
     normal, tension = _ground_forces(args, y)
-    return normal * tension
+    return _finite_event(t, normal * tension)
 
 
 def _release_event(t, y, args, **kwargs):
-    return _release_value(args, y)
+    # Positive at lift-off (the projectile moves backwards, direction - angle in (0, 180)
+    # degrees), zero when its direction reaches the release angle.
+    return _finite_event(t, _release_value(args, y))
 
 
 def _landing_event(t, y, args, **kwargs):
-    return _landing_value(args, y)
+    return _finite_event(t, _landing_value(args, y))
 
 
 class _BracketedState(eqx.Module):
@@ -703,7 +716,57 @@ def _adaptive_phase(field, cond_fn, y0, t0, duration, args):
     """One phase by ``tb.numerics.solve`` until ``cond_fn`` crosses zero or
     ``duration`` (s) has passed; the event located by :class:`_BracketedNewton` to
     tolerances set by the state's dtype. Returns ``(t_end, y_end, ended, failed,
-    imprecise)``."""
+    imprecise)``.
+
+    With the reverse-mode ``RecursiveCheckpointAdjoint`` (the default), a phase that
+    failed passes a zero gradient back to its inputs: its own backward pass may hold
+    ``0 * inf`` (a blown-up state), and a NaN reaching an earlier phase's event would make
+    that event's implicit derivative raise instead of giving the failed shot's NaN
+    distance a plain zero gradient."""
+    if isinstance(args.trebuchet.numerics.adjoint, dfx.RecursiveCheckpointAdjoint):
+        return _gated_phase((y0, t0, args), field, cond_fn, duration)
+    return _solve_phase(field, cond_fn, y0, t0, duration, args)
+
+
+@eqx.filter_custom_vjp
+def _gated_phase(inputs, field, cond_fn, duration):
+    y0, t0, args = inputs
+    return _solve_phase(field, cond_fn, y0, t0, duration, args)
+
+
+@_gated_phase.def_fwd
+def _gated_phase_fwd(perturbed, inputs, field, cond_fn, duration):
+    def phase(inputs):
+        y0, t0, args = inputs
+        return _solve_phase(field, cond_fn, y0, t0, duration, args)
+
+    out, vjp = eqx.filter_vjp(phase, inputs)
+    _, y_end, _, failed, imprecise = out
+    broken = failed | imprecise | ~jnp.all(jnp.isfinite(y_end))
+    return out, (vjp, out, broken)
+
+
+@_gated_phase.def_bwd
+def _gated_phase_bwd(residuals, grad_obj, perturbed, inputs, field, cond_fn, duration):
+    vjp, out, broken = residuals
+    grad_obj = jax.tree.map(
+        lambda g, x: (
+            (g if g is not None else jnp.zeros_like(x)) if eqx.is_inexact_array(x) else None
+        ),
+        grad_obj,
+        out,
+        is_leaf=lambda x: x is None,
+    )
+    (cotangent,) = vjp(grad_obj)
+    return jax.tree.map(
+        lambda g: None if g is None else jnp.where(broken, jnp.zeros_like(g), g),
+        cotangent,
+        is_leaf=lambda x: x is None,
+    )
+
+
+def _solve_phase(field, cond_fn, y0, t0, duration, args):
+    """:func:`_adaptive_phase` without the gradient gate."""
     rtol, atol = _event_tolerance(y0.dtype)
     solution = args.trebuchet.numerics.solve(
         dfx.ODETerm(field),
