@@ -14,7 +14,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 import diffsim
 
-from ._physics import OK, Trebuchet, simulate
+from ._physics import INVALID_INPUT, OK, WIND_LIMIT, Trebuchet, simulate
 from ._physics import trebuchet as trebuchet_default
 
 ANGLE_BOUNDS = (10.0, 80.0)
@@ -54,7 +54,10 @@ class Aim(eqx.Module):
 
     ``angle`` (degrees) and ``weight`` (lb) inside the allowed box, ``distance`` where
     that shot lands (m), ``miss = |distance - target|`` (m), ``reachable`` whether the
-    miss is at most ``REACH_TOLERANCE`` (1 cm), ``status`` the shot's status (0 ok),
+    miss is at most ``REACH_TOLERANCE`` (1 cm) and the shot is ok, ``status`` the shot's
+    status (0 ok; a failed shot has NaN ``distance`` and ``miss``; ``INVALID_INPUT``, 7,
+    with NaN ``angle``, ``weight``, ``distance`` and ``miss`` for a target or wind
+    outside the domain),
     ``branch`` which one-dimensional search found it (0: short target, release angle at
     the lightest weight; 1: counterweight at the best angle; 2: far target, release angle
     at the heaviest weight), ``steps`` the Newton iterations.
@@ -94,7 +97,10 @@ def aim(
        side; if the target is beyond the peak it stops there, and the answer is the
        farthest shot with ``reachable`` false).
 
-    Scalars in, an :class:`Aim` out; jit-able and vmappable over targets and winds.
+    Scalars in, an :class:`Aim` out; jit-able and vmappable over targets and winds. It
+    never raises on values: a ``target`` (m) that is not positive and finite, or a
+    ``wind`` (m/s) outside ``[-WIND_LIMIT, WIND_LIMIT]`` or not finite, gives status
+    ``INVALID_INPUT`` and NaN angle, weight, distance and miss.
     Default machine: the faithful :func:`trebuchet`, whose distance is smooth in (angle,
     weight). The reference preset :func:`trebuchet_jl` restarts its 60 Hz Euler grid at
     each event, which makes its distance piecewise smooth with steps of up to ~0.5 m:
@@ -105,6 +111,10 @@ def aim(
     tb = (trebuchet_default() if trebuchet is None else trebuchet).forward_mode()
     target = jnp.asarray(target, dtype=float)
     wind = jnp.asarray(wind, dtype=float)
+    # Outside the domain: aim at a harmless target, then report NaN (no NaN in the solves).
+    valid = (target > 0) & jnp.isfinite(target) & (jnp.abs(wind) <= WIND_LIMIT)
+    target = jnp.where(valid, target, 60.0)
+    wind = jnp.where(valid, wind, 0.0)
     low_angle, high_angle = (jnp.asarray(x, dtype=target.dtype) for x in ANGLE_BOUNDS)
     light, heavy = (jnp.asarray(x, dtype=target.dtype) for x in WEIGHT_BOUNDS)
 
@@ -150,14 +160,16 @@ def aim(
     )
     angle, weight = origin + jnp.clip(solution.value, 0.0, 1.0) * span
     shot = simulate(wind, angle, weight, tb)
-    miss = jnp.abs(shot.distance - target)
+    angle, weight, distance = (jnp.where(valid, x, jnp.nan) for x in (angle, weight, shot.distance))
+    status = jnp.where(valid, shot.status, INVALID_INPUT)
+    miss = jnp.abs(distance - target)
     return Aim(
         angle=angle,
         weight=weight,
-        distance=shot.distance,
+        distance=distance,
         miss=miss,
-        reachable=(miss <= REACH_TOLERANCE) & (shot.status == OK),
-        status=shot.status,
+        reachable=(miss <= REACH_TOLERANCE) & (status == OK),
+        status=status,
         branch=branch,
         steps=solution.stats["num_steps"],
     )

@@ -3,6 +3,13 @@
 Both run in float32 unless ``--x64``: float32 reproduces the 2019 post's numbers to the
 published digits (``diffsim shoot --wind -2 --angle 45 --weight 200 --preset trebuchet_jl
 --grad`` gives 74.73 m and (4.02, -0.99, 0.052)); float64 changes them by less than 1e-4.
+
+Their numbers are checked before anything is compiled (the ``validate`` hook the core
+command line runs first): finite, the wind within ``WIND_LIMIT`` (100 m/s) either way,
+the angle strictly between 0 and 90 degrees, the weight and the target positive. A shot
+that fails (its distance NaN: a solver failure, no landing, ...) exits with status 2 and
+one line on stderr naming the status; with ``--json`` the result, ``status`` and
+``message`` included, is printed on stdout first.
 """
 
 from __future__ import annotations
@@ -25,10 +32,17 @@ def add_commands(subparsers) -> None:
         "with --grad, d distance / d (wind, angle, weight) by jax.grad.",
     )
     shoot.add_argument(
-        "--wind", type=float, default=0.0, help="wind in m/s, positive = tailwind (default 0)"
+        "--wind",
+        type=float,
+        default=0.0,
+        help="wind in m/s, positive = tailwind, at most 100 either way (default 0)",
     )
-    shoot.add_argument("--angle", type=float, required=True, help="release angle in degrees")
-    shoot.add_argument("--weight", type=float, required=True, help="counterweight in pounds")
+    shoot.add_argument(
+        "--angle", type=float, required=True, help="release angle in degrees, in (0, 90)"
+    )
+    shoot.add_argument(
+        "--weight", type=float, required=True, help="counterweight in pounds, positive"
+    )
     shoot.add_argument(
         "--preset",
         choices=PRESETS,
@@ -38,7 +52,7 @@ def add_commands(subparsers) -> None:
     shoot.add_argument("--grad", action="store_true", help="also print the gradient")
     shoot.add_argument("--x64", action="store_true", help="compute in float64")
     shoot.add_argument("--json", action="store_true", help="print one JSON object")
-    shoot.set_defaults(run=_shoot)
+    shoot.set_defaults(run=_shoot, validate=_validate_shoot)
 
     aim = subparsers.add_parser(
         "aim",
@@ -47,9 +61,12 @@ def add_commands(subparsers) -> None:
         "(degrees) and counterweight (lb) in the allowed box, the miss (m), whether the "
         "target is reachable, and the solve time after compilation.",
     )
-    aim.add_argument("--target", type=float, required=True, help="target distance in m")
+    aim.add_argument("--target", type=float, required=True, help="target distance in m, positive")
     aim.add_argument(
-        "--wind", type=float, default=0.0, help="wind in m/s, positive = tailwind (default 0)"
+        "--wind",
+        type=float,
+        default=0.0,
+        help="wind in m/s, positive = tailwind, at most 100 either way (default 0)",
     )
     aim.add_argument(
         "--preset",
@@ -61,15 +78,49 @@ def add_commands(subparsers) -> None:
     )
     aim.add_argument("--x64", action="store_true", help="compute in float64")
     aim.add_argument("--json", action="store_true", help="print one JSON object")
-    aim.set_defaults(run=_aim)
+    aim.set_defaults(run=_aim, validate=_validate_aim)
 
 
-def _finite(name: str, value: float) -> float:
+def _check(option: str, name: str, value: float) -> None:
+    """Raise a ``DiffsimError`` naming ``option`` if ``value`` is outside the model's
+    domain for the input ``name`` (``"wind"`` m/s, ``"angle"`` degrees, ``"weight"`` lb)."""
     from diffsim import DiffsimError
 
-    if not math.isfinite(value):
-        raise DiffsimError(f"{name} must be a finite number, got {value}")
-    return value
+    from ._physics import _domain_problem
+
+    problem = _domain_problem(name, value)
+    if problem is not None:
+        raise DiffsimError(f"{option} {problem}")
+
+
+def _validate_shoot(args) -> None:
+    """``diffsim shoot``'s numbers, before anything is compiled."""
+    for name in ("wind", "angle", "weight"):
+        _check(f"--{name}", name, args.__dict__[name])
+
+
+def _validate_aim(args) -> None:
+    """``diffsim aim``'s numbers, before anything is compiled."""
+    from diffsim import DiffsimError
+
+    if not (math.isfinite(args.target) and args.target > 0):
+        raise DiffsimError(
+            f"--target must be a positive, finite distance in metres, got {args.target}"
+        )
+    _check("--wind", "wind", args.wind)
+
+
+def _fail(args, result: dict, status: int) -> None:
+    """A failed shot: its result on stdout with ``--json``, then a ``DiffsimError`` that
+    the core command line prints as one line (exit status 2)."""
+    from diffsim import DiffsimError
+    from diffsim.cli import emit
+
+    from ._physics import STATUS_MESSAGES
+
+    if args.json:
+        emit(result, True)
+    raise DiffsimError(f"the shot failed (status {status}): {STATUS_MESSAGES[status]}")
 
 
 def _machine(preset: str):
@@ -84,8 +135,10 @@ def _precision(x64: bool):
     return jax.enable_x64(True) if x64 else contextlib.nullcontext()
 
 
-def _round(x, digits: int = 4) -> float:
-    return round(float(x), digits)
+def _round(x, digits: int = 4) -> float | None:
+    """``x`` rounded, or ``None`` (JSON ``null``) when it is not a number."""
+    x = float(x)
+    return round(x, digits) if math.isfinite(x) else None
 
 
 def _significant(x, digits: int = 6) -> float:
@@ -134,13 +187,8 @@ def _shoot(args) -> dict:
 
     from ._physics import STATUS_MESSAGES
 
-    wind = _finite("--wind", args.wind)
-    angle = _finite("--angle", args.angle)
-    weight = _finite("--weight", args.weight)
-    if not 0 < angle < 90:
-        raise DiffsimError(f"--angle must be between 0 and 90 degrees (exclusive), got {angle}")
-    if weight <= 0:
-        raise DiffsimError(f"--weight must be a positive number of pounds, got {weight}")
+    _validate_shoot(args)  # the core command line has already; a direct call too
+    wind, angle, weight = args.wind, args.angle, args.weight
     with _precision(args.x64):
         tb = _machine(args.preset)  # inside: its parameters and tolerances take the precision
         inputs = [jnp.asarray(x, dtype=float) for x in (wind, angle, weight)]
@@ -164,19 +212,28 @@ def _shoot(args) -> dict:
         "landing_s": _round(shot.landing_time),
         "release_speed_m_s": _round(math.hypot(*shot.release_velocity)),
     }
+    if args.preset == "trebuchet_jl" and not 50 <= weight <= 500:
+        result["note"] = (
+            "outside the reference preset's valid regime (about 50-500 lb; Euler at 60 Hz "
+            "breaks down above about 520 lb)"
+        )
+    if not math.isfinite(shot.distance):
+        result["dtype"] = dtype
+        _fail(args, result, status)
     if gradient is not None:
         if not all(math.isfinite(g) for g in gradient):
+            if args.json:
+                from diffsim.cli import emit
+
+                emit({**result, "dtype": dtype}, True)
             raise DiffsimError(f"the gradient is not finite: {list(gradient)}")
         result.update(
             d_distance_d_wind_m_per_m_s=_significant(gradient[0]),
             d_distance_d_angle_m_per_deg=_significant(gradient[1]),
             d_distance_d_weight_m_per_lb=_significant(gradient[2]),
         )
-    if args.preset == "trebuchet_jl" and not 50 <= weight <= 500:
-        result["note"] = (
-            "outside the reference preset's valid regime (about 50-500 lb; Euler at 60 Hz "
-            "breaks down above about 520 lb)"
-        )
+    if "note" in result:  # after the gradient, as before
+        result["note"] = result.pop("note")
     result["dtype"] = dtype
     return result
 
@@ -185,16 +242,13 @@ def _aim(args) -> None:
     import jax
     import jax.numpy as jnp
 
-    from diffsim import DiffsimError
     from diffsim.cli import emit
 
     from ._aim import ANGLE_BOUNDS, WEIGHT_BOUNDS
     from ._physics import STATUS_MESSAGES
 
-    target = _finite("--target", args.target)
-    wind = _finite("--wind", args.wind)
-    if target <= 0:
-        raise DiffsimError(f"--target must be a positive distance in metres, got {target}")
+    _validate_aim(args)  # the core command line has already; a direct call too
+    target, wind = args.target, args.wind
     solve = _compiled("aim")
     with _precision(args.x64):
         tb = _machine(args.preset)
@@ -225,6 +279,8 @@ def _aim(args) -> None:
         "compile_s": _round(compile_seconds, 2),
         "bounds": f"angle {ANGLE_BOUNDS} deg, weight {WEIGHT_BOUNDS} lb",
     }
+    if not math.isfinite(result.distance):
+        _fail(args, summary, status)
     unreachable = f"target unreachable: closest shot lands at {float(result.distance):.2f} m"
     if args.json and not reachable:
         summary["note"] = unreachable

@@ -153,7 +153,9 @@ class Trebuchet(eqx.Module):
 
     - ``numerics``: a :class:`diffsim.ODESolve`, whose solver, step-size controller,
       adjoint, ``max_steps`` and ``dt0`` every phase uses as given (events via
-      ``diffrax.Event`` with an optimistix Newton root finder; a phase that reaches
+      ``diffrax.Event`` located by a bracketed Newton root finder (Newton steps kept
+      inside the step where the event happened, bisection when one would leave it, so
+      an event that barely happens is still found); a phase that reaches
       ``max_steps`` reports ``SOLVER_FAILED``), or :class:`EulerHermite` (Trebuchet.jl's
       2019 numerics). Default: the faithful preset's, ``ODESolve(Tsit5(),
       PIDController(rtol, atol), dt0=1e-3, max_steps=256)`` with ``rtol, atol = 1e-5,
@@ -1019,12 +1021,17 @@ def shoot(
     """Distance (m) a shot lands from the pivot.
 
     Args:
-        wind: wind speed (m/s), positive = tailwind; a scalar.
-        angle: release angle (degrees); a scalar.
-        weight: counterweight (lb); a scalar.
+        wind: wind speed (m/s), positive = tailwind; a scalar, at most ``WIND_LIMIT``
+            (100 m/s) either way.
+        angle: release angle (degrees); a scalar strictly between 0 and 90.
+        weight: counterweight (lb); a positive, finite scalar.
         trebuchet: the machine (default the faithful :func:`trebuchet`;
             :func:`trebuchet_jl` reproduces the 2019 post:
             ``shoot(-2, 45, 200, trebuchet_jl())`` is about 74.73 m).
+
+    Returns:
+        The distance (m), a scalar; NaN when the shot failed or an input is outside the
+        domain above.
 
     Wrap in ``jax.jit``; ``jax.vmap`` for batches; ``jax.grad`` with respect to the three
     inputs or ``eqx.filter_grad`` with respect to the machine. When the counterweight is

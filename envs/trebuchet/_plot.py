@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from diffsim import DiffsimError
+
 from ._aim import ANGLE_BOUNDS, WEIGHT_BOUNDS
 from ._physics import (
     NO_LIFT_OFF,
@@ -31,6 +33,8 @@ from ._physics import (
     Trebuchet,
     _Args,
     _args,
+    _check_inputs,
+    _domain_problem,
     _flight_field,
     _ground_field,
     _ground_forces,
@@ -262,10 +266,17 @@ def trajectory(
     landing time, plus the event instants).
     Not jit-able (the number of frames depends on the shot); repeated calls reuse one
     compilation per machine structure and ``fps``.
+
+    Raises:
+        diffsim.DiffsimError: an input outside the model's domain (wind not finite or
+            beyond ``WIND_LIMIT``, an angle not strictly between 0 and 90 degrees, a
+            weight not positive and finite), or ``fps`` not positive, before anything is
+            compiled.
     """
     tb = trebuchet_default() if trebuchet is None else trebuchet
     if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        raise DiffsimError(f"fps must be positive, got {fps}")
+    _check_inputs(float(wind), float(angle), float(weight))
     wind, angle, weight = (jnp.asarray(x, dtype=float) for x in (wind, angle, weight))
     shot = _simulate(wind, angle, weight, tb)
     status = int(shot.status)
@@ -488,10 +499,12 @@ def animate_shot(
     main.text(0.70, 0.91, wind_text, transform=main.transAxes, fontsize=8, color="C0")
     clock = main.text(0.02, 0.91, "", transform=main.transAxes, fontsize=8)
 
-    title = f"{distance:.2f} m ({_describe(tb)}): wind {wind:+.1f} m/s, {angle:.1f}°, "
+    landed = f"{distance:.2f} m" if math.isfinite(distance) else "no distance"
+    title = f"{landed} ({_describe(tb)}): wind {wind:+.1f} m/s, {angle:.1f}°, "
     title += f"{weight:.0f} lb"
     if target is not None:
-        title += f"; target {target:.1f} m, miss {distance - target:+.2f} m"
+        title += f"; target {target:.1f} m"
+        title += f", miss {distance - target:+.2f} m" if math.isfinite(distance) else ""
     if status != OK:
         title += f"\n{STATUS_MESSAGES[status]}"
     fig.suptitle(title, fontsize=9) if close else main.set_title(title, fontsize=9)
@@ -527,6 +540,7 @@ def _grid(tb: Trebuchet, wind, angles, weights):
 def _best_angles(angle_grid, distance):
     """The angle of the longest shot for each weight (row), refined by a parabola
     through the best grid point and its neighbours."""
+    distance = np.where(np.isnan(distance), -np.inf, distance)  # failed shots
     k = np.clip(np.argmax(distance, axis=1), 1, len(angle_grid) - 2)
     rows = np.arange(len(k))
     left, mid, right = distance[rows, k - 1], distance[rows, k], distance[rows, k + 1]
@@ -556,11 +570,26 @@ def plot_distance(
     The ``weights x angles`` grid of shots is one jitted ``vmap(vmap(simulate))`` call
     (compiled once per machine structure and grid shape). Draws filled contours with a
     colorbar, labelled contour lines, the best angle for each weight (dashed), and
-    hatches the shots whose status is not 0. Returns the axis.
+    hatches the shots whose status is not 0 (failed shots, NaN, are left blank). Returns
+    the axis.
+
+    Raises:
+        diffsim.DiffsimError: a grid or wind outside the model's domain (see
+            :func:`trajectory`), or a count below 2.
     """
     import matplotlib.pyplot as plt
 
     tb = trebuchet_default() if trebuchet is None else trebuchet
+    problem = _domain_problem("wind", float(wind))
+    if problem is not None:
+        raise DiffsimError(f"wind {problem}")
+    for name, grid in (("angles", angles), ("weights", weights)):
+        if len(grid) != 3 or not int(grid[2]) >= 2:
+            raise DiffsimError(f"{name} must be (low, high, count) with count >= 2, got {grid}")
+        for end in grid[:2]:
+            problem = _domain_problem(name[:-1], float(end))
+            if problem is not None:
+                raise DiffsimError(f"{name} {problem}")
     angle_grid = np.linspace(angles[0], angles[1], int(angles[2]))
     weight_grid = np.linspace(weights[0], weights[1], int(weights[2]))
     distance, status = jax.device_get(
