@@ -27,7 +27,12 @@ class AbstractEnv(eqx.Module):
 
     Subclasses implement ``vector_field``, ``initial_state``, ``running_cost``,
     ``action_space`` and the three abstract attributes below; ``observe``,
-    ``terminal_cost``, ``termination`` and ``draw`` have defaults that may be overridden.
+    ``observation_bounds``, ``terminal_cost``, ``termination`` and ``draw`` have defaults
+    that may be overridden. An env may also define ``event(self, t, y) -> scalar``: the
+    episode then ends where it crosses zero inside a control interval, at the exact time,
+    located by the transition's root finder (``ODESolve``) and differentiable (a ball
+    reaching the ground, a vehicle reaching a wall); the boolean ``termination`` stays for
+    envs that need no more.
     Time ``t`` is seconds since the episode started; states ``y`` have shape ``(n,)``,
     controls ``u`` shape ``(m,)``.
 

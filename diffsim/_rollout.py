@@ -81,6 +81,10 @@ class ClosedLoop(eqx.Module):
         u = control(self.env, self.controller, t, y, self.estimator, self.key)
         return self.env.vector_field(t, y, u)
 
+    def event(self, t: Real[ArrayLike, ""], y: Float[Array, " n"]) -> Float[Array, ""]:
+        """The env's event (only called for envs that declare one)."""
+        return self.env.event(t, y)
+
 
 class Trajectory(eqx.Module):
     """A simulated episode (or window of one); leading axes are batch axes when vmapped.
@@ -89,6 +93,9 @@ class Trajectory(eqx.Module):
     later steps are not counted and states after a termination stay frozen.
     ``terminal_cost`` is the env's terminal cost at the state where the episode ended
     (termination, or the horizon of ``episode_steps``), 0 if it did not end in the window.
+    ``end_time`` (s) is when the simulation of the window stopped: the end of the window,
+    of the step that terminated, or the exact time of an env's event (then the last state
+    taken is the state at that time, and both are differentiable).
     """
 
     costs: Float[Array, "*batch T"]
@@ -98,6 +105,7 @@ class Trajectory(eqx.Module):
     states: Float[Array, "*batch T+1 n"]
     terminated: Bool[Array, "*batch"]
     terminal_cost: Float[Array, "*batch"]
+    end_time: Float[Array, "*batch"]
 
     @property
     def final_state(self) -> Float[Array, "*batch n"]:
@@ -177,16 +185,23 @@ def step(
     u = _as_vector(env, u, env.action_space.control_size, "control")
     if _is_concrete(u) and not bool(jnp.all(jnp.isfinite(u))):
         raise DiffsimError(f"control contains NaN or inf: {u}")
-    return _advance(env, t, y, u)
+    return _advance(env, t, y, u)[:3]
 
 
-def _advance(env, t, y, u):
-    """:func:`step` without its input checks: what a rollout scans. The shapes of what the
-    env returns are checked as it is traced (no run-time cost): never a broadcast."""
-    y_next = _expect(env, "transition", env.transition(env, t, y, u), jnp.shape(y), y.dtype)
+def _advance(env, t, y, u, dynamics=None):
+    """:func:`step` without its input checks: what a rollout scans, for ``dynamics`` (the
+    env, or its :class:`ClosedLoop`). Returns ``(y_next, cost, done, end_time)``: an
+    env's event ends the step (and the episode) early. The shapes of what the env returns
+    are checked as it is traced (no run-time cost): never a broadcast."""
+    dynamics = env if dynamics is None else dynamics
+    if hasattr(env, "event"):
+        y_next, end, hit = env.transition.until_event(dynamics, t, y, u)
+    else:
+        y_next, end, hit = env.transition(dynamics, t, y, u), t + env.control_dt, False
+    y_next = _expect(env, "transition", y_next, jnp.shape(y), y.dtype)
     cost = _expect(env, "running_cost", step_cost(env, t, y, u, y_next), (), y.dtype)
-    done = _expect(env, "termination", env.termination(y_next), (), jnp.bool_)
-    return y_next, cost, done
+    done = _expect(env, "termination", env.termination(y_next), (), jnp.bool_) | hit
+    return y_next, cost, done, jnp.asarray(end, y.dtype)
 
 
 def _expect(env: AbstractEnv, method: str, value: Any, shape: tuple, dtype) -> Array:
@@ -257,22 +272,22 @@ def rollout(
     dt = jnp.asarray(env.control_dt, y0.dtype)
 
     def body(carry, step_key):
-        k, y, alive, terminal_cost = carry
+        k, y, alive, terminal_cost, end_time = carry
         t = k * dt
         u = control(env, controller, t, y, estimator, step_key)
-        if mode == "zoh":
-            y_next, cost, done = _advance(env, t, y, u)
-        else:
-            y_next = env.transition(ClosedLoop(env, controller, estimator, step_key), t, y, u)
-            cost, done = step_cost(env, t, y, u, y_next), env.termination(y_next)
+        closed_loop = None if mode == "zoh" else ClosedLoop(env, controller, estimator, step_key)
+        y_next, cost, done, end = _advance(env, t, y, u, closed_loop)
         ends = alive & (done | (k + 1 == env.episode_steps))
         terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
+        end_time = jnp.where(alive, end, end_time)
         y_next = jnp.where(alive, y_next, y)
-        return (k + 1, y_next, alive & ~done, terminal_cost), (y_next, u, cost, alive)
+        carry = (k + 1, y_next, alive & ~done, terminal_cost, end_time)
+        return carry, (y_next, u, cost, alive)
 
     start = jnp.asarray(start_step, jnp.int32)
-    init = (start, y0, jnp.array(True), jnp.zeros((), y0.dtype))
-    (_, _, still_alive, terminal_cost), (ys, us, costs, alive) = jax.lax.scan(
+    zero = jnp.zeros((), y0.dtype)
+    init = (start, y0, jnp.array(True), zero, start * dt)
+    (_, _, still_alive, terminal_cost, end_time), (ys, us, costs, alive) = jax.lax.scan(
         body, init, keys, length=num_steps
     )
     trajectory = Trajectory(
@@ -283,6 +298,7 @@ def rollout(
         alive=alive,
         terminated=~still_alive,
         terminal_cost=terminal_cost,
+        end_time=end_time,
     )
     if _is_concrete(trajectory):
         _check_diverged(trajectory)

@@ -15,7 +15,10 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, PyTree, Real
+import optimistix as optx
+from jaxtyping import Array, ArrayLike, Bool, Float, PyTree, Real
+
+from ._errors import DiffsimError
 
 
 @runtime_checkable
@@ -46,6 +49,25 @@ class AbstractTransition(eqx.Module):
         u: Float[Array, " m"],
     ) -> Float[Array, " n"]:
         """The state one control interval after ``y``, shape ``(n,)``."""
+
+    def until_event(
+        self,
+        dynamics: Dynamics,
+        t: Real[ArrayLike, ""],
+        y: Float[Array, " n"],
+        u: Float[Array, " m"],
+    ) -> tuple[Float[Array, " n"], Float[Array, ""], Bool[Array, ""]]:
+        """One control interval, cut short where ``dynamics.event(t, y)`` crosses zero for
+        envs that declare an event: ``(state, time (s), whether the event happened)``.
+        Transitions that locate events (:class:`ODESolve`) override it; the others refuse
+        envs with an event rather than step over it."""
+        if hasattr(dynamics, "event"):
+            raise DiffsimError(
+                f"{type(dynamics).__name__} declares an event, which {type(self).__name__} "
+                "cannot locate: use diffsim.ODESolve() as its transition"
+            )
+        end = jnp.asarray(t + dynamics.control_dt, y.dtype)
+        return self(dynamics, t, y, u), end, jnp.array(False)
 
 
 def _held_control_field(t, y, args):
@@ -165,8 +187,30 @@ class ODESolve(AbstractTransition):
             **diffeqsolve_options,
         )
 
+    event_tolerance: float = eqx.field(static=True, default=1e-8)
+    """Tolerance (s and state units) of the Newton root find that locates events."""
+
     def __call__(self, dynamics, t, y, u):
         solution = self.solve(
             _TERM, t, t + dynamics.control_dt, y, (dynamics, u), saveat=dfx.SaveAt(t1=True)
         )
         return solution.ys[-1]
+
+    def until_event(self, dynamics, t, y, u):
+        if not hasattr(dynamics, "event"):
+            return super().until_event(dynamics, t, y, u)
+        tolerance = max(self.event_tolerance, float(jnp.finfo(y.dtype).eps) * 100)
+        event = dfx.Event(
+            lambda t, y, args, **_: args[0].event(t, y),
+            root_finder=optx.Newton(rtol=tolerance, atol=tolerance),
+        )
+        solution = self.solve(
+            _TERM,
+            t,
+            t + dynamics.control_dt,
+            y,
+            (dynamics, u),
+            saveat=dfx.SaveAt(t1=True),
+            event=event,
+        )
+        return solution.ys[-1], solution.ts[-1], jnp.asarray(solution.event_mask)

@@ -300,3 +300,60 @@ def test_a_running_cost_may_charge_the_state_the_step_reaches():
     np.testing.assert_allclose(trajectory.costs, 100.0 * heights[1:] - heights[:-1], rtol=1e-5)
     _, cost, _ = diffsim.step(Landing(), 0.0, jnp.array([0.2]), jnp.zeros(1))
     assert float(cost) == pytest.approx(100.0 * 0.3 - 0.2, rel=1e-5)
+
+
+class Drop(diffsim.AbstractEnv):
+    """A ball dropped from ``height`` m; the episode ends as it reaches the ground, at the
+    exact crossing time: the event ``y[0] = 0`` inside a 1 s control interval."""
+
+    height: float = diffsim.parameter(2.0, positive=True)
+    g: float = diffsim.parameter(9.81, positive=True)
+    control_dt: float = 1.0
+    episode_steps: int = 5
+    transition: diffsim.AbstractTransition = diffsim.ODESolve(
+        stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-10)
+    )
+
+    @property
+    def action_space(self):
+        return diffsim.Box(-1.0, 1.0)
+
+    def vector_field(self, t, y, u):
+        return jnp.stack([y[1], -self.g + 0.0 * u[0]])
+
+    def initial_state(self, key):
+        return jnp.stack([self.height, jnp.zeros_like(self.height)])
+
+    def running_cost(self, t, y, u):
+        return jnp.zeros((), y.dtype)
+
+    def terminal_cost(self, y):
+        return y[1] ** 2  # the impact speed squared
+
+    def event(self, t, y):
+        return y[0]
+
+
+@pytest.mark.usefixtures("x64")
+def test_an_event_ends_the_episode_at_the_exact_crossing_with_gradients_through_it():
+    def impact(height, g=9.81):
+        env = Drop(height=height, g=g)
+        trajectory = diffsim.rollout(env, lambda t, o: jnp.zeros(1), env.initial_state(jr.key(0)))
+        return trajectory.end_time, trajectory
+
+    end_time, trajectory = impact(2.0)
+    assert bool(trajectory.terminated) and int(trajectory.length) == 1
+    assert float(end_time) == pytest.approx(np.sqrt(2 * 2.0 / 9.81), rel=1e-8)
+    np.testing.assert_allclose(trajectory.states[1], [0.0, -np.sqrt(2 * 9.81 * 2.0)], atol=1e-7)
+    assert float(trajectory.total_cost) == pytest.approx(2 * 9.81 * 2.0, rel=1e-8)
+    # d(impact time)/d(height) = 1 / sqrt(2 g h); and against central differences, for g too
+    d_height = jax.grad(lambda h: impact(h)[0])(2.0)
+    assert float(d_height) == pytest.approx(1 / np.sqrt(2 * 9.81 * 2.0), rel=1e-6)
+    d_g = jax.grad(lambda g: impact(2.0, g)[0])(9.81)
+    fd = (impact(2.0, 9.81 + 1e-6)[0] - impact(2.0, 9.81 - 1e-6)[0]) / 2e-6
+    assert float(d_g) == pytest.approx(float(fd), rel=1e-5)
+    # the RL view ends the episode too, and a transition that cannot locate events refuses
+    _, _, terminated = diffsim.step(Drop(), 0.0, jnp.array([2.0, 0.0]), jnp.zeros(1))
+    assert bool(terminated)
+    with pytest.raises(diffsim.DiffsimError, match="use diffsim.ODESolve"):
+        diffsim.step(Drop(transition=diffsim.ODEStep()), 0.0, jnp.array([2.0, 0.0]), jnp.zeros(1))

@@ -96,7 +96,7 @@ def _check(option: str, name: str, value: float) -> None:
 def _validate_shoot(args) -> None:
     """``diffsim shoot``'s numbers, before anything is compiled."""
     for name in ("wind", "angle", "weight"):
-        _check(f"--{name}", name, args.__dict__[name])
+        _check(f"--{name}", name, getattr(args, name))
 
 
 def _validate_aim(args) -> None:
@@ -110,17 +110,21 @@ def _validate_aim(args) -> None:
     _check("--wind", "wind", args.wind)
 
 
-def _fail(args, result: dict, status: int) -> None:
-    """A failed shot: its result on stdout with ``--json``, then a ``DiffsimError`` that
-    the core command line prints as one line (exit status 2)."""
+def _fail(args, result: dict, message: str) -> None:
+    """A failed command: its result on stdout with ``--json``, then a ``DiffsimError``
+    that the core command line prints as one line on stderr (exit status 2)."""
     from diffsim import DiffsimError
     from diffsim.cli import emit
 
-    from ._physics import STATUS_MESSAGES
-
     if args.json:
         emit(result, True)
-    raise DiffsimError(f"the shot failed (status {status}): {STATUS_MESSAGES[status]}")
+    raise DiffsimError(message)
+
+
+def _shot_failed(status: int) -> str:
+    from ._physics import STATUS_MESSAGES
+
+    return f"the shot failed (status {status}): {STATUS_MESSAGES[status]}"
 
 
 def _machine(preset: str):
@@ -183,8 +187,6 @@ def _shoot(args) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from diffsim import DiffsimError
-
     from ._physics import STATUS_MESSAGES
 
     _validate_shoot(args)  # the core command line has already; a direct call too
@@ -218,15 +220,11 @@ def _shoot(args) -> dict:
             "breaks down above about 520 lb)"
         )
     if not math.isfinite(shot.distance):
-        result["dtype"] = dtype
-        _fail(args, result, status)
+        _fail(args, {**result, "dtype": dtype}, _shot_failed(status))
     if gradient is not None:
         if not all(math.isfinite(g) for g in gradient):
-            if args.json:
-                from diffsim.cli import emit
-
-                emit({**result, "dtype": dtype}, True)
-            raise DiffsimError(f"the gradient is not finite: {list(gradient)}")
+            message = f"the gradient is not finite: {[float(g) for g in gradient]}"
+            _fail(args, {**result, "dtype": dtype}, message)
         result.update(
             d_distance_d_wind_m_per_m_s=_significant(gradient[0]),
             d_distance_d_angle_m_per_deg=_significant(gradient[1]),
@@ -280,7 +278,7 @@ def _aim(args) -> None:
         "bounds": f"angle {ANGLE_BOUNDS} deg, weight {WEIGHT_BOUNDS} lb",
     }
     if not math.isfinite(result.distance):
-        _fail(args, summary, status)
+        _fail(args, summary, _shot_failed(status))
     unreachable = f"target unreachable: closest shot lands at {float(result.distance):.2f} m"
     if args.json and not reachable:
         summary["note"] = unreachable
