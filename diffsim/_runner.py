@@ -107,8 +107,10 @@ class History:
 
 GRADIENT_EXPLOSION = 100.0
 """A gradient norm this many times the median of the run so far is reported."""
-LOSS_SPIKE = 10.0
-"""A loss above the run's median by this many interquartile ranges is reported."""
+LOSS_SPIKE = 100.0
+"""A loss above the run's median by this many times its interquartile range (or the
+median's magnitude, whichever is larger) is reported: episodic losses are heavy-tailed (a
+cart-pole window that falls costs 30x the median), so only a jump far beyond that counts."""
 EVAL_COLLAPSE = 0.5
 """An evaluation below the best by more than this fraction of the best's magnitude (plus
 one) is reported as a collapse."""
@@ -296,7 +298,7 @@ def _check_health(history: History, taken: int) -> None:
                 "shorter window)",
             )
             return
-        if loss > median + LOSS_SPIKE * max(high - low, 1e-6 * abs(median), 1e-12):
+        if loss > median + LOSS_SPIKE * max(high - low, abs(median), 1e-12):
             history.warn(
                 i + 1,
                 "loss",

@@ -315,7 +315,13 @@ def test_exploding_gradients_and_a_collapsing_evaluation_are_reported():
     history.eval_return = [-150.0, -148.0, -600.0]
     with pytest.warns(diffsim.TrainingWarning, match="collapsed to -600 from a best of -148"):
         check_evaluation(history, 40)
-    # healthy noise is not reported
+    spiking = diffsim.History(loss=[1.0, 1.2] * 15 + [500.0], grad_norm=[2.0] * 31)
+    with pytest.warns(diffsim.TrainingWarning, match="iteration 31: loss spiked to 500"):
+        _check_health(spiking, taken=1)
+    # healthy noise is not reported, nor a heavy tail (a fallen cart-pole window: 30x)
+    tail = diffsim.History(loss=[0.01, 0.02] * 15 + [0.4], grad_norm=[2.0] * 31)
+    _check_health(tail, taken=1)
+    assert tail.warnings == []
     calm = diffsim.History(loss=[1.0, 1.1] * 15 + [1.05], grad_norm=[2.0, 3.0] * 15 + [2.5])
     _check_health(calm, taken=1)
     assert calm.warnings == []

@@ -649,6 +649,7 @@ class _BracketedState(eqx.Module):
     upper: Float[Array, ""]
     lower_negative: Bool[Array, ""]
     bracketed: Bool[Array, ""]
+    first: Bool[Array, ""]
     diff: Float[Array, ""]
 
 
@@ -657,46 +658,51 @@ class _BracketedNewton(optx.AbstractRootFinder):
     ``lower`` and ``upper`` options (the step in which diffrax saw the event): a Newton
     step that would leave the bracket, or has no finite slope, is a bisection step
     instead. Converges where plain Newton can cycle: an event that barely happens (the
-    sling's direction grazing the release angle) has three roots in one step. Without a
-    sign change (a batch element with no event), plain Newton clipped to the bracket.
-    Stops when a step is shorter than ``atol + rtol |t|`` (time units): no tolerance on
-    the function's value, whose scale differs from event to event."""
+    sling's direction grazing the release angle) has three roots in one step.
+
+    diffrax starts at ``y0 = upper`` and saw the sign change, so the first evaluation
+    orients the bracket (``lower`` has the other sign) without evaluating ``lower``; a
+    zero there (no event: a batch element that ends at ``upper``) or another start
+    gives plain Newton clipped to the bounds. Stops when a step is shorter than
+    ``atol + rtol |t|`` (time units): no tolerance on the function's value, whose scale
+    differs from event to event."""
 
     rtol: float
     atol: float
     norm = staticmethod(jnp.abs)
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
-        lower = jnp.asarray(options["lower"], f_struct.dtype)
-        upper = jnp.asarray(options["upper"], f_struct.dtype)
-        f_lower, _ = fn(lower, args)
-        f_upper, _ = fn(upper, args)
-        lower_negative = f_lower < 0
+        false = jnp.array(False)
         return _BracketedState(
-            lower=lower,
-            upper=upper,
-            lower_negative=lower_negative,
-            bracketed=(lower_negative != (f_upper < 0)) & (lower < upper),
+            lower=jnp.asarray(options["lower"], f_struct.dtype),
+            upper=jnp.asarray(options["upper"], f_struct.dtype),
+            lower_negative=false,
+            bracketed=false,
+            first=jnp.array(True),
             diff=jnp.asarray(jnp.inf, f_struct.dtype),
         )
 
     def step(self, fn, y, args, options, state, tags):
         f, slope, aux = jax.jvp(lambda t: fn(t, args), (y,), (jnp.ones_like(y),), has_aux=True)
-        on_lower_side = (f < 0) == state.lower_negative
-        lower = jnp.where(state.bracketed & on_lower_side, y, state.lower)
-        upper = jnp.where(state.bracketed & ~on_lower_side, y, state.upper)
+        start = state.first & (y == state.upper) & (f != 0) & (state.lower < state.upper)
+        bracketed = jnp.where(state.first, start, state.bracketed)
+        lower_negative = jnp.where(state.first, f > 0, state.lower_negative)
+        on_lower_side = (f < 0) == lower_negative
+        lower = jnp.where(bracketed & on_lower_side, y, state.lower)
+        upper = jnp.where(bracketed & ~on_lower_side, y, state.upper)
         newton = y - f / jnp.where(slope == 0, 1.0, slope)
         usable = jnp.isfinite(newton) & (slope != 0)
         inside = usable & (newton > lower) & (newton < upper)
         bracketed_step = jnp.where(inside, newton, lower + 0.5 * (upper - lower))
         clipped_step = jnp.clip(jnp.where(usable, newton, y), state.lower, state.upper)
-        new_y = jnp.where(state.bracketed, bracketed_step, clipped_step)
+        new_y = jnp.where(bracketed, bracketed_step, clipped_step)
         new_y = jnp.where(f == 0, y, new_y)
         new_state = _BracketedState(
             lower=lower,
             upper=upper,
-            lower_negative=state.lower_negative,
-            bracketed=state.bracketed,
+            lower_negative=lower_negative,
+            bracketed=bracketed,
+            first=jnp.array(False),
             diff=new_y - y,
         )
         return new_y, new_state, aux
