@@ -143,6 +143,31 @@ def test_too_light_a_counterweight_reports_a_slack_sling_not_a_nan():
     assert float(gradient) == 0.0
 
 
+def test_which_statuses_are_failures_with_a_nan_distance():
+    """Time limits too short for a phase: a failure (NaN) except the reference's release
+    at the hang phase's limit, which Trebuchet.jl defined and which keeps its distance."""
+    reference, faithful = tr.trebuchet_jl(), tr.trebuchet()
+    machines = {
+        "no landing": (dataclasses.replace(reference, phase_time=(1.5, 1.0, 0.3)), 4),
+        "no lift-off": (dataclasses.replace(reference, phase_time=(0.05, 1.0, 9.0)), 2),
+        "reference, no release": (dataclasses.replace(reference, phase_time=(1.5, 0.05, 9.0)), 3),
+        "faithful, no release": (dataclasses.replace(faithful, phase_time=(2.0, 0.05, 12.0)), 3),
+    }
+    shoot = eqx.filter_jit(lambda tb: tr.simulate(-2.0, 45.0, 200.0, tb))
+    for name, (tb, status) in machines.items():
+        shot = shoot(tb)
+        assert int(shot.status) == status, name
+        assert shot.message == tr.STATUS_MESSAGES[status]
+        if name == "reference, no release":
+            assert np.isfinite(shot.distance) and not bool(shot.failed)
+        else:
+            assert np.isnan(shot.distance) and bool(shot.failed), name
+            assert np.isfinite(shot.lift_off_time), name  # where it stopped: kept
+    # the messages name every status, the failures say there is no distance
+    assert sorted(tr.STATUS_MESSAGES) == list(range(8))
+    assert "outside the model's domain" in tr.STATUS_MESSAGES[7]
+
+
 def test_direct_aiming_hits_reachable_targets_and_says_when_it_cannot():
     aim = jax.jit(tr.aim)  # the scalar function compiles in about half the time of its vmap
     targets = jnp.array([80.0, 25.0, 60.0, 100.0])
@@ -161,6 +186,11 @@ def test_direct_aiming_hits_reachable_targets_and_says_when_it_cannot():
     # out of reach: the farthest shot found, well short of the target, finite
     assert 50.0 < float(result.distance[3]) < 90.0
     assert int(result.branch[3]) == 2
+    # outside the domain (the same compiled function): NaN and the status, no exception
+    for target, wind in [(jnp.nan, 0.0), (-3.0, 0.0), (60.0, 1e6), (60.0, -jnp.inf)]:
+        bad = aim(jnp.asarray(target), jnp.asarray(wind))
+        assert int(bad.status) == 7 and not bool(bad.reachable)
+        assert np.isnan([bad.angle, bad.weight, bad.distance, bad.miss]).all()
 
 
 def test_a_short_aimer_training_run_reduces_the_miss():
@@ -183,7 +213,9 @@ def test_a_short_aimer_training_run_reduces_the_miss():
     assert history.iteration == list(range(1, 41)) and len(history.grad_norm) == 40
     assert seen == list(zip(history.iteration, history.loss, strict=True))
     assert np.mean(history.loss[-5:]) < 0.5 * np.mean(history.loss[:5])
-    assert 0 < history.compile_seconds < history.train_seconds
+    # 40 fast steps: compilation is nearly all of the wall-clock, and JAX reports its
+    # durations on a clock of its own, so the two agree only to a few per cent
+    assert 0 < history.compile_seconds < 1.1 * history.train_seconds
 
 
 def test_numerics_are_solver_objects_chosen_by_type():

@@ -1,12 +1,16 @@
 """The trebuchet's command line (``diffsim shoot``, ``diffsim aim``) and its plots.
 
 Compilation dominates: each jitted function is compiled once per module (module-scoped
-fixtures) and shared by the tests that need it.
+fixtures) and shared by the tests that need it. Bad inputs run in subprocesses, as a
+user would, and are rejected before anything is compiled.
 """
 
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -58,24 +62,89 @@ def test_shoot_reproduces_the_published_numbers(reference_shot):
     assert reference_shot["release_s"] < reference_shot["landing_s"]
 
 
-@pytest.mark.parametrize(
-    "argv, name",
-    [
-        (["shoot", "--angle", "45", "--weight", "-5"], "--weight"),
-        (["shoot", "--angle", "nan", "--weight", "200"], "--angle"),
-        (["shoot", "--angle", "90", "--weight", "200"], "--angle"),
-        (["shoot", "--wind", "inf", "--angle", "45", "--weight", "200"], "--wind"),
-        (["aim", "--target", "-3"], "--target"),
-        (["aim", "--target", "60", "--wind", "nan"], "--wind"),
-    ],
-)
-def test_bad_arguments_exit_2_with_one_line(argv, name):
-    code, out, err = _run(argv)
-    assert code == 2
+def _subprocess(argv, cache=None):
+    """``python -m diffsim.cli ARGV`` in a fresh process, its compilation cache in
+    ``cache`` when given: (exit status, stdout, stderr)."""
+    env = dict(os.environ)
+    if cache is not None:
+        env["DIFFSIM_CACHE_DIR"] = str(cache)
+    process = subprocess.run(
+        [sys.executable, "-m", "diffsim.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    return process.returncode, process.stdout, process.stderr
+
+
+# Each is rejected before anything is compiled: by argparse or by the commands' validate
+# hook (about a second each, the imports).
+BAD_INPUTS = [
+    (["shoot", "--angle", "nan", "--weight", "200"], "--angle must be a finite number"),
+    (["shoot", "--wind", "inf", "--angle", "45", "--weight", "200"], "--wind must be a finite"),
+    (["shoot", "--wind", "1e6", "--angle", "45", "--weight", "200", "--grad"], "--wind must be"),
+    (["shoot", "--wind", "-1e6", "--angle", "45", "--weight", "200"], "100 m/s"),
+    (["shoot", "--angle", "1000", "--weight", "200"], "--angle must be strictly between 0"),
+    (["shoot", "--angle", "90", "--weight", "200"], "--angle must be strictly between 0"),
+    (["shoot", "--angle", "45", "--weight", "-5"], "--weight must be a positive number"),
+    (["shoot", "--angle", "45", "--weight", "1e400"], "--weight must be a finite number"),
+    (["shoot", "--angle", "45"], "the following arguments are required: --weight"),
+    (["shoot", "--angle", "forty-five", "--weight", "200"], "argument --angle: invalid float"),
+    (["aim", "--target", "-3"], "--target must be a positive"),
+    (["aim", "--target", "nan"], "--target must be a positive, finite"),
+    (["aim", "--target", "60", "--wind", "-1e6"], "--wind must be at most 100 m/s"),
+    (["aim", "--target", "60", "--wind=-inf"], "--wind must be a finite number"),
+    # the core parser takes "-inf" after a space for an option (as argparse does)
+    (["aim", "--target", "60", "--wind", "-inf"], "argument --wind: expected one argument"),
+    (["aim"], "the following arguments are required: --target"),
+    (["aim", "--target", "sixty"], "argument --target: invalid float"),
+]
+
+
+@pytest.mark.parametrize("argv, problem", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_inputs_exit_2_with_one_line_naming_the_problem(argv, problem):
+    code, out, err = _subprocess(argv)
+    assert code == 2, (out, err)
     assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and name in lines[0], err
     assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"diffsim {argv[0]}: error: ")
+    assert problem in lines[0], lines[0]
+
+
+def test_a_failed_shot_exits_2_and_its_json_carries_the_status(tmp_path):
+    """A counterweight so heavy that float32 overflows: valid input, the solver fails on
+    a NaN state. The one run of this file that compiles (the reference preset's gradient,
+    about 10 s)."""
+    argv = ["shoot", "--angle", "45", "--weight", "1e30", "--preset", "trebuchet_jl"]
+    code, out, err = _subprocess([*argv, "--grad", "--json"], cache=tmp_path)
+    assert code == 2, err
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line == (
+        "diffsim shoot: error: the shot failed (status 5): the ODE solver failed "
+        "(max_steps reached or a NaN state)"
+    )
+    result = json.loads(out)  # valid JSON: null, not NaN, where there is no number
+    assert result["status"] == 5 and result["message"] in line
+    assert result["distance_m"] is None
+    assert "d_distance_d_wind_m_per_m_s" not in result  # no gradient of a failed shot
+
+
+def test_a_repeated_shot_hits_the_persistent_compilation_cache(tmp_path):
+    cache = tmp_path / "jax-cache"
+    argv = ["shoot", *REFERENCE]
+    code, first, err = _subprocess(argv, cache=cache)
+    assert code == 0, err
+    entries = {path.name for path in cache.iterdir()}
+    assert entries, "the first run wrote no cache entry"
+    code, second, err = _subprocess(argv, cache=cache)
+    assert code == 0, err
+    assert {path.name for path in cache.iterdir()} == entries  # all hits, nothing new
+    assert "distance_m: 74.7284" in first.splitlines()
+    assert second == first
 
 
 @pytest.fixture(scope="module")

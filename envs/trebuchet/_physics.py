@@ -18,6 +18,7 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
@@ -465,6 +466,21 @@ def _root_tolerance(dtype):
     return (1e-5, 1e-4) if dtype == jnp.float32 else (1e-10, 1e-10)
 
 
+class _FiniteScalarSolve(lx.Diagonal):
+    """The event time's implicit derivative (a 1 x 1 solve) with a non-finite result
+    replaced by zero. A failed shot's later phases may send a NaN cotangent back to an
+    event (``0 * inf`` in a blown-up state); lineax raises on one, inside ``jit``, where
+    the shot should just have its NaN distance. A finite shot never has one."""
+
+    def compute(self, state, vector, options):
+        solution, result, stats = super().compute(state, vector, options)
+        solution = jax.tree.map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), solution)
+        return solution, result, stats
+
+
+_EVENT_ADJOINT = optx.ImplicitAdjoint(linear_solver=_FiniteScalarSolve())
+
+
 def _euler_hermite_phase(field, condition, y0, t0, args, n_steps, dt):
     """Euler steps from ``(t0, y0)`` until ``condition`` changes sign over a step, then
     the event time as the root of the condition on the step's cubic Hermite interpolant
@@ -524,6 +540,7 @@ def _euler_hermite_phase(field, condition, y0, t0, args, n_steps, dt):
         options=dict(lower=low, upper=high),
         throw=False,
         max_steps=32,
+        adjoint=_EVENT_ADJOINT,
     )
     fraction = jnp.where(at_start, 0.0, solution.value)
     t_event = jnp.where(found, t_n + fraction * dt, t_end)
@@ -774,10 +791,21 @@ def _gated_phase_bwd(residuals, grad_obj, perturbed, inputs, field, cond_fn, dur
 
 
 def _solve_phase(field, cond_fn, y0, t0, duration, args):
-    """:func:`_adaptive_phase` without the gradient gate."""
+    """:func:`_adaptive_phase` without the gradient gate.
+
+    The solver integrates ``field`` with a non-finite value replaced by zero: a state that
+    would blow up (absurd inputs or parameters overflowing float32) freezes instead of
+    turning NaN, as no NaN may reach diffrax's event location (whose implicit derivative
+    raises on one, for the whole batch under ``vmap``); the phase then fails on the
+    non-finite ``field`` at its last state."""
+
+    def frozen_if_not_finite(t, y, args):
+        dy = field(t, y, args)
+        return jnp.where(jnp.all(jnp.isfinite(dy)), dy, jnp.zeros_like(dy))
+
     rtol, atol = _event_tolerance(y0.dtype)
     solution = args.trebuchet.numerics.solve(
-        dfx.ODETerm(field),
+        dfx.ODETerm(frozen_if_not_finite),
         t0,
         t0 + duration,
         y0,
@@ -786,13 +814,15 @@ def _solve_phase(field, cond_fn, y0, t0, duration, args):
         event=dfx.Event(cond_fn, root_finder=_BracketedNewton(rtol=rtol, atol=atol)),
         throw=False,
     )
+    t_end, y_end = solution.ts[-1], solution.ys[-1]
+    blown = ~jnp.all(jnp.isfinite(field(t_end, y_end, args))) | ~jnp.all(jnp.isfinite(y_end))
     result = solution.result
     imprecise = (result == dfx.RESULTS.nonlinear_max_steps_reached) | (
         result == dfx.RESULTS.nonlinear_divergence
     )
-    failed = (result != dfx.RESULTS.successful) & (result != dfx.RESULTS.event_occurred)
-    ended = solution.event_mask | imprecise
-    return solution.ts[-1], solution.ys[-1], ended, failed & ~imprecise, imprecise
+    failed = ((result != dfx.RESULTS.successful) & (result != dfx.RESULTS.event_occurred)) | blown
+    ended = (solution.event_mask | imprecise) & ~blown
+    return t_end, y_end, ended, failed & ~imprecise, imprecise & ~blown
 
 
 def _simulate_adaptive(args: _Args):
