@@ -6,7 +6,8 @@ published digits (``diffsim shoot --wind -2 --angle 45 --weight 200 --preset tre
 
 Their numbers are checked before anything is compiled (the ``validate`` hook the core
 command line runs first): finite, the wind within ``WIND_LIMIT`` (100 m/s) either way,
-the angle strictly between 0 and 90 degrees, the weight and the target positive. A shot
+the angle strictly between 0 and 90 degrees, the weight positive and at most
+``WEIGHT_LIMIT`` (1e6 lb), the target positive. A shot
 that fails (its distance NaN: a solver failure, no landing, ...) exits with status 2 and
 one line on stderr naming the status; with ``--json`` the result, ``status`` and
 ``message`` included, is printed on stdout first.
@@ -41,7 +42,7 @@ def add_commands(subparsers) -> None:
         "--angle", type=float, required=True, help="release angle in degrees, in (0, 90)"
     )
     shoot.add_argument(
-        "--weight", type=float, required=True, help="counterweight in pounds, positive"
+        "--weight", type=float, required=True, help="counterweight in pounds, in (0, 1e6]"
     )
     shoot.add_argument(
         "--preset",

@@ -43,6 +43,10 @@ WIND_LIMIT = 100.0
 """The largest wind speed (m/s, either direction) a shot accepts: beyond hurricane force,
 near the strongest gust ever measured (113 m/s). Faster winds are outside the model
 (incompressible quadratic drag) and outside what 60 Hz Euler integrates stably."""
+WEIGHT_LIMIT = 1e6
+"""The heaviest counterweight (lb) a shot accepts, 2000 times the reference's 500 lb. The
+arm then turns so fast that most shots fail (``SOLVER_FAILED``); far beyond it, near
+1e15 lb, float32 overflows in the equations of motion."""
 STATUS_MESSAGES = {
     OK: "ok",
     SLING_SLACK: "sling went slack on the ground (counterweight too light); the projectile "
@@ -55,7 +59,8 @@ STATUS_MESSAGES = {
     "distance are unknown",
     INVALID_INPUT: f"an input is outside the model's domain (wind finite and at most "
     f"{WIND_LIMIT:g} m/s either way, release angle strictly between 0 and 90 degrees, "
-    "counterweight positive and finite, machine parameters finite and physical)",
+    f"counterweight positive and at most {WEIGHT_LIMIT:g} lb, machine parameters finite "
+    "and physical)",
 }
 """Human-readable meaning of each ``Shot.status`` code.
 
@@ -92,8 +97,8 @@ def _domain_problem(name: str, value: float) -> str | None:
         return f"must be at most {WIND_LIMIT:g} m/s either way (the model's domain), got {value}"
     if name == "angle" and not 0 < value < 90:
         return f"must be strictly between 0 and 90 degrees, got {value}"
-    if name == "weight" and not value > 0:
-        return f"must be a positive number of pounds, got {value}"
+    if name == "weight" and not 0 < value <= WEIGHT_LIMIT:
+        return f"must be a positive number of pounds, at most {WEIGHT_LIMIT:g}, got {value}"
     return None
 
 
@@ -791,21 +796,10 @@ def _gated_phase_bwd(residuals, grad_obj, perturbed, inputs, field, cond_fn, dur
 
 
 def _solve_phase(field, cond_fn, y0, t0, duration, args):
-    """:func:`_adaptive_phase` without the gradient gate.
-
-    The solver integrates ``field`` with a non-finite value replaced by zero: a state that
-    would blow up (absurd inputs or parameters overflowing float32) freezes instead of
-    turning NaN, as no NaN may reach diffrax's event location (whose implicit derivative
-    raises on one, for the whole batch under ``vmap``); the phase then fails on the
-    non-finite ``field`` at its last state."""
-
-    def frozen_if_not_finite(t, y, args):
-        dy = field(t, y, args)
-        return jnp.where(jnp.all(jnp.isfinite(dy)), dy, jnp.zeros_like(dy))
-
+    """:func:`_adaptive_phase` without the gradient gate."""
     rtol, atol = _event_tolerance(y0.dtype)
     solution = args.trebuchet.numerics.solve(
-        dfx.ODETerm(frozen_if_not_finite),
+        dfx.ODETerm(field),
         t0,
         t0 + duration,
         y0,
@@ -815,14 +809,14 @@ def _solve_phase(field, cond_fn, y0, t0, duration, args):
         throw=False,
     )
     t_end, y_end = solution.ts[-1], solution.ys[-1]
-    blown = ~jnp.all(jnp.isfinite(field(t_end, y_end, args))) | ~jnp.all(jnp.isfinite(y_end))
     result = solution.result
     imprecise = (result == dfx.RESULTS.nonlinear_max_steps_reached) | (
         result == dfx.RESULTS.nonlinear_divergence
     )
-    failed = ((result != dfx.RESULTS.successful) & (result != dfx.RESULTS.event_occurred)) | blown
-    ended = (solution.event_mask | imprecise) & ~blown
-    return t_end, y_end, ended, failed & ~imprecise, imprecise & ~blown
+    failed = (result != dfx.RESULTS.successful) & (result != dfx.RESULTS.event_occurred)
+    failed = failed | ~jnp.all(jnp.isfinite(y_end))  # diffrax may accept a NaN step
+    ended = solution.event_mask & ~failed | imprecise
+    return t_end, y_end, ended, failed & ~imprecise, imprecise
 
 
 def _simulate_adaptive(args: _Args):
@@ -945,7 +939,7 @@ def _inputs_valid(wind, angle, weight) -> Bool[Array, "*batch"]:
         & (angle > 0)
         & (angle < 90)
         & (weight > 0)
-        & jnp.isfinite(weight)
+        & (weight <= WEIGHT_LIMIT)
     )
 
 
@@ -1004,7 +998,7 @@ def simulate(
             at most ``WIND_LIMIT`` (100 m/s) either way.
         angle: release angle above the horizontal (degrees); a scalar strictly between 0
             and 90.
-        weight: counterweight (lb); a positive, finite scalar.
+        weight: counterweight (lb); a positive scalar, at most ``WEIGHT_LIMIT`` (1e6).
         trebuchet: the machine (default: the faithful :func:`trebuchet`); its parameters
             finite, lengths, projectile mass and gravity positive, the others
             non-negative, the pivot lower than the long arm.
@@ -1060,7 +1054,7 @@ def shoot(
         wind: wind speed (m/s), positive = tailwind; a scalar, at most ``WIND_LIMIT``
             (100 m/s) either way.
         angle: release angle (degrees); a scalar strictly between 0 and 90.
-        weight: counterweight (lb); a positive, finite scalar.
+        weight: counterweight (lb); a positive scalar, at most ``WEIGHT_LIMIT`` (1e6).
         trebuchet: the machine (default the faithful :func:`trebuchet`;
             :func:`trebuchet_jl` reproduces the 2019 post:
             ``shoot(-2, 45, 200, trebuchet_jl())`` is about 74.73 m).

@@ -270,8 +270,8 @@ def trajectory(
     Raises:
         diffsim.DiffsimError: an input outside the model's domain (wind not finite or
             beyond ``WIND_LIMIT``, an angle not strictly between 0 and 90 degrees, a
-            weight not positive and finite), or ``fps`` not positive, before anything is
-            compiled.
+            weight not positive or beyond ``WEIGHT_LIMIT``), or ``fps`` not positive,
+            before anything is compiled.
     """
     tb = trebuchet_default() if trebuchet is None else trebuchet
     if not fps > 0:
