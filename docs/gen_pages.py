@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import shutil
 import types
@@ -114,7 +115,7 @@ def source_tree() -> None:
     else:
         pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
         mapping = pyproject["tool"]["setuptools"]["package-dir"]
-    tree = ROOT / "build" / "griffe"
+    tree = ROOT / os.environ.get("DIFFSIM_DOCS_SOURCES", "build/griffe")
     if tree.exists():
         shutil.rmtree(tree)
     for package, folder in sorted(mapping.items()):  # copies: griffe resolves symlinks
