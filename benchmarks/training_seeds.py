@@ -1,7 +1,7 @@
 """Train a recipe (what ``diffsim train NAME`` runs) over several seeds, against anchors.
 
-Counting follows the evaluation protocol (``docs/concepts/evaluation.md``): every simulated
-control step in training counts, in every parallel episode (evaluation does not); "episodes" = env steps / episode
+Counting follows ``docs/concepts/evaluation.md``: every simulated control step in training
+counts, in every parallel episode (evaluation does not); "episodes" = env steps / episode
 length. Each seed trains from scratch in this process (the first seed pays the compilation;
 later seeds hit the jit cache, so their compile seconds are those of a warm process) and is
 evaluated on 1000 episodes from a fixed seed, deterministic policy (hard discrete actions).
