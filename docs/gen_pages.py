@@ -13,9 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 import pkgutil
-import shutil
 import types
 from pathlib import Path
 
@@ -103,28 +101,7 @@ def api_modules() -> list[str]:
     return list(dict.fromkeys(modules))
 
 
-def source_tree() -> None:
-    """Lay out ``build/griffe/diffsim`` as the installed package looks (a copy): mkdocstrings
-    reads sources statically, and ``diffsim.envs`` / ``diffsim.controllers`` live in ``envs/`` and
-    ``controllers/`` (``package-dir`` in pyproject.toml), so they are linked in as subfolders."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        mapping = {"diffsim": "diffsim", "diffsim.envs": "envs",
-                   "diffsim.controllers": "controllers"}
-    else:
-        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-        mapping = pyproject["tool"]["setuptools"]["package-dir"]
-    tree = ROOT / os.environ.get("DIFFSIM_DOCS_SOURCES", "build/griffe")
-    if tree.exists():
-        shutil.rmtree(tree)
-    for package, folder in sorted(mapping.items()):  # copies: griffe resolves symlinks
-        shutil.copytree(ROOT / folder, tree.joinpath(*package.split(".")), dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-
-
 def main() -> None:
-    source_tree()
     nav = ["* [Home](index.md)", "* [Getting started](getting-started.md)", "* Concepts"]
     nav += [f"    * [{title}]({path})" for title, path in CONCEPTS]
     nav.append("* API reference")
