@@ -17,7 +17,22 @@ from ._rollout import Controller, rollout
 class Evaluation(eqx.Module):
     """Returns of ``episodes`` evaluation episodes and their summary: ``returns`` and
     ``lengths`` (control steps) have shape ``(episodes,)``, or ``(envs, episodes)`` for a
-    batch of envs; ``seed`` drew the start states."""
+    batch of envs; ``seed`` drew the start states.
+
+    Example:
+        ```python
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        result = diffsim.evaluate(env, MLPPolicy.for_env(env, key=jr.key(0)), episodes=200, seed=0)
+        result.returns.shape      # (200,)
+        result.mean, result.std   # floats
+        result.block_means()      # the two 100-episode means
+        result.summary()          # a dict for printing
+        ```
+    """
 
     returns: Float[Array, "*envs episodes"]
     lengths: Float[Array, "*envs episodes"]

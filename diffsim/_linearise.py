@@ -16,7 +16,19 @@ StateVector = Float[Array, " n"]
 
 
 class Linearisation(eqx.Module):
-    """An env linearised about ``(y, u)`` at time ``t``."""
+    """An env linearised about ``(y, u)`` at time ``t``.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import diffsim
+
+        upright = diffsim.linearise(diffsim.envs.Pendulum(), jnp.zeros(2), jnp.zeros(1))
+        upright.A            # [[0, 1], [15, 0]]: 3 g / (2 l) = 15 1/s^2
+        upright.B            # [[0], [3]]: 3 / (m l^2)
+        upright.A_discrete   # the map of one 0.05 s control interval
+        ```
+    """
 
     A: StateMatrix
     """Continuous time: ``d(dy/dt)/dy``, shape ``(n, n)``, in 1/s."""

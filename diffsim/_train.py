@@ -36,7 +36,21 @@ def mean_step_cost(env: AbstractEnv, trajectory: Trajectory) -> Float[Array, ""]
 
 class Episodes(eqx.Module):
     """The episodes a :class:`Trainer` simulates in parallel, carried from one window to
-    the next: states of shape ``(batch, n)`` and control steps taken, shape ``(batch,)``."""
+    the next: states of shape ``(batch, n)`` and control steps taken, shape ``(batch,)``.
+
+    Example:
+        ```python
+        import jax.random as jr
+        import optax
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        trainer = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=20)
+        state = trainer.init(env, MLPPolicy.for_env(env, key=jr.key(0)), jr.key(1))
+        state.carry.states.shape, state.carry.steps.shape   # (8, 2), (8,)
+        ```
+    """
 
     states: Float[Array, "batch n"]
     steps: Int[Array, " batch"]

@@ -18,7 +18,21 @@ from ._rollout import step as _control_step
 
 
 class EnvState(eqx.Module):
-    """An RL episode's state: the physical state and the control steps taken so far."""
+    """An RL episode's state: the physical state and the control steps taken so far.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import jax.random as jr
+        import diffsim
+        from diffsim import rl
+
+        env = diffsim.envs.Pendulum()
+        observation, state = rl.reset(env, jr.key(0))
+        observation, state, reward, terminated, truncated = rl.step(env, state, jnp.array([1.0]))
+        state.y, state.steps   # the physical state (theta, theta_dot) and 1 step taken
+        ```
+    """
 
     y: Float[Array, " n"]
     steps: Int[Array, ""]
