@@ -62,6 +62,16 @@ def linearise(
 
     Jittable and vmappable. Example: ``lin = diffsim.linearise(Pendulum(), jnp.zeros(2),
     jnp.zeros(1))``; ``lin.A``, ``lin.B_discrete``.
+
+    Args:
+        env: the environment.
+        y: the state linearised about, shape ``(n,)``.
+        u: the control, shape ``(m,)``.
+        t: time (s).
+
+    Returns:
+        A :class:`Linearisation`: ``A`` ``(n, n)`` and ``B`` ``(n, m)`` of the vector
+        field, ``A_discrete`` and ``B_discrete`` of one control interval.
     """
     y = _as_vector(env, y, env.state_size, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")

@@ -78,6 +78,15 @@ def adam_cosine(
     """Global-norm clipping at ``clip``, then Adam with a cosine decay of the learning
     rate from ``learning_rate`` to ``final_fraction`` of it over ``iterations`` updates.
 
+    Args:
+        learning_rate: the peak Adam step size, at the first update.
+        iterations: optimiser updates over which the cosine decays.
+        clip: the global-norm threshold the gradient is clipped to.
+        final_fraction: the last update's learning rate, as a fraction of ``learning_rate``.
+
+    Returns:
+        An ``optax.GradientTransformation``.
+
     Example: ``diffsim.adam_cosine(1e-2, 300)``; in a recipe,
     ``make_optimiser=functools.partial(diffsim.adam_cosine, 1e-2)``.
     """

@@ -32,7 +32,19 @@ def control(
     """The control ``u`` (shape ``(m,)``) that ``controller`` applies in state ``y`` at time
     ``t`` (s): it sees ``env.observe(y)``, and its output becomes a control through
     ``env.action_space`` (hard arg-max choices for discrete spaces when ``estimator`` is
-    ``None``)."""
+    ``None``).
+
+    Args:
+        env: the environment.
+        controller: a callable ``controller(t, observation)``.
+        t: time (s), a scalar.
+        y: the state, shape ``(n,)``.
+        estimator: a differentiable estimator for discrete spaces (``None``: hard choice).
+        key: a PRNG key for a stochastic estimator.
+
+    Returns:
+        The control ``u``, shape ``(m,)``.
+    """
     observation = env.observe(y)
     if jnp.ndim(observation) != 1:
         raise DiffsimError(

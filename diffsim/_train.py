@@ -30,7 +30,15 @@ Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 
 def mean_step_cost(env: AbstractEnv, trajectory: Trajectory) -> Float[Array, ""]:
     """The default objective: the total cost of the window (running costs of the steps
-    taken, plus the terminal cost where the episode ended) per control step."""
+    taken, plus the terminal cost where the episode ended) per control step.
+
+    Args:
+        env: the environment (unused by this objective; part of the objective signature).
+        trajectory: a window of episodes, costs of shape ``(..., T)``.
+
+    Returns:
+        A scalar: cost per control step.
+    """
     return trajectory.total_cost / trajectory.costs.shape[-1]
 
 
