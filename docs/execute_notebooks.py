@@ -7,11 +7,12 @@ Usage, from the repository root (``make notebooks`` runs it on every notebook)::
     .venv/bin/python docs/execute_notebooks.py --check    # only compare the stamps, execute nothing
 
 Each notebook runs top to bottom in a fresh Jupyter kernel, in its own folder, with
-``DIFFSIM_QUICK`` removed from the environment (full mode), and is written back in place with
-its outputs. Its metadata then holds ``diffsim.code_sha256``, the SHA-256 of its code cells'
-sources: ``tests/test_docs.py`` recomputes it from the stored cells and fails when a code cell
-was edited after the notebook was last executed, so the outputs shown in the docs always come
-from the code shown next to them. A notebook that raises is not written back.
+``DIFFSIM_QUICK`` removed from the environment (full mode) and progress bars off
+(``TQDM_DISABLE=1``), and is written back in place with its outputs. Its metadata then holds
+``diffsim.code_sha256``, the SHA-256 of its code cells' sources: ``tests/test_docs.py``
+recomputes it from the stored cells and fails when a code cell was edited after the notebook
+was last executed, so the outputs shown in the docs always come from the code shown next to
+them. A notebook that raises is not written back.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ def execute(path: Path, timeout: int) -> float:
 
     os.environ.pop("DIFFSIM_QUICK", None)
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    # stored outputs are results: no progress bars (tqdm reads TQDM_DISABLE), and no warning
+    # that the kernel lacks ipywidgets for them
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["PYTHONWARNINGS"] = "ignore:IProgress not found"
     notebook = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     NotebookClient(
