@@ -62,18 +62,12 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     Example:
         ```python
-        import jax.random as jr
         import diffsim
-        from diffsim.controllers import MLPPolicy
 
-        env = diffsim.envs.Pendulum()
-        try:
-            policy, env, history = diffsim.train(
-                env, MLPPolicy.for_env(env, key=jr.key(0)), diffsim.adam_cosine(1e-2, 5),
-                key=jr.key(1), iterations=5, batch_size=8, window=20, progress=False,
-            )
-        except diffsim.TrainingInterrupted as error:   # Ctrl-C: the work done so far
-            policy, history, saved_to = error.controller, error.history, error.checkpoint
+        def resume_point(error: diffsim.TrainingInterrupted):
+            # what `except diffsim.TrainingInterrupted as error:` around diffsim.train has:
+            # the model when the signal came, the updates done, the checkpoint written
+            return error.controller, error.history.iteration[-1], error.checkpoint
         ```
     """
 
