@@ -5,7 +5,7 @@ of the env the diffsim recipe trains (the same dynamics, integrator, cost and ep
 length), and every controller, ours and theirs, is scored by the same
 :func:`diffsim.evaluate`: 1000 episodes from the recipe's fixed evaluation seed,
 deterministic actions (:func:`diffsim.rl.policy_from_rejax`: the policy's mean or greedy
-action). Training env steps count every simulated step (``shared/specs/evaluation.md``);
+action). Training env steps count every simulated step (``docs/concepts/evaluation.md``);
 wall-clock includes compilation. Prints a table and one JSON line whose ``*_ratio`` keys are
 diffsim / baseline (env steps and seconds: below 1 means diffsim needed fewer).
 

@@ -1,6 +1,6 @@
 """Train a recipe (what ``diffsim train NAME`` runs) over several seeds, against anchors.
 
-Counting follows ``shared/specs/evaluation.md``: every simulated control step in training
+Counting follows ``docs/concepts/evaluation.md``: every simulated control step in training
 counts, in every parallel episode (evaluation does not); "episodes" = env steps / episode
 length. Each seed trains from scratch in this process (the first seed pays the compilation;
 later seeds hit the jit cache, so their compile seconds are those of a warm process) and is

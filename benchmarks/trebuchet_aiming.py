@@ -1,6 +1,6 @@
 """Trebuchet aiming, direct and neural, against the 2019 post's figures, in one run.
 
-On the evaluation test set of ``shared/specs/evaluation.md`` (1000 pairs, seed 0: target
+On the evaluation test set of ``docs/concepts/evaluation.md`` (1000 pairs, seed 0: target
 ~ U(20, 100) m, wind ~ N(0, 5^2) m/s), faithful machine (:func:`trebuchet`), float32:
 
 - direct aiming (:func:`aim`): compile seconds, time per target called one at a time

@@ -20,6 +20,19 @@ class MLPPolicy(eqx.Module):
     the logits of the choices. Time is ignored (the policy is stationary).
     ``observation_scale`` (fixed, not trained) divides observations so that the
     inputs are of order one (e.g. ``(1, 1, 8)`` for the pendulum's speed).
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        policy = MLPPolicy.for_env(env, width=64, depth=2, observation_scale=(1, 1, 8),
+                                   key=jr.key(0))
+        policy(0.0, env.observe(jnp.array([jnp.pi, 0.0])))   # a torque in [-2, 2] N m, shape (1,)
+        ```
     """
 
     mlp: eqx.nn.MLP

@@ -19,6 +19,20 @@ class Mirrored(eqx.Module):
     for the pendulum's ``(cos, sin, speed) -> torque``. A symmetric system then cannot
     settle in a lopsided policy (swinging up from one side only), a local optimum that
     gradient training otherwise often falls into.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import Mirrored, MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        policy = Mirrored(MLPPolicy.for_env(env, key=jr.key(0)),
+                          observation_signs=(1, -1, -1), output_signs=(-1,))
+        observation = jnp.array([0.0, 1.0, 0.5])
+        policy(0.0, observation) + policy(0.0, observation * jnp.array([1, -1, -1]))   # [0.]
+        ```
     """
 
     policy: Controller

@@ -42,6 +42,18 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: dict | None
     (a temporary file in the same folder, fsynced, then renamed over ``path``), so a
     crash or an interruption leaves either the old file or the new one, never half of one.
 
+    Args:
+        path: the file to write (its folder is created).
+        tree: any pytree; its arrays are saved, its structure is not.
+        metadata: a JSON-serialisable dict stored in the header.
+
+    Returns:
+        The path written.
+
+    Raises:
+        DiffsimError: metadata that is not JSON-serialisable, or a path that cannot be
+            written.
+
     Example: ``diffsim.save_checkpoint("runs/policy.eqx", (env, controller), {"seed": 0})``.
     """
     path = Path(path)
@@ -97,7 +109,14 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata stored with a checkpoint (after checking the file is whole)."""
+    """The metadata stored with a checkpoint (after checking the file is whole).
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        The JSON metadata dict saved with it.
+    """
     return _read(path)[0]
 
 
@@ -108,6 +127,17 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
     A checkpoint written by :func:`diffsim.train` stores ``(env, controller)`` first and
     the training state after it: ``load_checkpoint(path, (env, controller))`` reads the
     model and leaves the rest.
+
+    Args:
+        path: the checkpoint file.
+        like: a pytree of the saved structure, e.g. ``(env, controller)``.
+
+    Returns:
+        ``like`` with the saved arrays in place of its own.
+
+    Raises:
+        DiffsimError: a missing, foreign, corrupt or truncated file, or one whose
+            structure does not match ``like``.
     """
     _, arrays = _read(path)
     stream = io.BytesIO(arrays)

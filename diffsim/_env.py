@@ -184,6 +184,13 @@ def parameter(default: float, *, positive: bool = False):
     ``positive=True`` declares a quantity that must be positive and finite (a mass, a
     length): checked when the env is built and, for values traced under ``jit`` or
     ``vmap``, by every :func:`diffsim.step` and :func:`diffsim.rollout`.
+
+    Args:
+        default: the value, in the parameter's own units.
+        positive: require a positive, finite value.
+
+    Returns:
+        An equinox field for a class attribute of an :class:`AbstractEnv`.
     """
     metadata = {"positive": positive, "shape": np.shape(default)}
     return eqx.field(default=default, converter=jnp.asarray, metadata=metadata)

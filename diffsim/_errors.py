@@ -11,6 +11,16 @@ class DiffsimError(ValueError):
     parameter, solver failure, NaN gradient, unreadable checkpoint).
 
     The command-line interface prints these as one line, without a traceback.
+
+    Example:
+        ```python
+        import diffsim
+
+        try:
+            diffsim.envs.Pendulum(m=-1.0)
+        except diffsim.DiffsimError as error:
+            print(error)   # names the parameter and its value
+        ```
     """
 
 

@@ -17,7 +17,22 @@ from ._rollout import Controller, rollout
 class Evaluation(eqx.Module):
     """Returns of ``episodes`` evaluation episodes and their summary: ``returns`` and
     ``lengths`` (control steps) have shape ``(episodes,)``, or ``(envs, episodes)`` for a
-    batch of envs; ``seed`` drew the start states."""
+    batch of envs; ``seed`` drew the start states.
+
+    Example:
+        ```python
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        result = diffsim.evaluate(env, MLPPolicy.for_env(env, key=jr.key(0)), episodes=200, seed=0)
+        result.returns.shape      # (200,)
+        result.mean, result.std   # floats
+        result.block_means()      # the two 100-episode means
+        result.summary()          # a dict for printing
+        ```
+    """
 
     returns: Float[Array, "*envs episodes"]
     lengths: Float[Array, "*envs episodes"]
@@ -62,7 +77,16 @@ class Evaluation(eqx.Module):
 
 
 def initial_states(env: AbstractEnv, episodes: int, seed: int) -> Float[Array, "episodes n"]:
-    """The fixed start states of evaluation: ``episodes`` draws from ``jr.key(seed)``."""
+    """The fixed start states of evaluation: ``episodes`` draws from ``jr.key(seed)``.
+
+    Args:
+        env: the environment.
+        episodes: how many start states.
+        seed: the seed they are drawn from.
+
+    Returns:
+        The start states, shape ``(episodes, n)``.
+    """
     return jax.vmap(env.initial_state)(jr.split(jr.key(seed), episodes))
 
 
@@ -93,6 +117,16 @@ def evaluate(
     evaluation): every env runs the same ``episodes`` start draws, and the returns have
     shape ``(envs, episodes)``. Discrete action spaces take hard arg-max choices. Returns
     include the terminal cost.
+
+    Args:
+        env: an env, or a batch of envs built with ``eqx.filter_vmap``.
+        controller: a callable ``controller(t, observation)``.
+        episodes: episodes per env, at least 1.
+        seed: the seed of the start states (:func:`initial_states`).
+
+    Returns:
+        An :class:`Evaluation`, returns and lengths of shape ``(episodes,)`` (or
+        ``(envs, episodes)``).
 
     Raises:
         DiffsimError: for ``episodes`` < 1, a controller of the wrong output size, a

@@ -16,7 +16,19 @@ StateVector = Float[Array, " n"]
 
 
 class Linearisation(eqx.Module):
-    """An env linearised about ``(y, u)`` at time ``t``."""
+    """An env linearised about ``(y, u)`` at time ``t``.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import diffsim
+
+        upright = diffsim.linearise(diffsim.envs.Pendulum(), jnp.zeros(2), jnp.zeros(1))
+        upright.A            # [[0, 1], [15, 0]]: 3 g / (2 l) = 15 1/s^2
+        upright.B            # [[0], [3]]: 3 / (m l^2)
+        upright.A_discrete   # the map of one 0.05 s control interval
+        ```
+    """
 
     A: StateMatrix
     """Continuous time: ``d(dy/dt)/dy``, shape ``(n, n)``, in 1/s."""
@@ -50,6 +62,16 @@ def linearise(
 
     Jittable and vmappable. Example: ``lin = diffsim.linearise(Pendulum(), jnp.zeros(2),
     jnp.zeros(1))``; ``lin.A``, ``lin.B_discrete``.
+
+    Args:
+        env: the environment.
+        y: the state linearised about, shape ``(n,)``.
+        u: the control, shape ``(m,)``.
+        t: time (s).
+
+    Returns:
+        A :class:`Linearisation`: ``A`` ``(n, n)`` and ``B`` ``(n, m)`` of the vector
+        field, ``A_discrete`` and ``B_discrete`` of one control interval.
     """
     y = _as_vector(env, y, env.state_size, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")

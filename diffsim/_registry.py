@@ -35,6 +35,9 @@ def recipes() -> dict[str, Recipe]:
 
         [project.entry-points."diffsim.recipes"]
         my-env = "my_package.my_module:recipe"
+
+    Returns:
+        ``{name: Recipe}`` for every installed recipe.
     """
     found = {}
     for entry in _entry_points(RECIPE_GROUP):
@@ -58,6 +61,12 @@ def load_recipe(spec: str) -> Recipe:
     ``package.module:Name`` naming a :class:`Recipe`, an :class:`AbstractEnv` subclass
     (built with its defaults) or an env instance. Envs without a recipe get
     :func:`default_recipe`.
+
+    Args:
+        spec: a recipe name, ``path/to/file.py:Name`` or ``package.module:Name``.
+
+    Returns:
+        A :class:`Recipe`.
 
     Example: ``diffsim.load_recipe("my_env.py:Rocket").run(seed=0)``.
     """
@@ -110,7 +119,15 @@ def default_recipe(name: str, make_env: Callable[[], AbstractEnv]) -> Recipe:
     (``diffsim.controllers.MLPPolicy``), Adam at 3e-3 with global-norm clipping and cosine
     decay, 300 updates of 64 episodes on windows of at most 50 control steps carried from
     window to window, a straight-through estimator for discrete actions, an evaluation on
-    100 episodes every 25 updates."""
+    100 episodes every 25 updates.
+
+    Args:
+        name: the env's name on the command line.
+        make_env: builds the env, without arguments.
+
+    Returns:
+        A :class:`Recipe`.
+    """
     from ._spaces import Discrete, StraightThrough
 
     env = make_env()

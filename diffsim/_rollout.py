@@ -32,7 +32,19 @@ def control(
     """The control ``u`` (shape ``(m,)``) that ``controller`` applies in state ``y`` at time
     ``t`` (s): it sees ``env.observe(y)``, and its output becomes a control through
     ``env.action_space`` (hard arg-max choices for discrete spaces when ``estimator`` is
-    ``None``)."""
+    ``None``).
+
+    Args:
+        env: the environment.
+        controller: a callable ``controller(t, observation)``.
+        t: time (s), a scalar.
+        y: the state, shape ``(n,)``.
+        estimator: a differentiable estimator for discrete spaces (``None``: hard choice).
+        key: a PRNG key for a stochastic estimator.
+
+    Returns:
+        The control ``u``, shape ``(m,)``.
+    """
     observation = env.observe(y)
     if jnp.ndim(observation) != 1:
         raise DiffsimError(
@@ -64,6 +76,20 @@ class ClosedLoop(eqx.Module):
     It has the ``vector_field`` and ``control_dt`` a transition integrates, so
     ``env.transition(ClosedLoop(...), t, y, u)`` advances the closed loop (``u`` unused).
     ``key`` feeds a stochastic estimator, fixed over the interval.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        policy = MLPPolicy.for_env(env, key=jr.key(0))
+        loop = diffsim.ClosedLoop(env, policy)
+        y1 = env.transition(loop, 0.0, jnp.array([jnp.pi, 0.0]), jnp.zeros(1))   # u unused
+        # what diffsim.rollout(env, policy, y0, mode="feedback") does at every step
+        ```
     """
 
     env: AbstractEnv
@@ -96,6 +122,20 @@ class Trajectory(eqx.Module):
     ``end_time`` (s) is when the simulation of the window stopped: the end of the window,
     of the step that terminated, or the exact time of an env's event (then the last state
     taken is the state at that time, and both are differentiable).
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        trajectory = diffsim.rollout(env, MLPPolicy.for_env(env, key=jr.key(0)),
+                                     jnp.array([jnp.pi, 0.0]))
+        trajectory.states.shape, trajectory.controls.shape   # (201, 2), (200, 1)
+        trajectory.episode_return                            # minus the summed cost
+        ```
     """
 
     costs: Float[Array, "*batch T"]

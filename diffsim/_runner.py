@@ -28,7 +28,24 @@ from ._state import TrainState
 class TrainingDiverged(DiffsimError):
     """The loss or gradient became NaN or infinite. Nothing is lost: ``state`` is the last
     finite :class:`TrainState`, ``model`` its model (for :func:`diffsim.train`,
-    ``controller`` and ``env`` too) and ``history`` the metrics up to there."""
+    ``controller`` and ``env`` too) and ``history`` the metrics up to there.
+
+    Example:
+        ```python
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        try:
+            policy, env, history = diffsim.train(
+                env, MLPPolicy.for_env(env, key=jr.key(0)), diffsim.adam_cosine(1e-2, 5),
+                key=jr.key(1), iterations=5, batch_size=8, window=20, progress=False,
+            )
+        except diffsim.TrainingDiverged as error:   # a NaN loss or gradient
+            policy, history = error.controller, error.history   # the last finite controller
+        ```
+    """
 
     def __init__(self, message: str, *, state: TrainState, history: History, **model_parts):
         super().__init__(message)
@@ -41,7 +58,18 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on SIGINT (Ctrl-C, a notebook's interrupt) or SIGTERM, at the end
     of the compiled call in progress. ``state``, ``model`` (for :func:`diffsim.train`,
     ``controller`` and ``env`` too), ``history`` hold the work done, ``checkpoint`` the
-    file it was saved to (``None`` without one), ``signal_number`` the signal."""
+    file it was saved to (``None`` without one), ``signal_number`` the signal.
+
+    Example:
+        ```python
+        import diffsim
+
+        def resume_point(error: diffsim.TrainingInterrupted):
+            # what `except diffsim.TrainingInterrupted as error:` around diffsim.train has:
+            # the model when the signal came, the updates done, the checkpoint written
+            return error.controller, error.history.iteration[-1], error.checkpoint
+        ```
+    """
 
     def __init__(
         self,
@@ -62,7 +90,18 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class TrainingWarning(UserWarning):
     """Training looks unhealthy (exploding gradients, a loss spike, an evaluation collapse)
-    but goes on; the same text is recorded in ``History.warnings``."""
+    but goes on; the same text is recorded in ``History.warnings``.
+
+    Example:
+        ```python
+        import warnings
+        import diffsim
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", diffsim.TrainingWarning)   # stop at the first one
+            ...   # diffsim.train(...)
+        ```
+    """
 
 
 @dataclasses.dataclass
@@ -74,6 +113,21 @@ class History:
     the time JAX spent tracing and compiling the training step, ``train_seconds`` the
     wall-clock of the run, compilation and evaluations included. ``warnings`` lists
     ``{"iteration", "kind", "message"}`` for each :class:`TrainingWarning`.
+
+    Example:
+        ```python
+        import jax.random as jr
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        policy, env, history = diffsim.train(
+            env, MLPPolicy.for_env(env, key=jr.key(0)), diffsim.adam_cosine(1e-2, 10),
+            key=jr.key(1), iterations=10, batch_size=8, window=20, progress=False,
+        )
+        history.loss[-1], history.total_env_steps              # 10 updates x 8 episodes x 20 steps
+        history.compile_seconds, history.train_seconds         # s
+        ```
     """
 
     iteration: list[int] = dataclasses.field(default_factory=list)

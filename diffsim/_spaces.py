@@ -15,7 +15,18 @@ from ._errors import DiffsimError
 
 
 class AbstractActionSpace(eqx.Module):
-    """Maps what a controller outputs to the control ``u`` fed to ``vector_field``."""
+    """Maps what a controller outputs to the control ``u`` fed to ``vector_field``.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import diffsim
+
+        space = diffsim.envs.Pendulum().action_space   # Box(-2, 2): torque in N m
+        space.to_control(jnp.array([3.0]))              # clipped to the bounds: [2.]
+        space.controller_size, space.control_size       # (1, 1)
+        ```
+    """
 
     @property
     @abc.abstractmethod
@@ -47,6 +58,16 @@ class Box(AbstractActionSpace):
     """Continuous controls in ``[low, high]``; outputs outside are clipped, as gym does.
 
     Infinite bounds are allowed (no clipping, e.g. the unclipped pendulum of the 2019 post).
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import diffsim
+
+        diffsim.Box(-2.0, 2.0)                 # one control in [-2, 2]
+        diffsim.Box(jnp.array([0.0, -1.0]), jnp.array([40.0, 1.0]))   # two controls
+        diffsim.Box(-jnp.inf, jnp.inf)         # unbounded: no clipping
+        ```
     """
 
     low: Float[Array, " m"]
@@ -90,6 +111,16 @@ class Discrete(AbstractActionSpace):
 
     Training through a discrete choice needs an :class:`AbstractEstimator` (straight-through,
     Gumbel-softmax); evaluation always takes the hard arg-max.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import diffsim
+
+        space = diffsim.Discrete(jnp.array([[-10.0], [10.0]]))   # 2 choices of a 1-D control
+        space.controller_size, space.control_size   # (2, 1): 2 logits in, 1 control out
+        space.to_control(jnp.array([0.2, -0.1]))                  # hard arg-max: [-10.]
+        ```
     """
 
     values: Float[Array, "n m"]
@@ -132,6 +163,18 @@ class AbstractEstimator(eqx.Module):
 
     ``__call__(logits, key=...)`` returns weights of shape ``(n,)``; their forward value is
     the one-hot of the chosen action for the straight-through estimators.
+
+    Example:
+        ```python
+        import jax
+        import jax.numpy as jnp
+        import diffsim
+
+        space = diffsim.Discrete(jnp.array([[-10.0], [10.0]]))   # push left or right, N
+        push = lambda logits: space.to_control(logits, diffsim.StraightThrough())
+        push(jnp.array([0.2, -0.1]))                              # hard choice: [-10.]
+        jax.jacobian(push)(jnp.array([0.2, -0.1]))                # a gradient all the same
+        ```
     """
 
     @abc.abstractmethod
@@ -147,6 +190,17 @@ class StraightThrough(AbstractEstimator):
 
     With two actions of controls ``-F`` and ``+F`` this is exactly the 2019 post's
     ``sign`` estimator applied to the logit difference.
+
+    Example:
+        ```python
+        import jax
+        import jax.numpy as jnp
+        import diffsim
+
+        estimator = diffsim.StraightThrough()
+        estimator(jnp.array([0.2, -0.1]))                   # one-hot of the arg-max: [1, 0]
+        jax.jacobian(estimator)(jnp.array([0.2, -0.1]))     # the identity
+        ```
     """
 
     needs_key: ClassVar[bool] = False
@@ -159,7 +213,19 @@ class StraightThrough(AbstractEstimator):
 class GumbelSoftmax(AbstractEstimator):
     """Gumbel-softmax relaxation (Jang et al. 2017) at ``temperature``; with
     ``hard=True`` the forward pass takes the sampled one-hot and the backward pass the
-    relaxed gradient (straight-through Gumbel)."""
+    relaxed gradient (straight-through Gumbel).
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import jax.random as jr
+        import diffsim
+
+        estimator = diffsim.GumbelSoftmax(temperature=0.5)
+        estimator(jnp.array([0.2, -0.1]), key=jr.key(0))   # a sampled one-hot, relaxed gradient
+        # in training: diffsim.Trainer(optimiser, batch_size=..., estimator=estimator)
+        ```
+    """
 
     temperature: float = 1.0
     hard: bool = eqx.field(static=True, default=True)

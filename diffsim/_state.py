@@ -31,6 +31,23 @@ class TrainState(eqx.Module):
             the episodes in progress, states of shape ``(batch, n)`` and step counts).
         key: the key of the next step.
         iteration: steps taken.
+
+    Example:
+        ```python
+        import jax
+        import jax.random as jr
+        import optax
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        trainer = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=20)
+        state = trainer.init(env, MLPPolicy.for_env(env, key=jr.key(0)), jr.key(1))
+        step = jax.jit(trainer.step)
+        for _ in range(3):
+            state, metrics = step(state)
+        int(state.iteration), float(metrics["loss"])
+        ```
     """
 
     params: PyTree

@@ -30,13 +30,35 @@ Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 
 def mean_step_cost(env: AbstractEnv, trajectory: Trajectory) -> Float[Array, ""]:
     """The default objective: the total cost of the window (running costs of the steps
-    taken, plus the terminal cost where the episode ended) per control step."""
+    taken, plus the terminal cost where the episode ended) per control step.
+
+    Args:
+        env: the environment (unused by this objective; part of the objective signature).
+        trajectory: a window of episodes, costs of shape ``(..., T)``.
+
+    Returns:
+        A scalar: cost per control step.
+    """
     return trajectory.total_cost / trajectory.costs.shape[-1]
 
 
 class Episodes(eqx.Module):
     """The episodes a :class:`Trainer` simulates in parallel, carried from one window to
-    the next: states of shape ``(batch, n)`` and control steps taken, shape ``(batch,)``."""
+    the next: states of shape ``(batch, n)`` and control steps taken, shape ``(batch,)``.
+
+    Example:
+        ```python
+        import jax.random as jr
+        import optax
+        import diffsim
+        from diffsim.controllers import MLPPolicy
+
+        env = diffsim.envs.Pendulum()
+        trainer = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=20)
+        state = trainer.init(env, MLPPolicy.for_env(env, key=jr.key(0)), jr.key(1))
+        state.carry.states.shape, state.carry.steps.shape   # (8, 2), (8,)
+        ```
+    """
 
     states: Float[Array, "batch n"]
     steps: Int[Array, " batch"]

@@ -24,7 +24,22 @@ from ._errors import DiffsimError
 @runtime_checkable
 class Dynamics(Protocol):
     """What a transition integrates: an env, or the closed loop of an env and a controller
-    (:class:`diffsim.ClosedLoop`)."""
+    (:class:`diffsim.ClosedLoop`).
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import diffsim
+
+        class Decay:                     # anything with these two members is a Dynamics
+            control_dt = 0.1             # s
+
+            def vector_field(self, t, y, u):
+                return -y + u
+
+        diffsim.ODEStep()(Decay(), 0.0, jnp.ones(2), jnp.zeros(2))   # ~exp(-0.1) * [1, 1]
+        ```
+    """
 
     control_dt: float
 
@@ -38,6 +53,17 @@ class AbstractTransition(eqx.Module):
     control ``u`` held constant.
 
     Subclasses implement ``__call__(dynamics, t, y, u) -> y_next``, states of shape ``(n,)``.
+
+    Example:
+        ```python
+        import diffsim
+
+        class ExplicitEuler(diffsim.AbstractTransition):
+            def __call__(self, dynamics, t, y, u):   # one control interval, u held
+                return y + dynamics.control_dt * dynamics.vector_field(t, y, u)
+
+        env = diffsim.envs.Pendulum(transition=ExplicitEuler())
+        ```
     """
 
     @abc.abstractmethod

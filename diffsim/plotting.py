@@ -19,7 +19,16 @@ from ._train import History
 
 
 def plot_learning_curve(history: History, ax=None, *, label: str | None = None):
-    """Evaluation return (and training loss, on a second axis) against env steps."""
+    """Evaluation return (and training loss, on a second axis) against env steps.
+
+    Args:
+        history: the :class:`diffsim.History` of a training run.
+        ax: a matplotlib axis (default: a new figure).
+        label: the legend label of the evaluation curve.
+
+    Returns:
+        The axis.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     ax.plot(history.eval_env_steps, history.eval_return, "o-", label=label or "evaluation")
@@ -48,7 +57,17 @@ def plot_trajectory(
     control_labels: Sequence[str] | None = None,
     axes=None,
 ):
-    """States, controls and per-step cost of one trajectory against time."""
+    """States, controls and per-step cost of one trajectory against time.
+
+    Args:
+        trajectory: one episode (no batch axis).
+        state_labels: one label per state component, with units.
+        control_labels: one label per control component, with units.
+        axes: three matplotlib axes (default: a new figure).
+
+    Returns:
+        The axes.
+    """
     states = np.asarray(trajectory.states)
     controls = np.asarray(trajectory.controls)
     times = np.asarray(trajectory.times)
@@ -90,6 +109,16 @@ def animate(
 
     Show it in a notebook with ``IPython.display.HTML(anim.to_jshtml())`` or save it with
     ``anim.save("file.gif")``.
+
+    Args:
+        env: an environment with a ``draw`` method.
+        trajectory: one episode (no batch axis).
+        every: draw every ``every``-th state.
+        interval_ms: milliseconds between frames (default: real time).
+        figsize: the figure's size in inches.
+
+    Returns:
+        A ``matplotlib.animation.FuncAnimation``.
     """
     states = np.asarray(trajectory.states)[::every]
     frames = [[np.asarray(p) for p in jax.device_get(env.draw(y))] for y in states]

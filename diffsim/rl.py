@@ -18,14 +18,36 @@ from ._rollout import step as _control_step
 
 
 class EnvState(eqx.Module):
-    """An RL episode's state: the physical state and the control steps taken so far."""
+    """An RL episode's state: the physical state and the control steps taken so far.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import jax.random as jr
+        import diffsim
+        from diffsim import rl
+
+        env = diffsim.envs.Pendulum()
+        observation, state = rl.reset(env, jr.key(0))
+        observation, state, reward, terminated, truncated = rl.step(env, state, jnp.array([1.0]))
+        state.y, state.steps   # the physical state (theta, theta_dot) and 1 step taken
+        ```
+    """
 
     y: Float[Array, " n"]
     steps: Int[Array, ""]
 
 
 def reset(env: AbstractEnv, key: PRNGKeyArray) -> tuple[Float[Array, " o"], EnvState]:
-    """Start an episode: ``(observation, state)``."""
+    """Start an episode: ``(observation, state)``.
+
+    Args:
+        env: the environment.
+        key: a PRNG key for the start state.
+
+    Returns:
+        The observation, shape ``(o,)``, and the :class:`EnvState`.
+    """
     y = env.initial_state(key)
     return env.observe(y), EnvState(y=y, steps=jnp.zeros((), jnp.int32))
 
@@ -39,6 +61,15 @@ def step(
 
     ``action`` is an index for :class:`diffsim.Discrete` spaces and a control vector
     (clipped to the bounds) for :class:`diffsim.Box`.
+
+    Args:
+        env: the environment.
+        state: the episode's :class:`EnvState`.
+        action: an index (discrete spaces) or a control vector of shape ``(m,)``.
+
+    Returns:
+        The observation ``(o,)``, the next state, the reward (minus the running cost, a
+        scalar), and ``terminated`` and ``truncated`` (scalar booleans).
     """
     u = env.action_space.from_action(action)
     t = state.steps * env.control_dt
@@ -53,6 +84,12 @@ def to_gymnax(env: AbstractEnv):
     with ``max_steps_in_episode``), so a batch of envs can be passed as params.
 
     Needs the ``rl`` extra (``gymnax<1``, which rejax 0.1.3 requires).
+
+    Args:
+        env: the environment.
+
+    Returns:
+        A ``gymnax.environments.environment.Environment``.
     """
     from ._gymnax import GymnaxEnv
 
@@ -61,7 +98,14 @@ def to_gymnax(env: AbstractEnv):
 
 def to_gymnasium(env: AbstractEnv):
     """A ``gymnasium.Env`` with NumPy observations, jitted transitions and the
-    time limit built in. ``reset(options={"state": y})`` starts from a given state."""
+    time limit built in. ``reset(options={"state": y})`` starts from a given state.
+
+    Args:
+        env: the environment.
+
+    Returns:
+        A ``gymnasium.Env``.
+    """
     from ._gymnasium import GymnasiumEnv
 
     return GymnasiumEnv(env)
@@ -71,7 +115,15 @@ def policy_from_rejax(algo, train_state):
     """The deterministic policy of a trained rejax agent as a diffsim controller, so that
     :func:`diffsim.evaluate` scores it by the very protocol used for differentiable
     training (see :class:`diffsim._rejax.RejaxPolicy` for what "deterministic" means per
-    algorithm). Needs the ``rl`` extra."""
+    algorithm). Needs the ``rl`` extra.
+
+    Args:
+        algo: the rejax algorithm object (e.g. ``rejax.PPO.create(...)``).
+        train_state: its trained state, as ``algo.train`` returns it.
+
+    Returns:
+        A controller ``controller(t, observation)`` with deterministic actions.
+    """
     from ._rejax import policy_from_rejax as _policy_from_rejax
 
     return _policy_from_rejax(algo, train_state)

@@ -71,7 +71,18 @@ BATCH = 3
 class ContractWarning(UserWarning):
     """Something in an env that works but is probably not what was meant, e.g. a physical
     constant declared as a plain float field (a constant of the compiled code: its gradient
-    is always zero, and it cannot be vmapped over)."""
+    is always zero, and it cannot be vmapped over).
+
+    Example:
+        ```python
+        import warnings
+        import diffsim
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", diffsim.testing.ContractWarning)   # make it a failure
+            diffsim.testing.check_env(diffsim.envs.Pendulum())
+        ```
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +111,15 @@ class CheckReport:
             respect to which the gradient of the total cost of the short rollout is
             exactly zero, e.g. a cost of -1 per step, or a bound never reached. Not an error.
         warnings: the :class:`ContractWarning` messages issued.
+
+    Example:
+        ```python
+        import diffsim
+
+        report = diffsim.testing.check_env(diffsim.envs.Pendulum())
+        report.passed                # the checks run, in order
+        report.fd_relative_errors    # gradients against finite differences (float64)
+        ```
     """
 
     env: str

@@ -59,6 +59,17 @@ class CartPole(AbstractEnv):
             Runge-Kutta) step of the ODE (``ODEStep()``); :class:`GymEuler` is gymnasium's
             explicit Euler step, identical step for step to CartPole-v1 (the headline
             setting).
+
+    Example:
+        ```python
+        import diffsim
+        from diffsim.envs import CartPole, cartpole
+
+        env = CartPole(transition=cartpole.GymEuler())   # step for step gymnasium's CartPole-v1
+        swing_up = CartPole(task="swingup", action="continuous")
+        heavier = CartPole(pole_mass=0.2)                # parameters are array fields
+        y0 = diffsim.initial_states(env, 1, seed=0)[0]   # (x, x_dot, theta, theta_dot)
+        ```
     """
 
     g: Float[Array, ""] = parameter(9.8, positive=True)

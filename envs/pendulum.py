@@ -48,6 +48,17 @@ class Pendulum(AbstractEnv):
             Pendulum-v1.
         clip_torque: ``False`` gives the 2019 post's variant with unlimited torque
             (not comparable with Pendulum-v1 results; never used for headline numbers).
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import diffsim
+        from diffsim.envs import Pendulum, pendulum
+
+        env = Pendulum()                                  # 4 Tsit5 steps per 0.05 s interval
+        gym = Pendulum(transition=pendulum.GymEuler())    # gymnasium's own step
+        y1 = diffsim.step(env, 0.0, jnp.array([jnp.pi, 0.0]), jnp.array([2.0]))   # one step
+        ```
     """
 
     g: Float[Array, ""] = parameter(10.0, positive=True)

@@ -61,6 +61,15 @@ class Aim(eqx.Module):
     ``branch`` which one-dimensional search found it (0: short target, release angle at
     the lightest weight; 1: counterweight at the best angle; 2: far target, release angle
     at the heaviest weight), ``steps`` the Newton iterations.
+
+    Example:
+        ```python
+        from diffsim.envs import trebuchet as tr
+
+        aim = tr.aim(80.0, -2.0)                   # an 80 m target into a 2 m/s headwind
+        float(aim.angle), float(aim.weight)        # degrees, lb
+        float(aim.miss), bool(aim.reachable)       # m (below 1 cm), True
+        ```
     """
 
     angle: Float[Array, "*batch"]
@@ -190,6 +199,16 @@ class Aimer(eqx.Module):
     Inputs are normalised (``(target - 60) / 25``, ``wind / 5``); a sigmoid maps the two
     outputs into ``ANGLE_BOUNDS x WEIGHT_BOUNDS``. Call it on scalars; ``jax.vmap`` for
     batches.
+
+    Example:
+        ```python
+        import jax.random as jr
+        from diffsim.envs import trebuchet as tr
+
+        aimer, history = tr.train_aimer(jr.key(0), steps=30, progress=False)   # default: 1500
+        angle, weight = aimer(80.0, -2.0)                       # degrees, lb
+        tr.shoot(-2.0, angle, weight)                           # where that shot lands (m)
+        ```
     """
 
     mlp: eqx.nn.MLP

@@ -177,6 +177,18 @@ class Trebuchet(eqx.Module):
 
     ``numerics`` is a static field (hashable, part of the compiled structure), so
     ``jax.jit``, ``jax.grad`` and ``jax.vmap`` see only the physical parameters.
+
+    Example:
+        ```python
+        import dataclasses
+        import jax
+        from diffsim.envs import trebuchet as tr
+
+        machine = tr.trebuchet()                                   # the faithful preset
+        longer = dataclasses.replace(machine, long_arm=2.5)        # a 2.5 m arm
+        tr.shoot(-2.0, 45.0, 200.0, longer)                        # distance (m)
+        jax.grad(lambda tb: tr.shoot(-2.0, 45.0, 200.0, tb))(machine).long_arm   # m per m
+        ```
     """
 
     pivot_height: Float[Array, ""] = eqx.field(converter=_float)
@@ -882,6 +894,16 @@ class Shot(eqx.Module):
     - ``release_position``, ``release_velocity``: the projectile's (m, m/s) at release.
 
     With status 7 (invalid input) every float field is NaN: nothing was simulated.
+
+    Example:
+        ```python
+        from diffsim.envs import trebuchet as tr
+
+        shot = tr.simulate(-2.0, 45.0, 200.0)      # wind m/s, release angle degrees, weight lb
+        float(shot.distance), int(shot.status)     # about 71.12 m, 0 (ok)
+        tr.STATUS_MESSAGES[int(shot.status)]       # "ok"
+        float(shot.release_time)                   # s after the start
+        ```
     """
 
     distance: Float[Array, "*batch"]

@@ -74,6 +74,14 @@ class ShotTrajectory(NamedTuple):
     A shot whose ``shot.status`` is not 0 has frames up to where it stopped: the ground
     phase until the sling went slack (or until its time limit), the hang phase until its
     time limit, frames up to the first non-finite state after a solver failure.
+
+    Example:
+        ```python
+        from diffsim.envs import trebuchet as tr
+
+        frames = tr.trajectory(-2.0, 45.0, 200.0)   # one shot, sampled for drawing
+        frames.times.shape, frames.projectile.shape  # (n,), (n, 2) in metres
+        ```
     """
 
     shot: Shot
