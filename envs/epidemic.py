@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float
@@ -51,9 +52,11 @@ class Epidemic(AbstractEnv):
 
     Running cost per day: ``infection_weight * (new infections that day) +
     intervention_weight * u^2``, new infections being ``s - s_next`` (the fraction of the
-    population infected during the step). With the defaults (1 and 0.01), letting the
-    epidemic run (about 0.9 of the population infected) costs about as much as 200 days of
-    the strongest intervention (0.98), so the optimum lies in between.
+    population infected during the step); at the end, the infections still to come if the
+    intervention stops then (:meth:`terminal_cost`), so the return counts the whole
+    epidemic. With the defaults (1 and 0.01), letting the epidemic run (about 0.9 of the
+    population infected) costs about as much as 200 days of the strongest intervention
+    (0.98), so the optimum lies in between.
 
     Args:
         transition: by default two Tsit5 steps a day (``ODEStep(substeps=2)``, within
@@ -97,6 +100,28 @@ class Epidemic(AbstractEnv):
     def running_cost(self, t, y, u, y_next):
         new_infections = y[0] - y_next[0]
         return self.infection_weight * new_infections + self.intervention_weight * u[0] ** 2
+
+    def terminal_cost(self, y):
+        """``infection_weight`` times the infections still to come if the intervention
+        stops at the end of the episode: ``s - s_inf``, where the fraction never infected
+        ``s_inf`` solves the final-size relation ``ln(s / s_inf) = R0 (s + i - s_inf)``
+        (Kermack and McKendrick 1927). Without it, a policy could merely postpone the
+        epidemic past the horizon."""
+        return self.infection_weight * (y[0] - self.final_susceptible(y))
+
+    def final_susceptible(self, y: Float[Array, " 3"]) -> Float[Array, ""]:
+        """The fraction never infected if the epidemic runs its course from ``y`` with no
+        intervention: the root of ``g(x) = ln x - ln s + R0 (s + i - x)`` in ``(0, 1/R0]``,
+        by 40 Newton steps from the lower bound ``s exp(-R0 (s + i))`` (``g`` is concave and
+        increasing there, so the iterates rise monotonically to the root)."""
+        s, i, _ = y
+        r0 = self.beta / self.gamma
+
+        def newton(_, x):
+            g = jnp.log(x) - jnp.log(s) + r0 * (s + i - x)
+            return x - g / (1 / x - r0)
+
+        return jax.lax.fori_loop(0, 40, newton, s * jnp.exp(-r0 * (s + i)))
 
     def reproduction_number(self, y: Float[Array, " 3"], u: Float[Array, " 1"]):
         """The effective reproduction number ``beta (1 - u) s / gamma``."""

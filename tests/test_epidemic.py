@@ -68,8 +68,28 @@ def test_uncontrolled_final_size_matches_kermack_mckendrick():
     s_inf = brentq(lambda s: s - s0 * np.exp(-r0 * (1 - s)), 1e-6, 0.5)
     np.testing.assert_allclose(trajectory.states[-1, 0], s_inf, rtol=0, atol=1e-6)
     assert 0.05 < s_inf < 0.07  # R0 = 3 infects about 94 % of the population
-    # the total cost without intervention is exactly the fraction infected
-    np.testing.assert_allclose(trajectory.total_cost, s0 - trajectory.states[-1, 0], rtol=1e-12)
+    # without intervention the return counts the whole epidemic: the fraction ever
+    # infected, what the final-size relation says from the start
+    np.testing.assert_allclose(trajectory.total_cost, s0 - s_inf, rtol=0, atol=1e-9)
+
+
+@pytest.mark.usefixtures("x64")
+def test_terminal_cost_is_the_rest_of_the_epidemic():
+    """From mid-epidemic states, :meth:`Epidemic.final_susceptible` (the final-size
+    relation by Newton) equals the susceptible fraction left after solve_ivp runs the
+    uncontrolled epidemic for 3000 days, to 1e-9."""
+    env = Epidemic()
+    for y in ([0.6, 0.02, 0.38], [0.9, 0.001, 0.099], [0.3, 0.05, 0.65], [0.2, 1e-4, 0.7999]):
+        reference = solve_ivp(
+            lambda t, y: [-0.3 * y[0] * y[1], 0.3 * y[0] * y[1] - 0.1 * y[1], 0.1 * y[1]],
+            (0, 3000),
+            y,
+            "DOP853",
+            rtol=1e-12,
+            atol=1e-15,
+        ).y[0, -1]
+        np.testing.assert_allclose(env.final_susceptible(jnp.asarray(y)), reference, atol=1e-9)
+        np.testing.assert_allclose(env.terminal_cost(jnp.asarray(y)), y[0] - reference, atol=1e-9)
 
 
 def test_bounds_and_bad_parameters():
