@@ -90,12 +90,13 @@ def test_swing_up_episodes_end_at_gymnasiums_step():
     def controller(t, observation):
         return jnp.where(rule(observation), jnp.array([0.0, 0.0, 1.0]), jnp.array([1.0, 0, 0]))
 
+    references = [_reference(seed) for seed in range(5)]
+    y0s = np.stack([np.asarray(reference.state, np.float64) for reference in references])
+    trajectories = jax.vmap(lambda y0: diffsim.rollout(env, controller, y0))(jnp.asarray(y0s))
     lengths = []
-    for seed in range(5):
-        reference = _reference(seed)
-        y0 = np.asarray(reference.state, np.float64)
-        trajectory = diffsim.rollout(env, controller, jnp.asarray(y0))
-        states, episode_return = [y0], 0.0
+    for k, reference in enumerate(references):
+        trajectory = jax.tree.map(lambda leaf, k=k: leaf[k], trajectories)
+        states, episode_return = [y0s[k]], 0.0
         while True:
             action = 2 if reference.state[3] > 0 else 0
             _, reward, terminated, _, _ = reference.step(action)
@@ -124,12 +125,19 @@ def test_energy_is_conserved_without_torque():
         stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12), max_steps=4096
     )
     env = Acrobot(transition=solve, action="continuous")
-    y = jnp.array([2.0, -1.0, 1.5, -3.0])
-    energies = [env.energy(y)]
-    for _ in range(20):
-        y = env.transition(env, 0.0, y, jnp.zeros(1))
-        energies.append(env.energy(y))
-    assert float(jnp.max(jnp.abs(jnp.stack(energies) - energies[0]))) < 1e-8
+    y0 = jnp.array([2.0, -1.0, 1.5, -3.0])
+
+    @jax.jit
+    def energies(y0):
+        def body(y, _):
+            y = env.transition(env, 0.0, y, jnp.zeros(1))
+            return y, env.energy(y)
+
+        y, energy = jax.lax.scan(body, y0, None, length=20)
+        return y, energy
+
+    y, energy = energies(y0)
+    assert float(jnp.max(jnp.abs(energy - env.energy(y0)))) < 1e-8
     # power: dE/dt = tau * theta2_dot, by the chain rule through the vector field
     u = jnp.array([0.7])
     power = jax.grad(env.energy)(y) @ env.vector_field(0.0, y, u)
