@@ -59,9 +59,9 @@ class Epidemic(AbstractEnv):
     (0.98), so the optimum lies in between.
 
     Args:
-        transition: by default two Tsit5 steps a day (``ODEStep(substeps=2)``, within
-            1e-6 of an adaptive solve at tight tolerance); ``diffsim.ODESolve(...)`` for an
-            adaptive one.
+        transition: by default two Tsit5 steps a day (``ODEStep(substeps=2)``: within
+            1e-9 of scipy's DOP853 at rtol 1e-12 over 200 days, tested);
+            ``diffsim.ODESolve(...)`` for an adaptive one.
 
     Example: ``diffsim.rollout(Epidemic(), lambda t, o: jnp.array([0.3]), jnp.array([0.99,
     0.01, 0.0]))``.
