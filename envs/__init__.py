@@ -5,8 +5,23 @@ Their recipes (``diffsim train NAME``) and the trebuchet's commands (``diffsim s
 installed package uses to add its own.
 """
 
-from . import cartpole, pendulum, trebuchet
+from . import acrobot, cartpole, epidemic, pendulum, quadrotor, trebuchet
+from .acrobot import Acrobot
 from .cartpole import CartPole
+from .epidemic import Epidemic
 from .pendulum import Pendulum
+from .quadrotor import PlanarQuadrotor
 
-__all__ = ["CartPole", "Pendulum", "cartpole", "pendulum", "trebuchet"]
+__all__ = [
+    "Acrobot",
+    "CartPole",
+    "Epidemic",
+    "Pendulum",
+    "PlanarQuadrotor",
+    "acrobot",
+    "cartpole",
+    "epidemic",
+    "pendulum",
+    "quadrotor",
+    "trebuchet",
+]

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float
 
 import diffsim
 from diffsim.controllers import MLPPolicy
-from diffsim.envs import CartPole, Pendulum, cartpole, pendulum
+from diffsim.envs import Acrobot, CartPole, Epidemic, Pendulum, PlanarQuadrotor, cartpole, pendulum
 from diffsim.testing import ContractWarning, check_env
 
 ALL_CHECKS = (
@@ -100,6 +100,29 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("parameters", "initial state"),
             id="cartpole-gym-euler",
         ),
+        # the discrete Acrobot passes too (its cost is piecewise constant, like the
+        # cart-pole's); its continuous variant exercises the same physics with gradients
+        pytest.param(
+            Acrobot(action="continuous"),
+            (4, 6, 1, 1),
+            ("max_vel_1", "max_vel_2", "max_torque"),
+            ("controller", "parameters", "initial state"),
+            id="acrobot-continuous",
+        ),
+        pytest.param(
+            PlanarQuadrotor(),
+            (6, 7, 2, 2),
+            ("max_thrust",),
+            ("controller", "parameters", "initial state"),
+            id="planar-quadrotor",
+        ),
+        pytest.param(
+            Epidemic(),
+            (3, 3, 1, 1),
+            ("max_reduction",),
+            ("controller", "parameters", "initial state"),
+            id="epidemic",
+        ),
     ],
 )
 def test_every_shipped_env_passes(env, sizes, zero_gradients, fd_groups):
@@ -121,7 +144,7 @@ def test_every_shipped_env_passes(env, sizes, zero_gradients, fd_groups):
     assert report.max_fd_relative_error < 1e-6
     assert report.jit_difference < 1e-5 and report.vmap_difference < 1e-5
     assert report.warnings == ()
-    if report.controller_size == 2:  # discrete pushes
+    if isinstance(env.action_space, diffsim.Discrete):  # discrete pushes
         assert "piecewise constant" in report.skipped[DISCRETE_SKIP]
     else:
         assert report.skipped == {}
