@@ -108,7 +108,11 @@ def test_carried_episodes_are_sharded_over_four_devices(data_parallel):
 def test_evaluation_is_the_same_on_four_devices(data_parallel):
     # 10 episodes over 4 devices: padded to 12, the padding dropped
     assert len(data_parallel["4"]["eval"]) == 10
-    np.testing.assert_allclose(data_parallel["4"]["eval"], data_parallel["1"]["eval"], rtol=1e-5)
+    # per-device batches of 3 and 10 vectorise differently: float32 rounding, 200 steps
+    np.testing.assert_allclose(data_parallel["4"]["eval"], data_parallel["1"]["eval"], rtol=2e-4)
+    assert np.mean(data_parallel["4"]["eval"]) == pytest.approx(
+        np.mean(data_parallel["1"]["eval"]), rel=2e-5
+    )
 
 
 def test_batch_not_divisible_by_device_count_is_an_error(data_parallel):
@@ -168,7 +172,7 @@ class _Linear(eqx.Module):
     gains: jax.Array
 
     def __call__(self, t, observation):
-        return self.gains @ observation[:, None]
+        return self.gains @ observation
 
 
 @pytest.mark.usefixtures("x64")
@@ -181,18 +185,18 @@ def test_float64_gradient_of_10000_steps_matches_finite_differences():
     steps = 10_000
 
     @jax.jit
-    def loss(gains):
+    def loss(gains, y0):
         controller = _Linear(gains)
         trajectory = diffsim.rollout(env, controller, y0, num_steps=steps, checkpoint_every=100)
         return trajectory.total_cost / steps
 
     gains = jnp.array([[0.05, -0.1, -0.02]])
-    assert loss(gains).dtype == jnp.float64
-    gradient = jax.jit(jax.grad(loss))(gains)
+    assert loss(gains, y0).dtype == jnp.float64
+    gradient = jax.jit(jax.grad(loss))(gains, y0)
     eps = 1e-6
     basis = jnp.eye(3)[:, None, :]
     differences = jnp.stack(
-        [(loss(gains + eps * e) - loss(gains - eps * e)) / (2 * eps) for e in basis]
+        [(loss(gains + eps * e, y0) - loss(gains - eps * e, y0)) / (2 * eps) for e in basis]
     )
     assert float(jnp.min(jnp.abs(differences))) > 1e-4  # every gain matters
     np.testing.assert_allclose(gradient.ravel(), differences, rtol=1e-6)
