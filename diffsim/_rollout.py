@@ -235,7 +235,9 @@ def rollout(
         env: the environment; ``env.transition`` advances each interval.
         controller: ``controller(t, observation) -> output``; outputs become controls
             through ``env.action_space``.
-        y0: initial state, shape ``(n,)``; vmap for batches.
+        y0: initial state, shape ``(n,)``; vmap for batches. The rollout computes in its
+            dtype: float32 by default, float64 after
+            ``jax.config.update("jax_enable_x64", True)`` (build the env then too).
         num_steps: control steps (default ``env.episode_steps - start_step``).
         start_step: the episode's step count at ``y0`` (time ``start_step * control_dt``
             s), so a window that continues an episode keeps its clock and its horizon.
