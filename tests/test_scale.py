@@ -129,6 +129,21 @@ def test_bad_devices_are_errors():
         diffsim.Trainer(optax.adam(1e-2), devices=jax.devices() * 2)
 
 
+def test_cli_bad_devices_is_one_line_and_exit_status_2():
+    arguments, says = ["--devices", "5"], "--devices must be 'all' or a count from 1 to 1"
+    environment = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "diffsim.cli", "train", "pendulum", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], result.stderr
+
+
 # --- checkpointed rollouts --------------------------------------------------------------
 
 
