@@ -46,9 +46,18 @@ with diffsim's to 1e-4 relative, and the gradients at the first batch to 1e-3 re
 (interleaved, in rotating order, against the machine's load drifting) back to back
 enough times to last at least 0.1 s, blocked with ``block_until_ready``; the median of
 the repeats is reported. ``diffsim/ref`` ratios are diffsim steps/s over the reference's
-(> 1: diffsim faster), printed honestly also where below 1. Ends with one JSON line.
+(> 1: diffsim faster), printed honestly also where below 1.
 
-    python benchmarks/rollout_throughput.py [--repeats 5] [--batches 1,1024]
+Batches default to 1, 16, 256, 4096 and 65,536 episodes (log-spaced; ``--batches`` picks
+others). Then the time to train: ``diffsim train pendulum``'s recipe (``Pendulum()``,
+the mirror-symmetric 64x64 MLP, Adam 1e-2 cosine, 50-step windows, 300 updates,
+evaluations of 200 episodes every 25 updates) at each of ``--train-batches`` episodes per
+update, seed 0, stopped at the first evaluation at or above ``--target`` (-160): wall
+seconds to it (compilation included, and separately), updates and training env steps.
+Ends with one JSON line.
+
+    python benchmarks/rollout_throughput.py [--repeats 5] [--batches 1,16,256,4096,65536]
+        [--train-batches 32,128,512] [--target -160]
 """
 
 from __future__ import annotations
@@ -633,10 +642,78 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} cores, jax {device.platform} ({device.device_kind})"
 
 
+class _Reached(Exception):
+    """Raised from the training callback at the first evaluation at the target."""
+
+
+def _time_to_target(batches: list[int], target: float, record: dict) -> None:
+    """Wall seconds for the pendulum recipe to reach ``target`` at each batch size."""
+    recipe = diffsim.load_recipe("pendulum")
+    compile_clock = [0.0]
+    compile_events = {
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    }
+
+    def listen(event, duration, **_):
+        if event in compile_events:
+            compile_clock[0] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    window = recipe.train_options["window"]
+    print(f"time to train the pendulum to {target} (recipe 'pendulum', seed 0)")
+    print(f"  {'batch':>6}{'seconds':>10}{'compile s':>11}{'updates':>9}{'env steps':>12}")
+    for batch in batches:
+        reached = {}
+        env = recipe.make_env()
+        controller_key, train_key = jr.split(jr.key(0))
+        controller = recipe.make_controller(env, controller_key)
+
+        def callback(iteration, metrics, reached=reached):
+            if metrics.get("eval_return", -math.inf) >= target:
+                reached.update(iteration=iteration, eval_return=metrics["eval_return"])
+                raise _Reached
+
+        compile_before = compile_clock[0]
+        started = time.perf_counter()
+        try:
+            diffsim.train(
+                env,
+                controller,
+                recipe.make_optimiser(recipe.iterations),
+                key=train_key,
+                iterations=recipe.iterations,
+                progress=False,
+                callback=callback,
+                **(recipe.train_options | {"batch_size": batch}),
+            )
+        except _Reached:
+            pass
+        seconds = time.perf_counter() - started
+        compile_s = compile_clock[0] - compile_before
+        key = f"pendulum_train_b{batch}"
+        if reached:
+            steps = reached["iteration"] * batch * window
+            print(
+                f"  {batch:>6}{seconds:>10.1f}{compile_s:>11.1f}{reached['iteration']:>9}"
+                f"{steps:>12,}"
+            )
+            record[f"{key}_seconds_to_{-target:g}"] = round(seconds, 2)
+            record[f"{key}_updates_to_{-target:g}"] = reached["iteration"]
+        else:
+            print(f"  {batch:>6}  not reached in {recipe.iterations} updates ({seconds:.1f} s)")
+            record[f"{key}_seconds_to_{-target:g}"] = None
+        record[f"{key}_compile_s"] = round(compile_s, 2)
+    print()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batches", default="1,1024")
+    parser.add_argument("--batches", default="1,16,256,4096,65536")
+    parser.add_argument("--train-batches", default="32,128,512")
+    parser.add_argument("--target", type=float, default=-160.0)
     parser.add_argument(
         "--problems",
         default="pendulum_gym,pendulum_ode,cartpole_gym_continuous,cartpole_gym_discrete",
@@ -657,6 +734,9 @@ def main():
     for problem in _problems(max(max(batches), CHECK_EPISODES)):
         if problem.name in selected:
             _run_problem(problem, batches, args.repeats, record)
+    if args.train_batches:
+        train_batches = [int(b) for b in args.train_batches.split(",")]
+        _time_to_target(train_batches, args.target, record)
     record["wall_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(record))
 

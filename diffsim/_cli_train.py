@@ -19,6 +19,7 @@ from ._recipe import Recipe, adam_cosine
 from ._registry import load_recipe, recipes
 from ._rollout import rollout
 from ._runner import TrainingInterrupted
+from ._sharding import as_mesh, check_divisible
 
 SEED_RANGE = (0, 2**32 - 1)
 """Seeds the command line accepts (those ``jax.random.key`` takes in float32 mode)."""
@@ -74,6 +75,12 @@ def add_commands(subparsers) -> None:
         ),
     ):
         train.add_argument(flag, type=kind, default=None, help=what)
+    train.add_argument(
+        "--devices",
+        default=None,
+        help="split the batch over devices: 'all' (jax.devices()) or a count N (the first N); "
+        "the batch size must be a multiple of it",
+    )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(run=_train, validate=_validate_train)
 
@@ -157,7 +164,26 @@ def _with_overrides(recipe: Recipe, args) -> Recipe:
         changes["iterations"] = changes["quick_iterations"] = args.iterations
     if args.lr is not None:
         changes["make_optimiser"] = functools.partial(adam_cosine, args.lr)
+    if args.devices is not None:
+        options["devices"] = _devices(args.devices)
+        check_divisible(as_mesh(options["devices"]), options.get("batch_size", 64), "batch size")
     return dataclasses.replace(recipe, **changes)
+
+
+def _devices(spec: str) -> list:
+    """``--devices``: ``all`` or how many of ``jax.devices()``."""
+    import jax
+
+    available = jax.devices()
+    if spec == "all":
+        return available
+    count = int(spec) if spec.isdigit() else 0
+    if not 1 <= count <= len(available):
+        raise DiffsimError(
+            f"--devices must be 'all' or a count from 1 to {len(available)} (the devices JAX "
+            f"sees: {len(available)} {available[0].platform}), got {spec!r}"
+        )
+    return available[:count]
 
 
 def _validate_evaluate(args) -> None:
@@ -200,7 +226,8 @@ def _train(args) -> dict:
         ) from None
     wall = time.perf_counter() - started
     (out / "history.json").write_text(json.dumps(history.to_dict()))
-    result = evaluate(env, controller, episodes=episodes, seed=recipe.eval_seed)
+    devices = recipe.train_options.get("devices")
+    result = evaluate(env, controller, episodes=episodes, seed=recipe.eval_seed, devices=devices)
     summary = {
         "env": args.env,
         "seed": args.seed,

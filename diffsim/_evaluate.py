@@ -12,6 +12,7 @@ from jaxtyping import Array, Float
 from ._env import AbstractEnv, batch_size
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._rollout import Controller, rollout
+from ._sharding import Devices, as_mesh, shard_batch
 
 
 class Evaluation(eqx.Module):
@@ -109,6 +110,7 @@ def evaluate(
     *,
     episodes: int = 1000,
     seed: int = 0,
+    devices: Devices = None,
 ) -> Evaluation:
     """Run ``episodes`` full episodes of the deterministic policy from the fixed start
     states :func:`initial_states` ``(env, episodes, seed)``.
@@ -123,6 +125,10 @@ def evaluate(
         controller: a callable ``controller(t, observation)``.
         episodes: episodes per env, at least 1.
         seed: the seed of the start states (:func:`initial_states`).
+        devices: ``jax.devices()``, a list of devices or a ``jax.sharding.Mesh`` to split
+            the episodes over; a count that does not divide evenly is padded with repeats
+            of the first start state, whose returns are dropped. The returns are the same
+            as on one device. ``None``: the default device.
 
     Returns:
         An :class:`Evaluation`, returns and lengths of shape ``(episodes,)`` (or
@@ -137,9 +143,15 @@ def evaluate(
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise DiffsimError(f"episodes must be a positive integer, got {episodes!r}")
+    mesh = as_mesh(devices)
     with runtime_errors_as_diffsim_errors():
         keys = jr.split(jr.key(seed), episodes)  # the draws of initial_states(env, episodes, seed)
+        if mesh is not None:
+            padding = -episodes % mesh.size
+            keys = jnp.concatenate([keys, jnp.repeat(keys[:1], padding)])
+            keys = shard_batch(keys, mesh)
         returns, lengths = _returns(env, controller, keys, batch_size(env) is not None)
+        returns, lengths = returns[..., :episodes], lengths[..., :episodes]
     if not bool(jnp.all(jnp.isfinite(returns))):
         bad = int(jnp.sum(~jnp.isfinite(returns)))
         raise DiffsimError(f"{bad} of {returns.size} evaluation episodes gave a non-finite return")

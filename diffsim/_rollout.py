@@ -267,6 +267,7 @@ def rollout(
     mode: str = "zoh",
     estimator: AbstractEstimator | None = None,
     key: PRNGKeyArray | None = None,
+    checkpoint_every: int | None = None,
 ) -> Trajectory:
     """Simulate the closed loop from ``y0`` for ``num_steps`` control intervals.
 
@@ -274,7 +275,9 @@ def rollout(
         env: the environment; ``env.transition`` advances each interval.
         controller: ``controller(t, observation) -> output``; outputs become controls
             through ``env.action_space``.
-        y0: initial state, shape ``(n,)``; vmap for batches.
+        y0: initial state, shape ``(n,)``; vmap for batches. The rollout computes in its
+            dtype: float32 by default, float64 after
+            ``jax.config.update("jax_enable_x64", True)`` (build the env then too).
         num_steps: control steps (default ``env.episode_steps - start_step``).
         start_step: the episode's step count at ``y0`` (time ``start_step * control_dt``
             s), so a window that continues an episode keeps its clock and its horizon.
@@ -285,6 +288,13 @@ def rollout(
         estimator: differentiable estimator for discrete action spaces (training);
             ``None`` takes hard arg-max choices (evaluation).
         key: randomness for stochastic estimators.
+        checkpoint_every: for long horizons, differentiate in bounded memory: the scan
+            runs as windows of this many steps under ``jax.checkpoint``, so the backward
+            pass stores one carry per window and recomputes each window's steps (about one
+            more forward pass). Memory of the gradient goes from O(``num_steps``) step
+            residuals to O(``num_steps / checkpoint_every + checkpoint_every``);
+            ``checkpoint_every`` near ``sqrt(num_steps)`` minimises it. The result is
+            the same; ``None`` (default) stores every step.
 
     Returns:
         A :class:`Trajectory` with ``num_steps + 1`` states. The terminal cost is charged
@@ -306,6 +316,14 @@ def rollout(
         raise DiffsimError(f"num_steps must be a positive integer, got {num_steps!r}")
     if estimator is not None and estimator.needs_key and key is None:
         raise DiffsimError(f"{type(estimator).__name__} needs key= in rollout")
+    if checkpoint_every is not None and (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int)
+        or checkpoint_every < 1
+    ):
+        raise DiffsimError(
+            f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}"
+        )
     env = with_parameter_checks(env)
     y0 = _check_state(env, y0, "initial state")
     keys = None if key is None else jr.split(key, num_steps)
@@ -327,8 +345,8 @@ def rollout(
     start = jnp.asarray(start_step, jnp.int32)
     zero = jnp.zeros((), y0.dtype)
     init = (start, y0, jnp.array(True), zero, start * dt)
-    (_, _, still_alive, terminal_cost, end_time), (ys, us, costs, alive) = jax.lax.scan(
-        body, init, keys, length=num_steps
+    (_, _, still_alive, terminal_cost, end_time), (ys, us, costs, alive) = _scan(
+        body, init, keys, num_steps, checkpoint_every
     )
     trajectory = Trajectory(
         times=(start + jnp.arange(num_steps + 1)) * dt,
@@ -343,6 +361,31 @@ def rollout(
     if _is_concrete(trajectory):
         _check_diverged(trajectory)
     return trajectory
+
+
+def _scan(body, init, xs, length: int, every: int | None):
+    """``jax.lax.scan(body, init, xs, length=length)``; with ``every``, as an outer scan
+    over windows of ``every`` steps, each window under ``jax.checkpoint`` (only the carry
+    at window boundaries is saved for the backward pass), and a last shorter window for
+    the remainder."""
+    if every is None or every >= length:
+        return jax.lax.scan(body, init, xs, length=length)
+    windows, rest = divmod(length, every)
+    head = jax.tree.map(lambda x: x[: windows * every].reshape(windows, every, *x.shape[1:]), xs)
+
+    @jax.checkpoint
+    def window(carry, window_xs):
+        return jax.lax.scan(body, carry, window_xs, length=every)
+
+    carry, outputs = jax.lax.scan(window, init, head, length=windows)
+    outputs = jax.tree.map(lambda y: y.reshape(windows * every, *y.shape[2:]), outputs)
+    if rest:
+        tail = jax.tree.map(lambda x: x[windows * every :], xs)
+        carry, last = jax.checkpoint(lambda c, x: jax.lax.scan(body, c, x, length=rest))(
+            carry, tail
+        )
+        outputs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), outputs, last)
+    return carry, outputs
 
 
 def _check_diverged(trajectory: Trajectory) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from ._errors import DiffsimError
 from ._evaluate import evaluate
 from ._rollout import Controller, Trajectory, rollout
 from ._runner import History, check_evaluation, run
+from ._sharding import Devices, as_mesh, check_divisible, replicate, shard_batch
 from ._spaces import AbstractEstimator
 from ._state import TrainState, init_state, optimiser_step, where_mask
 
@@ -86,6 +88,12 @@ class Trainer(eqx.Module):
             to train, as for ``eqx.tree_at`` (e.g. ``lambda env, controller: env.g``).
         objective: loss of one trajectory window (default :func:`mean_step_cost`).
         estimator: differentiable estimator for discrete action spaces.
+        devices: split the batch over these devices (data parallelism): ``jax.devices()``,
+            a list of devices or a ``jax.sharding.Mesh``. The episodes and their keys are
+            sharded along the batch axis, the model and optimiser state replicated, and
+            XLA reduces the gradient across devices; the result is single-device training
+            up to float summation order. ``batch_size`` must be a multiple of the device
+            count. ``None`` (default): JAX's default device.
 
     Example::
 
@@ -104,6 +112,7 @@ class Trainer(eqx.Module):
     carry_state: bool = eqx.field(static=True)
     trainable: str | Callable = eqx.field(static=True)
     objective: Objective = eqx.field(static=True)
+    mesh: jax.sharding.Mesh | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -115,6 +124,7 @@ class Trainer(eqx.Module):
         trainable: Literal["controller", "env", "both"] | Callable = "controller",
         objective: Objective = mean_step_cost,
         estimator: AbstractEstimator | None = None,
+        devices: Devices = None,
     ):
         for name, value in (("batch_size", batch_size), ("window", window)):
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -126,6 +136,8 @@ class Trainer(eqx.Module):
         self.optimiser, self.estimator = optimiser, estimator
         self.batch_size, self.window, self.carry_state = batch_size, window, carry_state
         self.trainable, self.objective = trainable, objective
+        self.mesh = as_mesh(devices)
+        check_divisible(self.mesh, batch_size, "batch_size")
 
     def init(self, env: AbstractEnv, controller: Controller, key: PRNGKeyArray) -> TrainState:
         """The state before the first step: the env and ``controller`` as the model,
@@ -140,7 +152,14 @@ class Trainer(eqx.Module):
                 jax.tree_util.tree_map(lambda _, flag=flag: flag, part)
                 for flag, part in zip(flags[self.trainable], model, strict=True)
             )
-        return init_state(model, mask, self.optimiser, self._fresh(env, episodes_key), key)
+        state = init_state(model, mask, self.optimiser, self._fresh(env, episodes_key), key)
+        return self.place(state)
+
+    def place(self, state: TrainState) -> TrainState:
+        """``state`` on this trainer's devices: episodes split along the batch axis,
+        everything else replicated (``init`` does it; for a state loaded from a file)."""
+        state = replicate(state, self.mesh)
+        return dataclasses.replace(state, carry=shard_batch(state.carry, self.mesh))
 
     def step(self, state: TrainState) -> tuple[TrainState, dict[str, Float[Array, ""]]]:
         """One update; pure. Returns the next state and ``{"loss", "grad_norm"}``."""
@@ -159,8 +178,9 @@ class Trainer(eqx.Module):
         return env.episode_steps if self.window is None else self.window
 
     def _fresh(self, env: AbstractEnv, key: PRNGKeyArray) -> Episodes:
-        states = jax.vmap(env.initial_state)(jr.split(key, self.batch_size))
-        return Episodes(states=states, steps=jnp.zeros(self.batch_size, jnp.int32))
+        keys = shard_batch(jr.split(key, self.batch_size), self.mesh)
+        states = jax.vmap(env.initial_state)(keys)
+        return shard_batch(Episodes(states, jnp.zeros(self.batch_size, jnp.int32)), self.mesh)
 
     def _loss(self, model, episodes: Episodes, key: PRNGKeyArray):
         env, controller = model
@@ -179,7 +199,8 @@ class Trainer(eqx.Module):
             )
             return self.objective(env, trajectory), trajectory
 
-        keys = jr.split(window_key, self.batch_size)
+        episodes = shard_batch(episodes, self.mesh)
+        keys = shard_batch(jr.split(window_key, self.batch_size), self.mesh)
         losses, trajectories = jax.vmap(one)(episodes.states, episodes.steps, keys)
         fresh = self._fresh(jax.lax.stop_gradient(env), reset_key)
         if self.carry_state:
@@ -187,7 +208,7 @@ class Trainer(eqx.Module):
             finished = trajectories.terminated | (steps >= env.episode_steps)
             states = jnp.where(finished[:, None], fresh.states, trajectories.final_state)
             fresh = Episodes(jax.lax.stop_gradient(states), jnp.where(finished, 0, steps))
-        return jnp.mean(losses), fresh
+        return jnp.mean(losses), shard_batch(fresh, self.mesh)
 
 
 def train(
@@ -237,7 +258,8 @@ def train(
             call that contains it (metrics: ``loss``, and ``eval_return`` after an
             evaluation).
         **trainer_options: ``batch_size``, ``window``, ``carry_state``, ``trainable``,
-            ``objective``, ``estimator``: the :class:`Trainer`'s settings.
+            ``objective``, ``estimator``, ``devices``: the :class:`Trainer`'s settings
+            (evaluations run on the same ``devices``).
 
     Returns:
         ``(controller, env, history)``; ``history.env_steps`` counts every simulated
@@ -263,11 +285,14 @@ def train(
     history, best = History(), {}
     if resume is not None:
         state, history, best = _resumed(resume, trainer, state, keep_best)
+        state = trainer.place(state)
 
     def evaluate_and_record(state: TrainState) -> dict:
         started = time.perf_counter()
         env, controller = trainer.env(state), trainer.controller(state)
-        mean = evaluate(env, controller, episodes=eval_episodes, seed=eval_seed).mean
+        mean = evaluate(
+            env, controller, episodes=eval_episodes, seed=eval_seed, devices=trainer.mesh
+        ).mean
         history.eval_iteration.append(int(state.iteration))
         history.eval_env_steps.append(history.total_env_steps)
         history.eval_return.append(mean)

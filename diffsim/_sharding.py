@@ -1,0 +1,73 @@
+"""Data parallelism with JAX's own sharding: a batch of episodes split over devices.
+
+The batch axis of the carried episodes and of their keys is sharded over every axis of a
+``jax.sharding.Mesh``; the model and optimiser state are replicated. Everything else
+(the vmapped rollouts, the mean over the batch, the all-reduce of the gradient) follows
+from XLA's SPMD partitioner, so the program is the single-device one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import PyTree
+
+from ._errors import DiffsimError
+
+Devices = Sequence | Mesh | None
+"""The devices to split a batch over: ``jax.devices()`` (or any list of them), a
+``jax.sharding.Mesh`` (the batch is split over all its axes), or ``None`` (JAX's default
+device, no sharding). Anything else is a :class:`DiffsimError`."""
+
+BATCH_AXIS = "batch"
+
+
+def as_mesh(devices: Devices) -> Mesh | None:
+    """``devices`` as a mesh (one axis, ``"batch"``, for a list), ``None`` for ``None``."""
+    if devices is None or isinstance(devices, Mesh):
+        return devices
+    if isinstance(devices, jax.Device):
+        devices = [devices]
+    devices = list(devices) if isinstance(devices, Sequence) else None
+    if not devices or not all(isinstance(device, jax.Device) for device in devices):
+        raise DiffsimError(
+            "devices must be a non-empty list of jax devices (e.g. jax.devices()), a "
+            f"jax.sharding.Mesh or None, got {devices!r}"
+        )
+    if len(set(devices)) != len(devices):
+        raise DiffsimError(f"devices lists a device twice: {devices}")
+    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def check_divisible(mesh: Mesh | None, size: int, name: str) -> None:
+    """A :class:`DiffsimError` unless ``size`` splits evenly over the mesh's devices."""
+    if mesh is not None and size % mesh.size:
+        raise DiffsimError(
+            f"{name}={size} does not split over {mesh.size} devices: use a multiple of {mesh.size}"
+        )
+
+
+def shard_batch(tree: PyTree, mesh: Mesh | None) -> PyTree:
+    """Every array of ``tree`` split over the mesh along its leading (batch) axis; inside
+    ``jit`` a sharding constraint, outside a transfer. No-op without a mesh."""
+    if mesh is None:
+        return tree
+    return _constrain(tree, NamedSharding(mesh, PartitionSpec(mesh.axis_names)))
+
+
+def replicate(tree: PyTree, mesh: Mesh | None) -> PyTree:
+    """Every array of ``tree`` copied to all devices of the mesh. No-op without a mesh."""
+    if mesh is None:
+        return tree
+    return _constrain(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def _constrain(tree: PyTree, sharding: NamedSharding) -> PyTree:
+    def constrain(x):
+        return jax.lax.with_sharding_constraint(x, sharding) if eqx.is_array(x) else x
+
+    return jax.tree.map(constrain, tree)
