@@ -185,7 +185,7 @@ def _text(value) -> str:
     return value if value == "" else repr(float(value))
 
 
-def _as_numbers(name: str, values: ArrayLike) -> np.ndarray:
+def _as_numbers(name: str, values: object) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
