@@ -39,7 +39,7 @@ NOISE = 0.01  # of each state component's standard deviation over the record
 
 
 def pendulum_setup():
-    true = pendulum.Pendulum(m=jnp.array(1.3), l=jnp.array(0.8))
+    true = pendulum.Pendulum(m=jnp.array(1.1), l=jnp.array(0.9))
 
     def explore(t, observation):
         return jnp.stack([1.2 * jnp.sin(2.1 * t) + 0.8 * jnp.sin(5.3 * t + 1.0)])
