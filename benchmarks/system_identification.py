@@ -227,7 +227,7 @@ def main():
     parser.add_argument("--noise-seeds", type=int, default=5, help="noise draws per system")
     parser.add_argument("--skip-control", action="store_true", help="identification only")
     parser.add_argument("--shots", type=int, default=6, help="observed trebuchet shots")
-    parser.add_argument("--targets", type=int, default=50, help="trebuchet targets aimed at")
+    parser.add_argument("--targets", type=int, default=10, help="trebuchet targets aimed at")
     parser.add_argument("--only", choices=["pendulum", "cartpole", "trebuchet"], default=None)
     args = parser.parse_args()
     out = {
