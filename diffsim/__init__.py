@@ -13,8 +13,10 @@ from ._env import AbstractEnv, check_positive, parameter
 from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
+from ._identify import Identification, identify
 from ._linearise import Linearisation, linearise
 from ._recipe import Recipe, adam_cosine
+from ._record import Record
 from ._registry import default_recipe, load_recipe, recipes
 from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
 from ._runner import History, TrainingDiverged, TrainingInterrupted, TrainingWarning
@@ -50,10 +52,12 @@ __all__ = [
     "Evaluation",
     "GumbelSoftmax",
     "History",
+    "Identification",
     "Linearisation",
     "ODESolve",
     "ODEStep",
     "Recipe",
+    "Record",
     "StraightThrough",
     "TrainState",
     "Trainer",
@@ -67,6 +71,7 @@ __all__ = [
     "default_recipe",
     "evaluate",
     "fit",
+    "identify",
     "initial_states",
     "linearise",
     "load_checkpoint",

@@ -19,6 +19,10 @@ RESULTS = {
     "cartpole.ipynb": ("result.mean", 300.0, 500.0),
     # custom_env, the rocket, 30 updates, 100 episodes: untrained -4849.3, measured -1260.3
     "custom_env.ipynb": ("dp.mean", -1500.0, -1000.0),
+    # system_identification: the pendulum's fitted mass (true 1.1 kg) from 10 s of data at
+    # 1 % noise, the same fit in quick mode: measured 1.1007 (the benchmark's noise seed 0);
+    # the target is within 1 %
+    "system_identification.ipynb": ("float(report.values[0])", 1.089, 1.111),
     # trebuchet: the published shot of the reference preset, 74.73 m
     "trebuchet.ipynb": ("float(tr.shoot(-2.0, 45.0, 200.0, tr.trebuchet_jl()))", 74.7, 74.76),
 }
