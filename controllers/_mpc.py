@@ -19,10 +19,10 @@ Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 
 
 class MPCState(eqx.Module):
-    """The controller's memory between control steps: the plan for the next ``horizon``
-    steps, as unconstrained parameters (shape ``(horizon, k)``) that :meth:`MPC.outputs`
-    maps into the action bounds. After each step it is shifted by one step (the last
-    entry repeated): the warm start of the next optimisation."""
+    """The controller's memory between control steps: the controller outputs planned for
+    the next ``horizon`` steps, shape ``(horizon, k)``, within the action bounds. After each
+    step it is shifted by one step (the last entry repeated): the warm start of the next
+    optimisation."""
 
     plan: Float[Array, "horizon k"]
 
@@ -52,8 +52,8 @@ class MPC(eqx.Module):
     minimising ``objective(env, trajectory)`` of the ``horizon``-step open-loop rollout from
     the current state (default :func:`diffsim.mean_step_cost`, the env's cost per step);
     the first output is applied, the plan shifted by one step and kept, warm-starting the
-    next step. Bounded controls are planned as ``mid + half * tanh(plan)``, inside the
-    action bounds by construction.
+    next step. Each update is projected onto the action bounds (projected gradient
+    descent), so the plan never leaves them.
 
     MPC plans from the exact state ``y``, not from an observation, so it is not a
     ``controller(t, observation)``: it has explicit state (:meth:`init`, :meth:`step`, like
@@ -108,15 +108,14 @@ class MPC(eqx.Module):
     def init(self) -> MPCState:
         """The plan before the first step: the middle of the action bounds (0 if unbounded)."""
         size = self.env.action_space.controller_size
-        return MPCState(plan=jnp.zeros((self.horizon, size)))
-
-    def outputs(self, plan: Float[Array, "horizon k"]) -> Float[Array, "horizon k"]:
-        """The controller outputs a plan stands for."""
         space = self.env.action_space
-        if not space.bounded:
-            return plan
-        middle, half = (space.high + space.low) / 2, (space.high - space.low) / 2
-        return middle + half * jnp.tanh(plan)
+        middle = jnp.where(space.bounded, (space.high + space.low) / 2, 0.0)
+        return MPCState(plan=jnp.broadcast_to(middle, (self.horizon, size)))
+
+    def project(self, plan: Float[Array, "horizon k"]) -> Float[Array, "horizon k"]:
+        """``plan`` clipped into the action bounds (projected gradient descent)."""
+        space = self.env.action_space
+        return jnp.clip(plan, space.low[None], space.high[None])
 
     def plan_cost(
         self,
@@ -128,12 +127,13 @@ class MPC(eqx.Module):
         ``step`` of the episode."""
         dt = jnp.asarray(self.env.control_dt, y.dtype)
         start_time = jnp.asarray(step, y.dtype) * dt
-        opened = _OpenLoop(self.outputs(plan), start_time, dt)
+        opened = _OpenLoop(plan, start_time, dt)
         trajectory = diffsim.rollout(
             self.env, opened, y, num_steps=self.horizon, start_step=jnp.asarray(step, jnp.int32)
         )
         return self.objective(self.env, trajectory)
 
+    @eqx.filter_jit
     def optimise(
         self,
         plan: Float[Array, "horizon k"],
@@ -148,13 +148,14 @@ class MPC(eqx.Module):
             plan, opt_state = carry
             cost, grad = cost_and_grad(plan, step, y)
             updates, opt_state = self.optimiser.update(grad, opt_state, plan)
-            return (optax.apply_updates(plan, updates), opt_state), cost
+            return (self.project(optax.apply_updates(plan, updates)), opt_state), cost
 
         (plan, _), costs = jax.lax.scan(
             update, (plan, self.optimiser.init(plan)), None, length=self.iterations
         )
         return plan, costs
 
+    @eqx.filter_jit
     def step(
         self, state: MPCState, step: Int[ArrayLike, ""], y: Float[Array, " n"]
     ) -> tuple[Float[Array, " k"], MPCState]:
@@ -162,7 +163,7 @@ class MPC(eqx.Module):
         state for the next step (the optimised plan shifted by one)."""
         plan, _ = self.optimise(state.plan, step, y)
         shifted = jnp.concatenate([plan[1:], plan[-1:]])
-        return self.outputs(plan)[0], MPCState(plan=shifted)
+        return plan[0], MPCState(plan=shifted)
 
     def rollout(
         self, env: AbstractEnv, y0: ArrayLike, *, num_steps: int | None = None
