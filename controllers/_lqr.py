@@ -193,8 +193,7 @@ def _check_weight(name: str, M: ArrayLike, size: int, *, definite: bool) -> Floa
     if (smallest <= 0) if definite else (smallest < -1e-6 * scale):
         kind = "positive definite" if definite else "positive semidefinite"
         raise DiffsimError(
-            f"{name} must be {kind}, its smallest eigenvalue is {smallest:.3g}: "
-            f"{values.tolist()}"
+            f"{name} must be {kind}, its smallest eigenvalue is {smallest:.3g}: {values.tolist()}"
         )
     return M
 
