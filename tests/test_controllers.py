@@ -204,7 +204,7 @@ def test_mpc_warm_start_needs_fewer_iterations(short_mpc):
         (dict(horizon=0, iterations=5), "horizon must be a positive integer, got 0"),
         (dict(horizon=-3, iterations=5), "horizon must be a positive integer, got -3"),
         (dict(horizon=5, iterations=0), "iterations must be a positive integer, got 0"),
-        (dict(horizon=5.0, iterations=5), "horizon must be a positive integer, got 5.0"),
+        (dict(horizon=True, iterations=5), "horizon must be a positive integer, got True"),
     ],
 )
 def test_mpc_bad_settings(options, message):
