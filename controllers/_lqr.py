@@ -27,9 +27,10 @@ def solve_dare(
     Solved in JAX by the structured doubling algorithm (Chu, Fan, Lin and Wang 2004,
     "Structure-preserving algorithms for periodic discrete-time algebraic Riccati
     equations"), whose iterates converge quadratically: a ``lax.while_loop`` of at most
-    64 doublings, stopped when ``X`` changes by less than the dtype's precision. Jittable;
-    a pair ``(A, B)`` that is not stabilisable (or ``(A, Q)`` not detectable) gives NaN,
-    never a wrong finite answer: :meth:`LQR.from_env` checks and raises.
+    64 doublings, stopped when ``X`` changes by less than the dtype's precision. Jittable.
+    An iteration that does not converge gives NaN; where ``(A, Q)`` is not detectable the
+    iteration may converge to a solution that does not stabilise (``Q = 0`` gives
+    ``X = 0``): :meth:`LQR.from_env` checks the closed loop ``A - B K`` and raises.
     """
     A, B, Q, R = (jnp.asarray(M) for M in (A, B, Q, R))
     dtype = jnp.result_type(A, B, Q, R, float)
@@ -161,6 +162,12 @@ class LQR(eqx.Module):
                 "(is every unstable mode of the linearisation seen by Q?)"
             )
         K = lqr_gain(A, B, X, R)
+        radius = float(np.max(np.abs(np.linalg.eigvals(np.asarray(A - B @ K, np.float64)))))
+        if not radius < 1:
+            raise DiffsimError(
+                f"the LQR gain does not stabilise the linearisation (spectral radius of A - BK "
+                f"is {radius:.4g} >= 1): Q must weigh every unstable mode"
+            )
         dtype = K.dtype
         return cls(
             gain=K,

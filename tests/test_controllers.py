@@ -112,6 +112,7 @@ class _HalfControlled(diffsim.AbstractEnv):
         (Pendulum(), [0.0, 0.0], [0.0], PENDULUM_Q, jnp.zeros((1, 1)), "positive definite"),
         (Pendulum(), [0.0, 0.0], [0.0], jnp.array([[1, 1], [0, 1.0]]), PENDULUM_R, "symmetric"),
         (Pendulum(), [0.0, 0.0], [0.0], PENDULUM_Q, jnp.ones(1), "R must have shape (1, 1)"),
+        (Pendulum(), [0.0, 0.0], [0.0], jnp.zeros((2, 2)), PENDULUM_R, "does not stabilise"),
         (CartPole(), jnp.zeros(4), [0.0], jnp.eye(4), jnp.eye(1), "Box"),
     ],
 )
