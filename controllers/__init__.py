@@ -1,6 +1,20 @@
-"""Controllers: ``eqx.Module`` policies callable as ``controller(t, observation)``."""
+"""Controllers: ``eqx.Module`` policies callable as ``controller(t, observation)``, and the
+control engineer's baselines (LQR, residual control on top of it, MPC)."""
 
+from ._lqr import LQR, lqr_gain, solve_dare
 from ._mlp import MLPPolicy
+from ._mpc import MPC, MPCState, seconds_per_call
+from ._residual import Residual
 from ._symmetric import Mirrored
 
-__all__ = ["MLPPolicy", "Mirrored"]
+__all__ = [
+    "LQR",
+    "MPC",
+    "MLPPolicy",
+    "MPCState",
+    "Mirrored",
+    "Residual",
+    "lqr_gain",
+    "seconds_per_call",
+    "solve_dare",
+]

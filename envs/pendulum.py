@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -46,6 +47,9 @@ class Pendulum(AbstractEnv):
             ODE (``ODEStep(substeps=4)``); :class:`GymEuler` is gymnasium's own
             semi-implicit Euler step with its speed clip, step for step identical to
             Pendulum-v1.
+        start: half-widths ``(theta, theta_dot)`` of the uniform start distribution
+            (rad, rad/s); the default ``(pi, 1)`` is Pendulum-v1's swing-up, e.g.
+            ``Pendulum(start=(0.5, 0.5), episode_steps=100)`` is a balance task.
         clip_torque: ``False`` gives the 2019 post's variant with unlimited torque
             (not comparable with Pendulum-v1 results; never used for headline numbers).
 
@@ -68,6 +72,7 @@ class Pendulum(AbstractEnv):
     max_torque: Float[Array, ""] = parameter(2.0)
     transition: AbstractTransition = ODEStep(substeps=4)
     clip_torque: bool = eqx.field(static=True, default=True)
+    start: tuple[float, float] = eqx.field(static=True, default=(math.pi, 1.0))
     control_dt: float = eqx.field(static=True, default=0.05)
     episode_steps: int = eqx.field(static=True, default=200)
 
@@ -93,7 +98,7 @@ class Pendulum(AbstractEnv):
         return jnp.stack([theta_dot, jnp.where(saturated, 0.0, acceleration)])
 
     def initial_state(self, key):
-        high = jnp.array([jnp.pi, 1.0])
+        high = jnp.array(self.start)
         return jr.uniform(key, (2,), minval=-high, maxval=high)
 
     @property
