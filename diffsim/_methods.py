@@ -37,24 +37,27 @@ import contextlib
 import dataclasses
 import functools
 import importlib.metadata
-import itertools
 import math
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import _episode_returns, initial_states
 from ._recipe import Recipe
 from ._rollout import Controller
-from ._runner import _compile_clock
+from ._runner import _compile_clock, _scan_steps, chunk_length
 from ._spaces import Discrete
+from ._train import Trainer
 
 CURVE_EPISODES = 100
 """Episodes of every evaluation along training (the final one has ``--episodes``)."""
@@ -134,9 +137,29 @@ class AbstractMethod(abc.ABC):
         return ""
 
 
+_RUNNER_OPTIONS = frozenset(
+    {
+        "eval_every",
+        "eval_episodes",
+        "eval_seed",
+        "keep_best",
+        "checkpoint",
+        "checkpoint_every",
+        "resume",
+        "metadata",
+        "progress",
+        "callback",
+    }
+)
+"""Options of :func:`diffsim.train` that are not the :class:`Trainer`'s."""
+
+
 class DP(AbstractMethod):
-    """Differentiable programming: the env's own recipe (:meth:`Recipe.run`), one seed
-    after the other (later seeds reuse the compiled step), the final controller kept."""
+    """Differentiable programming: the env's own recipe, every seed in one compiled program
+    (``jax.vmap`` of :meth:`Trainer.step` over seeds), each seed starting exactly as
+    :meth:`Recipe.run` starts it (controller and training keys split from ``key(seed)``);
+    the final controller kept. Evaluated along training every ``eval_every`` updates of the
+    recipe (default: at the end only)."""
 
     name = "dp"
 
@@ -144,50 +167,74 @@ class DP(AbstractMethod):
         pass
 
     def run(self, recipe, seeds, *, quick, log):
+        iterations = recipe.quick_iterations if quick else recipe.iterations
+        env = recipe.make_env()
+        options = {k: v for k, v in recipe.train_options.items() if k not in _RUNNER_OPTIONS}
+        every = recipe.train_options.get("eval_every", 0) or iterations
+        trainer = Trainer(recipe.make_optimiser(iterations), **options)
+        per_iteration = trainer.batch_size * trainer.window_for(env)
+        curve_states = initial_states(env, CURVE_EPISODES, CURVE_SEED)
+
+        def start(key):
+            controller_key, train_key = jr.split(key)
+            return trainer.init(env, recipe.make_controller(env, controller_key), train_key)
+
+        def score(state):
+            returns, _ = _episode_returns(*state.model, curve_states)
+            return jnp.mean(returns)
+
+        stop = jnp.asarray(iterations, jnp.int32)
+        chunk = chunk_length(iterations, every)
+        steps = eqx.filter_jit(
+            eqx.filter_vmap(lambda state: _scan_steps(trainer.step, state, stop, chunk))
+        )
+        keys = jax.vmap(jr.key)(jnp.asarray(list(seeds), jnp.uint32))
+        compile_started = _compile_clock[0]
+        states = eqx.filter_jit(eqx.filter_vmap(start))(keys)
+        evaluate = eqx.filter_jit(eqx.filter_vmap(score))
+        curve_steps, curve_seconds, curve_returns = [], [], []
+        train_seconds, done = 0.0, 0
+        while done < iterations:
+            before, started = _compile_clock[0], time.perf_counter()
+            states, (metrics, active, finite) = steps(states)
+            active, finite = jax.device_get((active, finite))
+            elapsed = time.perf_counter() - started
+            train_seconds += max(0.0, elapsed - (_compile_clock[0] - before))
+            if not finite[active].all():
+                bad = sorted({seeds[i] for i in np.nonzero(~finite & active)[0]})
+                raise DiffsimError(
+                    f"dp: non-finite loss or gradient for seeds {bad} before update "
+                    f"{done + chunk}; try a smaller learning rate or a shorter window"
+                )
+            done = int(states.iteration[0])
+            if done % every == 0 or done == iterations:
+                returns = [float(r) for r in jax.device_get(evaluate(states))]
+                curve_steps.append(done * per_iteration)
+                curve_seconds.append(train_seconds)
+                curve_returns.append(returns)
+                log(
+                    f"dp: {curve_steps[-1]:,} env steps, {train_seconds:.1f} s, curve return "
+                    f"median {statistics.median(returns):.1f} ({len(seeds)} seeds in one program)"
+                )
+        compile_seconds = _compile_clock[0] - compile_started
         runs = []
-        for seed in seeds:
-            marks = []
-            started = time.perf_counter()
-
-            def mark(iteration, metrics, started=started, marks=marks):
-                if "eval_return" in metrics:
-                    marks.append(time.perf_counter() - started)
-
-            controller, env, history = recipe.run(
-                seed,
-                quick=quick,
-                progress=False,
-                keep_best=False,
-                eval_episodes=CURVE_EPISODES,
-                eval_seed=CURVE_SEED,
-                callback=mark,
+        for i, seed in enumerate(seeds):
+            env_i, controller = _take(states.model, i)
+            runs.append(
+                Run(
+                    seed=seed,
+                    controller=controller,
+                    env=env_i,
+                    env_steps=done * per_iteration,
+                    train_seconds=train_seconds,
+                    compile_seconds=compile_seconds,
+                    curve_steps=curve_steps,
+                    curve_seconds=curve_seconds,
+                    curve_returns=[r[i] for r in curve_returns],
+                    spec={"recipe": recipe.name},
+                    seeds_in_program=len(seeds),
+                )
             )
-            evaluations = list(itertools.accumulate(history.eval_seconds))
-            curve_seconds = [
-                max(0.0, at - history.compile_seconds - spent)
-                for at, spent in zip(marks, evaluations, strict=True)
-            ]
-            train_seconds = max(
-                0.0, history.train_seconds - history.compile_seconds - sum(history.eval_seconds)
-            )
-            run = Run(
-                seed=seed,
-                controller=controller,
-                env=env,
-                env_steps=history.total_env_steps,
-                train_seconds=train_seconds,
-                compile_seconds=history.compile_seconds,
-                curve_steps=list(history.eval_env_steps),
-                curve_seconds=curve_seconds,
-                curve_returns=list(history.eval_return),
-                spec={"recipe": recipe.name},
-            )
-            log(
-                f"dp seed {seed}: {run.env_steps:,} env steps, {train_seconds:.1f} s "
-                f"(+{run.compile_seconds:.1f} s compile), last curve return "
-                f"{run.curve_returns[-1]:.1f}"
-            )
-            runs.append(run)
         return runs
 
     def template(self, recipe, env, spec):
@@ -195,7 +242,15 @@ class DP(AbstractMethod):
 
     def describe(self, recipe, env, quick):
         iterations = recipe.quick_iterations if quick else recipe.iterations
-        return f"the `{recipe.name}` recipe, {iterations} updates"
+        options = recipe.train_options
+        window = options.get("window") or env.episode_steps
+        steps = iterations * options.get("batch_size", 64) * window
+        return f"the `{recipe.name}` recipe, {iterations} updates, {steps:,} env steps"
+
+
+def _take(tree, i: int):
+    """Seed ``i`` of a pytree batched over seeds (arrays sliced, the rest kept)."""
+    return jax.tree_util.tree_map(lambda x: x[i] if eqx.is_array(x) else x, tree)
 
 
 # ---------------------------------------------------------------------------------------
@@ -436,13 +491,13 @@ class Rejax(AbstractMethod):
                 curve_returns.append([float(r) for r in returns])
                 log(
                     f"{self.name}: {curve_steps[-1]:,} env steps, {train_seconds:.1f} s, "
-                    f"curve return median {sorted(returns)[len(returns) // 2]:.1f} "
+                    f"curve return median {statistics.median(returns):.1f} "
                     f"({len(seeds)} seeds in one program)"
                 )
         compile_seconds = _compile_clock[0] - compile_started
         runs = []
         for i, seed in enumerate(seeds):
-            one = jax.tree_util.tree_map(lambda x, i=i: x[i], ts)
+            one = _take(ts, i)
             runs.append(
                 Run(
                     seed=seed,
@@ -458,7 +513,6 @@ class Rejax(AbstractMethod):
                     seeds_in_program=len(seeds),
                 )
             )
-            log(f"{self.name} seed {seed}: {curve_steps[-1]:,} env steps, trained")
         return runs
 
     def template(self, recipe, env, spec):
