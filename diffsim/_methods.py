@@ -159,7 +159,8 @@ class DP(AbstractMethod):
     (``jax.vmap`` of :meth:`Trainer.step` over seeds), each seed starting exactly as
     :meth:`Recipe.run` starts it (controller and training keys split from ``key(seed)``);
     the final controller kept. Evaluated along training every ``eval_every`` updates of the
-    recipe (default: at the end only)."""
+    recipe (default: at the end only). Batched float32 arithmetic is not bit-identical to
+    one seed's, so a seed's result is close to, not equal to, ``diffsim train``'s."""
 
     name = "dp"
 
@@ -334,7 +335,7 @@ _DQN_CARTPOLE = dict(
     # exploration_final_eps 0.04, net_arch [256, 256]. SB3 DQN defaults: relu, hard target
     # updates, max_grad_norm 10, no double Q. rejax takes `num_epochs` gradient steps per
     # step of `num_envs` envs: 2 envs and 1 gradient step keep zoo's 128 / 256 = 0.5
-    # updates per env step, interleaved more finely.
+    # updates per env step, interleaved more finely. rejax's DQN loss is L2 (SB3: Huber).
     hidden=(256, 256),
     activation="relu",
     settings=dict(
