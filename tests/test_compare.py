@@ -209,3 +209,30 @@ def test_default_methods_fit_the_action_space():
     ):
         _, _, methods = prepare(env, None, seeds=1, episodes=1)
         assert [m.name for m in methods] == expected
+
+
+def test_a_recipe_metric_is_the_fraction_of_episodes_meeting_it(quick):
+    """A per-episode criterion (here: balanced all 500 steps) over the evaluation episodes,
+    against the episode lengths `diffsim.evaluate` reports; and its table column."""
+    from diffsim._compare import episode_metric, table
+    from diffsim._methods import controller_template
+
+    results, _, _ = quick
+    recipe = diffsim.recipes()["cartpole"]
+    row = results["methods"]["dp"][0]
+    like = recipe.make_env()
+    metadata = diffsim.read_metadata(row["checkpoint"])
+    env, policy = diffsim.load_checkpoint(
+        row["checkpoint"], (like, controller_template(recipe, like, metadata))
+    )
+    lengths = np.asarray(diffsim.evaluate(env, policy, episodes=EPISODES, seed=3).lengths)
+    fraction = episode_metric(env, policy, lambda e, t: t.length >= 500, EPISODES, 3)
+    assert fraction == pytest.approx(np.mean(lengths >= 500))
+    assert 0.0 < fraction < 1.0  # quick training: some episodes fall, some do not
+    with_metric = json.loads(json.dumps(results)) | {"metrics": ["balanced"]}
+    for rows in with_metric["methods"].values():
+        for i, r in enumerate(rows):
+            r["metrics"] = {"balanced": 0.25 * (i + 1)}
+    text = table(with_metric)
+    assert "balanced (fraction of episodes), median [IQR]" in text
+    assert "| 0.375 [0.312, 0.438] |" in text
