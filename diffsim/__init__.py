@@ -67,6 +67,7 @@ __all__ = [
     "Trajectory",
     "adam_cosine",
     "check_positive",
+    "compare",
     "control",
     "default_recipe",
     "evaluate",
@@ -94,4 +95,8 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(f"diffsim.{name}")
+    if name == "compare":  # `diffsim compare` in Python; imports rejax/matplotlib when run
+        from ._compare import compare
+
+        return compare
     raise AttributeError(f"module 'diffsim' has no attribute {name!r}")

@@ -273,9 +273,14 @@ def _write_plots(out: Path, env, controller, history) -> list[str]:
 def _evaluate(args) -> dict:
     recipe = args.recipe
     like = recipe.make_env()
-    env, controller = load_checkpoint(
-        args.checkpoint, (like, recipe.make_controller(like, jr.key(0)))
-    )
+    metadata = read_metadata(args.checkpoint)
+    if "method" in metadata:  # written by `diffsim compare`: the method rebuilds its structure
+        from ._methods import controller_template
+
+        template = controller_template(recipe, like, metadata)
+    else:
+        template = recipe.make_controller(like, jr.key(0))
+    env, controller = load_checkpoint(args.checkpoint, (like, template))
     result = evaluate(env, controller, episodes=args.episodes, seed=args.seed)
     return {"mean": result.mean, "std": result.std, "episodes": result.episodes}
 

@@ -30,6 +30,11 @@ class Recipe:
         iterations: optimiser updates (``quick_iterations`` in quick mode).
         train_options: further keyword arguments of :func:`diffsim.train`.
         eval_episodes, eval_seed: the final evaluation protocol.
+        thresholds: mean returns worth reaching (``diffsim compare`` reports the env steps
+            and seconds each method needs to reach them), e.g. ``(-200.0, -160.0)``.
+        metrics: per-episode success criteria, ``name: metric(env, trajectory)`` giving a
+            boolean or a number per episode; ``diffsim compare`` reports their mean over
+            the evaluation episodes.
 
     Example:
         ```python
@@ -50,6 +55,8 @@ class Recipe:
     train_options: dict = dataclasses.field(default_factory=dict)
     eval_episodes: int = 1000
     eval_seed: int = 0
+    thresholds: tuple[float, ...] = ()
+    metrics: dict[str, Callable] = dataclasses.field(default_factory=dict)
 
     def run(
         self, seed: int = 0, *, quick: bool = False, progress: bool = True, **train_options

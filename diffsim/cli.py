@@ -1,4 +1,5 @@
 """The ``diffsim`` command line: ``diffsim train ENV``, ``diffsim eval ENV CHECKPOINT``,
+``diffsim compare ENV``,
 and the commands that env plug-ins add (``diffsim shoot``, ``diffsim aim``).
 
 Every command prints a clean one-line error (no traceback) on bad arguments or files
@@ -34,9 +35,10 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="diffsim", description="Differentiable physics and control in JAX.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import _cli_train
+    from . import _cli_compare, _cli_train
 
     _cli_train.add_commands(subparsers)
+    _cli_compare.add_commands(subparsers)
     for add_commands in command_plugins():
         add_commands(subparsers)
     return parser

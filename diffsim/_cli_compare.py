@@ -1,0 +1,75 @@
+"""``diffsim compare ENV``: differentiable training against RL baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._cli_train import ENV_HELP, check_seed, check_writable_folder
+from ._errors import DiffsimError
+
+
+def add_commands(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="differentiable training against RL baselines on the same env",
+        description="Train the env's recipe (dp) and rejax RL baselines (ppo, sac for "
+        "continuous actions, dqn for discrete ones) for several seeds, evaluate every final "
+        "deterministic policy on the same fixed episodes, save each as a checkpoint that "
+        "`diffsim eval` reads, and write results.json, table.md, curves_steps.png and "
+        "curves_time.png.",
+    )
+    parser.add_argument("env", help=ENV_HELP)
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated, from dp, ppo, sac, dqn (default: dp and the RL baselines "
+        "that fit the action space)",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="training seeds 0..N-1 (default 5)")
+    parser.add_argument("--eval-seed", type=int, default=0, help="evaluation seed (default 0)")
+    parser.add_argument(
+        "--episodes", type=int, default=1000, help="final evaluation episodes (default 1000)"
+    )
+    parser.add_argument("--quick", action="store_true", help="short budgets (tests, demos)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default runs/compare/ENV)"
+    )
+    parser.add_argument("--json", action="store_true", help="print results.json")
+    parser.set_defaults(run=_compare, validate=_validate)
+
+
+def _validate(args) -> None:
+    from ._compare import default_out, prepare
+
+    check_seed(args.eval_seed, "--eval-seed")
+    for name in ("seeds", "episodes"):
+        if getattr(args, name) < 1:
+            raise DiffsimError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    args.method_names = None
+    if args.methods is not None:
+        args.method_names = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if not args.method_names:
+            raise DiffsimError(f"--methods names no method: {args.methods!r}")
+    prepare(args.env, args.method_names, seeds=args.seeds, episodes=args.episodes)
+    if args.out is None:
+        args.out = default_out(args.env)
+    check_writable_folder(args.out)
+
+
+def _compare(args) -> dict:
+    from ._compare import compare, table
+
+    results = compare(
+        args.env,
+        methods=args.method_names,
+        seeds=args.seeds,
+        eval_seed=args.eval_seed,
+        episodes=args.episodes,
+        quick=args.quick,
+        out=args.out,
+    )
+    if args.json:
+        return results
+    print(table(results), end="")
+    print(f"written to {args.out}: results.json, table.md, curves_steps.png, curves_time.png")
+    return None

@@ -1,0 +1,309 @@
+"""``diffsim compare``: differentiable training against RL baselines on the very same env,
+one evaluation protocol for all, written out as JSON, a Markdown table and two plots.
+
+Every method (:mod:`diffsim._methods`) builds one controller per seed; each final
+controller is evaluated by :func:`diffsim.evaluate` (deterministic policy, ``episodes``
+fixed start states from ``eval_seed``) and saved as a checkpoint that ``diffsim eval ENV
+PATH`` loads and evaluates to the same number. Imported only when asked (it needs
+matplotlib for the plots and, for the RL methods, rejax).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checkpoint import save_checkpoint
+from ._env import AbstractEnv
+from ._errors import DiffsimError
+from ._evaluate import evaluate, initial_states
+from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, Run, resolve
+from ._recipe import Recipe
+from ._registry import load_recipe
+from ._rollout import Controller, rollout
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def default_out(env: str) -> Path:
+    """``runs/compare/ENV`` (a file path's separators replaced)."""
+    return Path("runs") / "compare" / env.replace("/", "_").replace(":", "_")
+
+
+def threshold_key(value: float) -> str:
+    """How a threshold is named in ``results.json``: ``-160.0 -> "-160"``."""
+    return f"{value:g}"
+
+
+def prepare(
+    env: str, methods: Sequence[str] | None, *, seeds: int, episodes: int
+) -> tuple[Recipe, AbstractEnv, list[AbstractMethod]]:
+    """Check everything before any work: the env, the methods (known, fitting the action
+    space, their extras installed), the counts."""
+    for name, value in (("seeds", seeds), ("episodes", episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DiffsimError(f"{name} must be a positive integer, got {value!r}")
+    recipe = load_recipe(env)
+    instance = recipe.make_env()
+    return recipe, instance, resolve(methods, recipe, instance)
+
+
+def compare(
+    env: str,
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: int = 5,
+    eval_seed: int = 0,
+    episodes: int = 1000,
+    quick: bool = False,
+    out: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = _stderr,
+) -> dict:
+    """Train every method on ``env`` for seeds ``0 .. seeds-1``, evaluate and save each
+    final controller, and write ``results.json``, ``table.md``, ``curves_steps.png`` and
+    ``curves_time.png`` under ``out`` (default ``runs/compare/ENV``).
+
+    Args:
+        env: an installed recipe's name (``pendulum``, ``cartpole``, ...) or
+            ``path/to/file.py:Name`` (:func:`diffsim.load_recipe`).
+        methods: names among ``dp``, ``ppo``, ``sac``, ``dqn`` (and installed ones); default
+            ``dp`` and the RL baselines that fit the action space.
+        seeds: training seeds ``0 .. seeds-1`` per method.
+        eval_seed, episodes: the final evaluation: ``episodes`` fixed start states drawn
+            from ``eval_seed``, deterministic policy, the same for every method.
+        quick: short budgets (tests, notebooks); numbers are not comparable with full runs.
+        out: output folder.
+        log: receives one progress line at a time (default: stderr); ``None`` is silent.
+
+    Returns:
+        The content of ``results.json``: ``{"env", "eval_seed", "episodes", "methods":
+        {name: [{"seed", "mean_return", "std_return", "checkpoint", "env_steps",
+        "train_seconds", "compile_seconds", "env_steps_to", "seconds_to", ...}]}, ...}``.
+
+    Example: ``diffsim.compare("pendulum", methods=["dp", "sac"], seeds=3)``.
+    """
+    recipe, instance, chosen = prepare(env, methods, seeds=seeds, episodes=episodes)
+    out = default_out(env) if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda line: None)
+    results = {
+        "env": env,
+        "eval_seed": eval_seed,
+        "episodes": episodes,
+        "quick": quick,
+        "seeds": seeds,
+        "thresholds": list(recipe.thresholds),
+        "metrics": sorted(recipe.metrics),
+        "curve_episodes": CURVE_EPISODES,
+        "curve_seed": CURVE_SEED,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
+        f"{jax.devices()[0].platform}, jax {jax.__version__}",
+        "settings": {m.name: m.describe(recipe, instance, quick) for m in chosen},
+        "methods": {},
+    }
+    started = time.perf_counter()
+    for method in chosen:
+        log(f"{method.name}: {results['settings'][method.name]}, {seeds} seeds")
+        runs = method.run(recipe, list(range(seeds)), quick=quick, log=log)
+        rows = []
+        for run in runs:
+            row = _evaluate_and_save(env, recipe, method, run, out, eval_seed, episodes)
+            rows.append(row)
+            log(
+                f"{method.name} seed {run.seed}: mean return {row['mean_return']:.2f} over "
+                f"{episodes} episodes -> {row['checkpoint']}"
+            )
+        results["methods"][method.name] = rows
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "table.md").write_text(table(results))
+    plot_curves(results, out)
+    return results
+
+
+def _evaluate_and_save(
+    name: str,
+    recipe: Recipe,
+    method: AbstractMethod,
+    run: Run,
+    out: Path,
+    eval_seed: int,
+    episodes: int,
+) -> dict:
+    result = evaluate(run.env, run.controller, episodes=episodes, seed=eval_seed)
+    checkpoint = out / f"{method.name}-seed{run.seed}.eqx"
+    metadata = {
+        "env": name,
+        "env_type": type(run.env).__name__,
+        "method": method.name,
+        "seed": run.seed,
+        "controller": run.spec,
+        "eval_seed": eval_seed,
+        "episodes": episodes,
+        "mean_return": result.mean,
+    }
+    save_checkpoint(checkpoint, (run.env, run.controller), metadata)
+    row = {
+        "seed": run.seed,
+        "mean_return": result.mean,
+        "std_return": result.std,
+        "checkpoint": str(checkpoint),
+        "env_steps": run.env_steps,
+        "train_seconds": round(run.train_seconds, 3),
+        "compile_seconds": round(run.compile_seconds, 3),
+        "seeds_in_program": run.seeds_in_program,
+        "env_steps_to": {},
+        "seconds_to": {},
+    }
+    for threshold in recipe.thresholds:
+        reached = [i for i, r in enumerate(run.curve_returns) if r >= threshold]
+        key = threshold_key(threshold)
+        row["env_steps_to"][key] = run.curve_steps[reached[0]] if reached else None
+        row["seconds_to"][key] = round(run.curve_seconds[reached[0]], 3) if reached else None
+    if recipe.metrics:
+        row["metrics"] = {
+            metric: episode_metric(run.env, run.controller, fn, episodes, eval_seed)
+            for metric, fn in sorted(recipe.metrics.items())
+        }
+    if not method.trained:
+        started = time.perf_counter()
+        evaluate(run.env, run.controller, episodes=episodes, seed=eval_seed)
+        steps = episodes * run.env.episode_steps
+        row["seconds_per_step"] = (time.perf_counter() - started) / steps
+    row["curve"] = {
+        "env_steps": run.curve_steps,
+        "seconds": [round(s, 3) for s in run.curve_seconds],
+        "returns": run.curve_returns,
+    }
+    return row
+
+
+def episode_metric(
+    env: AbstractEnv, controller: Controller, metric: Callable, episodes: int, seed: int
+) -> float:
+    """The mean over the evaluation episodes of ``metric(env, trajectory)`` (a boolean
+    criterion gives the fraction of episodes meeting it)."""
+    states = initial_states(env, episodes, seed)
+
+    @eqx.filter_jit
+    def values(env, controller, states):
+        return jax.vmap(lambda y: metric(env, rollout(env, controller, y)))(states)
+
+    return float(jnp.mean(jnp.asarray(values(env, controller, states), jnp.float32)))
+
+
+def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
+    low, median, high = np.percentile(np.asarray(values, np.float64), [25, 50, 75])
+    return float(low), float(median), float(high)
+
+
+def table(results: dict) -> str:
+    """The Markdown table of ``results``: per method, medians over seeds with the
+    interquartile range, the worst seed, budgets, seconds and the thresholds reached."""
+    thresholds = [threshold_key(t) for t in results["thresholds"]]
+    header = [
+        "method",
+        "settings",
+        "final return, median [IQR]",
+        "worst seed",
+        "env steps",
+        "train s",
+        "compile s",
+    ]
+    header += [f"reached {t}: seeds, env steps, s (median)" for t in thresholds]
+    header += [f"{m} (fraction of episodes), median [IQR]" for m in results["metrics"]]
+    lines = [
+        f"`diffsim compare {results['env']}`{' --quick' if results['quick'] else ''}: "
+        f"{results['seeds']} seeds per method, each final deterministic policy evaluated on "
+        f"{results['episodes']} episodes from seed {results['eval_seed']}. Train seconds "
+        "exclude compilation and the evaluations along training; RL seeds train together in "
+        "one vmapped program (its time is each seed's). Thresholds are read on the learning "
+        f"curve ({results['curve_episodes']} episodes from seed {results['curve_seed']}). "
+        f"{results['machine']}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name, rows in results["methods"].items():
+        low, median, high = _quartiles([r["mean_return"] for r in rows])
+        together = rows[0]["seeds_in_program"]
+        cells = [
+            name,
+            results["settings"].get(name, ""),
+            f"{median:.1f} [{low:.1f}, {high:.1f}]",
+            f"{min(r['mean_return'] for r in rows):.1f}",
+            f"{statistics.median(r['env_steps'] for r in rows):,.0f}",
+            f"{statistics.median(r['train_seconds'] for r in rows):.1f}"
+            + (f" ({together} seeds)" if together > 1 else ""),
+            f"{statistics.median(r['compile_seconds'] for r in rows):.1f}",
+        ]
+        for key in thresholds:
+            reached = [r for r in rows if r["env_steps_to"][key] is not None]
+            cell = f"{len(reached)}/{len(rows)}"
+            if reached:
+                steps = statistics.median(r["env_steps_to"][key] for r in reached)
+                seconds = statistics.median(r["seconds_to"][key] for r in reached)
+                cell += f", {steps:,.0f}, {seconds:.1f}"
+            cells.append(cell)
+        for metric in results["metrics"]:
+            low, median, high = _quartiles([r["metrics"][metric] for r in rows])
+            cells.append(f"{median:.3f} [{low:.3f}, {high:.3f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: dict, out: Path) -> list[Path]:
+    """``curves_steps.png`` and ``curves_time.png``: per method, the median and
+    interquartile range over seeds of the learning-curve return, against training env
+    steps and against training seconds (compilation excluded), both on log axes."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    written = []
+    for axis, label, filename in (
+        ("env_steps", "training env steps", "curves_steps.png"),
+        ("seconds", "training wall-clock, s (compilation excluded)", "curves_time.png"),
+    ):
+        figure, ax = plt.subplots(figsize=(6.4, 4.0))
+        for name, rows in results["methods"].items():
+            curves = [r["curve"] for r in rows if r["curve"]["returns"]]
+            if not curves:
+                continue
+            length = min(len(c["returns"]) for c in curves)
+            x = np.median([c[axis][:length] for c in curves], axis=0)
+            returns = np.asarray([c["returns"][:length] for c in curves], np.float64)
+            low, median, high = np.percentile(returns, [25, 50, 75], axis=0)
+            shown = x > 0
+            compile_s = statistics.median(r["compile_seconds"] for r in rows)
+            (line,) = ax.plot(
+                x[shown], median[shown], marker=".", label=f"{name} (compile {compile_s:.0f} s)"
+            )
+            ax.fill_between(x[shown], low[shown], high[shown], alpha=0.25, color=line.get_color())
+        for threshold in results["thresholds"]:
+            ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"mean return ({results['curve_episodes']} episodes)")
+        ax.set_title(f"{results['env']}: median and IQR over {results['seeds']} seeds", fontsize=10)
+        ax.legend(fontsize=8)
+        figure.tight_layout()
+        figure.savefig(out / filename, dpi=90)
+        plt.close(figure)
+        written.append(out / filename)
+    return written
