@@ -15,6 +15,7 @@ from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
 from ._identify import Identification, identify
 from ._linearise import Linearisation, linearise
+from ._methods import AbstractMethod, MethodRun
 from ._recipe import Recipe, adam_cosine
 from ._record import Record
 from ._registry import default_recipe, load_recipe, recipes
@@ -40,6 +41,7 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 __all__ = [
     "AbstractActionSpace",
     "AbstractEnv",
+    "AbstractMethod",
     "AbstractEstimator",
     "AbstractTransition",
     "Box",
@@ -54,6 +56,7 @@ __all__ = [
     "History",
     "Identification",
     "Linearisation",
+    "MethodRun",
     "ODESolve",
     "ODEStep",
     "Recipe",

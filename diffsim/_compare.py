@@ -28,7 +28,7 @@ from ._checkpoint import save_checkpoint
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import evaluate, initial_states
-from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, Run, resolve
+from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, MethodRun, resolve
 from ._recipe import Recipe
 from ._registry import load_recipe
 from ._rollout import Controller, rollout
@@ -138,7 +138,7 @@ def _evaluate_and_save(
     name: str,
     recipe: Recipe,
     method: AbstractMethod,
-    run: Run,
+    run: MethodRun,
     out: Path,
     eval_seed: int,
     episodes: int,
@@ -225,6 +225,9 @@ def table(results: dict) -> str:
     ]
     header += [f"reached {t}: seeds, env steps, s (median)" for t in thresholds]
     header += [f"{m} (fraction of episodes), median [IQR]" for m in results["metrics"]]
+    untrained = any("seconds_per_step" in r for rows in results["methods"].values() for r in rows)
+    if untrained:
+        header.append("evaluation us per env step (batched)")
     lines = [
         f"`diffsim compare {results['env']}`{' --quick' if results['quick'] else ''}: "
         f"{results['seeds']} seeds per method, each final deterministic policy evaluated on "
@@ -261,6 +264,9 @@ def table(results: dict) -> str:
         for metric in results["metrics"]:
             low, median, high = _quartiles([r["metrics"][metric] for r in rows])
             cells.append(f"{median:.3f} [{low:.3f}, {high:.3f}]")
+        if untrained:
+            per_step = [r["seconds_per_step"] for r in rows if "seconds_per_step" in r]
+            cells.append(f"{1e6 * statistics.median(per_step):.2f}" if per_step else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -295,6 +301,10 @@ def plot_curves(results: dict, out: Path) -> list[Path]:
                 x[shown], median[shown], marker=".", label=f"{name} (compile {compile_s:.0f} s)"
             )
             ax.fill_between(x[shown], low[shown], high[shown], alpha=0.25, color=line.get_color())
+        for name, rows in results["methods"].items():
+            if not any(r["curve"]["returns"] for r in rows):  # not trained: its final return
+                final = statistics.median(r["mean_return"] for r in rows)
+                ax.axhline(final, linestyle=":", label=f"{name} (not trained)", color="black")
         for threshold in results["thresholds"]:
             ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")

@@ -115,6 +115,13 @@ class AbstractEnv(eqx.Module):
         """Whether the episode ends after the step that reached ``y`` (default: never)."""
         return jnp.array(False)
 
+    def equilibrium(self) -> tuple[Float[Array, " n"], Float[Array, " k"]] | None:
+        """An operating point ``(y_eq, u_eq)``, shapes ``(n,)`` and ``(k,)``, where the
+        task is to hold the system: what linear controllers stabilise
+        (``diffsim.controllers.LQR``, the ``lqr`` method of ``diffsim compare``).
+        Default ``None``: the env declares none."""
+        return None
+
     def draw(self, y: Float[Array, " n"]) -> list[Float[Array, "p 2"]]:
         """Polylines (x, y in metres) that picture the state, for animations."""
         raise NotImplementedError(f"{type(self).__name__} defines no drawing")

@@ -2,32 +2,14 @@
 and rejax RL baselines (``ppo``, ``sac``, ``dqn``), behind one small plug-in point.
 
 A method builds controllers for a recipe's env, one per seed, and reports what it cost
-(:class:`Run`); ``diffsim compare`` then evaluates, saves and tabulates every method the
+(:class:`MethodRun`); ``diffsim compare`` then evaluates, saves and tabulates every method the
 same way. Adding a method is a subclass of :class:`AbstractMethod` registered under the
 entry-point group ``diffsim.methods`` (or added to :data:`METHODS`). A controller that is
 not trained (MPC, LQR) is a method with ``trained = False``: its runs report zero env
 steps and an empty curve, and ``compare`` measures its compute time per control step
-instead. For instance, about twenty lines::
-
-    class LQRMethod(AbstractMethod):
-        name = "lqr"
-        trained = False
-
-        def check(self, recipe, env):
-            if not isinstance(env.action_space, diffsim.Box):
-                raise DiffsimError("lqr needs continuous actions")
-
-        def run(self, recipe, seeds, *, quick, log):
-            env = recipe.make_env()
-            started = time.perf_counter()
-            controller = LQR.from_env(env)
-            seconds = time.perf_counter() - started
-            return [Run(seed, controller, env, 0, seconds, 0.0, [], [], [], {}) for seed in seeds]
-
-        def template(self, recipe, env, spec):
-            return LQR.from_env(env)     # the structure a checkpoint is loaded into
-
-(``my_package:LQRMethod()`` registered as ``lqr`` under ``diffsim.methods``.)
+instead. The shipped ``lqr`` method (``controllers/_methods.py``, registered as
+``lqr = "diffsim.controllers._methods:lqr"`` in this package's ``pyproject.toml``) is such
+a method in about thirty lines.
 """
 
 from __future__ import annotations
@@ -71,7 +53,7 @@ METHOD_GROUP = "diffsim.methods"
 
 
 @dataclasses.dataclass
-class Run:
+class MethodRun:
     """What one method produced for one seed.
 
     Attributes:
@@ -123,8 +105,8 @@ class AbstractMethod(abc.ABC):
     @abc.abstractmethod
     def run(
         self, recipe: Recipe, seeds: Sequence[int], *, quick: bool, log: Callable[[str], None]
-    ) -> list[Run]:
-        """One :class:`Run` per seed; ``quick`` for a short run (tests, notebooks);
+    ) -> list[MethodRun]:
+        """One :class:`MethodRun` per seed; ``quick`` for a short run (tests, notebooks);
         ``log`` prints a progress line."""
 
     @abc.abstractmethod
@@ -222,7 +204,7 @@ class DP(AbstractMethod):
         for i, seed in enumerate(seeds):
             env_i, controller = _take(states.model, i)
             runs.append(
-                Run(
+                MethodRun(
                     seed=seed,
                     controller=controller,
                     env=env_i,
@@ -504,7 +486,7 @@ class Rejax(AbstractMethod):
         for i, seed in enumerate(seeds):
             one = _take(ts, i)
             runs.append(
-                Run(
+                MethodRun(
                     seed=seed,
                     controller=policy_from_rejax(algo, one),
                     env=env,

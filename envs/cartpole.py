@@ -139,6 +139,13 @@ class CartPole(AbstractEnv):
             return jnp.stack([x, x_dot, jnp.cos(theta), jnp.sin(theta), theta_dot])
         return y
 
+    def equilibrium(self):
+        """The pole upright at rest over the cart at the origin, no force: what the balance
+        holds and the swing-up ends in. ``None`` for discrete pushes (no force holds it)."""
+        if self.action != "continuous":
+            return None
+        return jnp.zeros(4), jnp.zeros(1)
+
     def upright(self, y: Float[Array, " 4"]) -> Bool[Array, ""]:
         """Whether the pole is within ``theta_threshold`` of upright (any number of turns)."""
         return jnp.cos(y[2]) >= jnp.cos(self.theta_threshold)

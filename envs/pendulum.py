@@ -109,6 +109,10 @@ class Pendulum(AbstractEnv):
         )
         return -high, high
 
+    def equilibrium(self):
+        """Upright at rest with no torque: ``(theta, theta_dot) = (0, 0)``, ``u = 0``."""
+        return jnp.zeros(2), jnp.zeros(1)
+
     def observe(self, y):
         theta, theta_dot = y
         return jnp.stack([jnp.cos(theta), jnp.sin(theta), theta_dot])

@@ -137,7 +137,7 @@ def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path,
     import jax
 
     from diffsim._compare import _evaluate_and_save
-    from diffsim._methods import METHODS, Run
+    from diffsim._methods import METHODS, MethodRun
 
     recipe = diffsim.recipes()["pendulum"]
     env = recipe.make_env()
@@ -155,7 +155,7 @@ def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path,
         "pendulum",
         recipe,
         chosen,
-        Run(0, policy, env, 0, 0.0, 0.0, [], [], [], spec),
+        MethodRun(0, policy, env, 0, 0.0, 0.0, [], [], [], spec),
         tmp_path,
         1,
         20,

@@ -216,3 +216,34 @@ def test_mpc_bad_settings(options, message):
 def test_mpc_needs_continuous_controls():
     with pytest.raises(diffsim.DiffsimError, match="Box"):
         MPC(CartPole(), horizon=5, iterations=5, optimiser=optax.adam(0.1))
+
+
+def test_lqr_is_a_compare_method_with_the_running_cost_as_weights(tmp_path, capsys):
+    """`diffsim compare pendulum --methods lqr`: the gain is the LQR of the pendulum's own
+    cost (Q = diag(1, 0.1), R = 0.001, up to the Hessian's factor 2), the checkpoint
+    re-evaluates through `diffsim eval` to the reported return, and discrete pushes are
+    refused in one line before any work."""
+    import json
+
+    from diffsim import cli
+    from diffsim._compare import compare
+
+    results = compare(
+        "pendulum", methods=["lqr"], seeds=1, episodes=20, eval_seed=1, out=tmp_path,
+        log=lambda line: None,
+    )
+    (row,) = results["methods"]["lqr"]
+    assert row["env_steps"] == 0 and row["seconds_per_step"] > 0
+    env = Pendulum()
+    reference = LQR.from_env(
+        env, jnp.zeros(2), jnp.zeros(1), jnp.diag(jnp.array([1.0, 0.1])), jnp.array([[0.001]])
+    )
+    saved = diffsim.load_checkpoint(row["checkpoint"], (env, reference))[1]
+    np.testing.assert_allclose(saved.gain, reference.gain, rtol=1e-4)
+    assert cli.main(["eval", "pendulum", row["checkpoint"], "--episodes", "20", "--seed", "1",
+                     "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["mean"] == pytest.approx(row["mean_return"], rel=1e-6)
+    assert cli.main(["compare", "cartpole", "--methods", "lqr", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "lqr needs continuous actions; cartpole has Discrete" in err and err.count("\n") == 1
