@@ -183,6 +183,37 @@ class GymEuler(AbstractTransition):
         return y + dynamics.control_dt * dynamics.vector_field(t, y, u)
 
 
+def balanced_second_half(env: CartPole, trajectory: Trajectory) -> Bool[Array, "*batch"]:
+    """The swing-up's success criterion: whether, through the whole second half of a
+    whole episode, the pole stays within ``env.theta_threshold`` (12 degrees) of upright
+    and the cart on the track (``|x| <= x_threshold``).
+
+    Every state from step ``episode_steps // 2`` to the last (steps 250 to 500 of the
+    swing-up's 500) must satisfy both; an episode that ended early (the cart left the
+    track) fails. ``trajectory`` is a whole episode (``env.episode_steps`` control
+    steps, as :func:`diffsim.rollout` simulates by default), or a batch of them.
+
+    Returns:
+        One flag per episode, shape ``trajectory``'s batch shape.
+
+    Raises:
+        DiffsimError: when the trajectory is not a whole episode.
+
+    Example: ``jax.vmap(lambda y: diffsim.rollout(env, policy, y))(starts)`` then
+    ``balanced_second_half(env, trajectories).mean()``, the fraction that balanced.
+    """
+    steps = trajectory.costs.shape[-1]
+    if steps != env.episode_steps:
+        raise DiffsimError(
+            f"balanced_second_half needs a whole episode of {env.episode_steps} steps, "
+            f"got a trajectory of {steps}"
+        )
+    second_half = trajectory.states[..., env.episode_steps // 2 :, :]
+    upright = jnp.cos(second_half[..., 2]) >= jnp.cos(env.theta_threshold)
+    on_track = jnp.abs(second_half[..., 0]) <= env.x_threshold
+    return jnp.all(upright & on_track, axis=-1) & ~trajectory.terminated
+
+
 # ---------------------------------------------------------------------------------------
 # Training objectives: differentiable surrogates of the step-count return.
 
