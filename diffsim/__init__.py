@@ -14,6 +14,7 @@ from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
 from ._linearise import Linearisation, linearise
+from ._lqr import discrete_lqr
 from ._recipe import Recipe, adam_cosine
 from ._registry import default_recipe, load_recipe, recipes
 from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
@@ -65,6 +66,7 @@ __all__ = [
     "check_positive",
     "control",
     "default_recipe",
+    "discrete_lqr",
     "evaluate",
     "fit",
     "initial_states",
