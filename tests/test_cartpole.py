@@ -262,3 +262,18 @@ def test_balanced_second_half_starts_at_step_250_and_needs_whole_episodes():
     short = diffsim.rollout(env, lambda t, o: jnp.zeros(1), start, num_steps=499)
     with pytest.raises(diffsim.DiffsimError, match="whole episode of 500 steps"):
         cartpole.balanced_second_half(env, short)
+
+
+def test_untrained_swingup_controller_hands_over_to_lqr_near_upright():
+    """Before any training the swing-up policy's linear part (the LQR of the upright
+    equilibrium) already balances a pole started 9 degrees off upright with the cart
+    0.5 m off centre, and brings the cart back towards the centre; from hanging down it
+    does not swing up (that is what training is for)."""
+    env = cartpole.swingup_recipe.make_env()
+    controller = cartpole.swingup_recipe.make_controller(env, jr.key(0))
+    near = diffsim.rollout(env, controller, jnp.array([0.5, 0.0, 0.15, 0.0]))
+    assert bool(cartpole.balanced_second_half(env, near))
+    assert bool(jnp.all(jax.vmap(env.upright)(near.states)))
+    assert abs(float(near.final_state[0])) < 0.05
+    hanging = diffsim.rollout(env, controller, env.initial_state(jr.key(0)))
+    assert not bool(cartpole.balanced_second_half(env, hanging))

@@ -252,5 +252,11 @@ def test_a_module_env_gets_the_default_recipe_and_list_shows_the_installed_ones(
     assert diffsim.load_recipe("cartpole") is diffsim.recipes()["cartpole"]
     assert main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
-    assert set(listing) == {"pendulum", "cartpole", "cartpole-continuous", "cartpole-swingup"}
+    assert set(listing) == {
+        "pendulum",
+        "pendulum-sample-efficient",
+        "cartpole",
+        "cartpole-continuous",
+        "cartpole-swingup",
+    }
     assert listing["pendulum"]["states"] == 2 and listing["cartpole"]["actions"] == "Discrete(2)"
