@@ -96,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", choices=sorted(diffsim.recipes()))
     parser.add_argument("--seeds", type=int, default=8, help="training seeds 0..N-1 (default 8)")
+    parser.add_argument("--first-seed", type=int, default=0, help="first training seed")
     parser.add_argument("--quick", action="store_true", help="2 seeds, the recipe's quick run")
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes")
     args = parser.parse_args()
@@ -114,7 +115,7 @@ def main() -> None:
         f"{'eval mean':>9} {'min len':>7}"
     )
     rows = []
-    for seed in range(seeds):
+    for seed in range(args.first_seed, args.first_seed + seeds):
         row = run_seed(recipe, seed, quick=quick, episodes=args.episodes)
         rows.append(row)
         print(

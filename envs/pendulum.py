@@ -147,11 +147,11 @@ clipping at 1, a mirror-symmetric 64x64 MLP. 6.4 M training env steps (300 updat
 sample_efficient_recipe = dataclasses.replace(
     recipe,
     name="pendulum-sample-efficient",
-    iterations=500,
+    iterations=1000,
     quick_iterations=50,
-    train_options=dict(batch_size=4, window=25, eval_every=100, eval_episodes=200),
+    train_options=dict(batch_size=2, window=25, eval_every=250, eval_episodes=200),
 )
 """``diffsim train pendulum-sample-efficient``: the same policy and optimiser on a budget
-of 50,000 training env steps (250 episodes): 4 episodes carried over 25-step windows,
-500 updates. The number of updates, not of samples, is what the swing-up needs: 4 x 50
-steps x 250 updates (same budget, half the updates) stays near -500."""
+of 50,000 training env steps (250 episodes): 2 episodes carried over 25-step windows,
+1000 updates. The number of updates, not of samples, is what the swing-up needs: the
+same budget spent as 4 episodes x 50 steps x 250 updates stays near -500."""
