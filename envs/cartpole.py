@@ -370,7 +370,7 @@ swingup_recipe = Recipe(
     iterations=1000,
     quick_iterations=5,
     train_options=dict(
-        batch_size=64,
+        batch_size=128,
         window=50,
         carry_state=True,
         objective=shaped_swingup_loss,
@@ -381,7 +381,7 @@ swingup_recipe = Recipe(
 )
 """``diffsim train cartpole-swingup``: the swing-up with a continuous force (ODE, one
 Runge-Kutta step per 0.02 s), a :class:`SwingUpPolicy` (an MLP handing over to
-LQR-initialised linear feedback near upright), 64 carried episodes on windows of 50 steps
-(1 s), Adam at 1e-3 with cosine decay: 1000 updates, 3.2 million env steps, keeping the
+LQR-initialised linear feedback near upright), 128 carried episodes on windows of 50 steps
+(1 s), Adam at 1e-3 with cosine decay: 1000 updates, 6.4 million env steps, keeping the
 controller of the best evaluation (100 episodes from seed 10,000, every 100 updates):
 training can collapse with the cart leaving the track."""
