@@ -12,6 +12,12 @@ keys are diffsim / anchor.
 
     python benchmarks/training_seeds.py pendulum [--seeds 8] [--quick] [--episodes 1000]
     python benchmarks/training_seeds.py cartpole
+    python benchmarks/training_seeds.py pendulum-sample-efficient --seeds 5
+    python benchmarks/training_seeds.py cartpole-swingup --seeds 5
+
+For the swing-up each row also gives the fraction of the evaluation episodes that balance
+(``cartpole.balanced_second_half``: pole within 12 degrees of upright and cart on the track
+for the whole second half), and the summary its median over seeds.
 """
 
 from __future__ import annotations
@@ -23,7 +29,11 @@ import platform
 import statistics
 import time
 
+import equinox as eqx
+import jax
+
 import diffsim
+from diffsim.envs import cartpole
 
 ANCHORS = {
     "pendulum": {
@@ -38,11 +48,27 @@ ANCHORS = {
     },
     "cartpole-continuous": {"post_2019": (2_500, None), "ppo_zoo": (100_000, 500.0)},
 }
+ANCHORS["pendulum-sample-efficient"] = ANCHORS["pendulum"]
 """Published reference points by recipe: ``name: (training env steps, return)``
 (rl-baselines3-zoo; the 2019 post's ~5 CartPole episodes counted as 5 x 500 steps)."""
 
-SOLVED = {"pendulum": -160.0, "cartpole": 475.0, "cartpole-continuous": 475.0}
+SOLVED = {
+    "pendulum": -160.0,
+    "pendulum-sample-efficient": -160.0,
+    "cartpole": 475.0,
+    "cartpole-continuous": 475.0,
+}
 """The return each headline claim has to reach."""
+
+SUCCESS = {"cartpole-swingup": ("balanced_fraction", cartpole.balanced_second_half, 0.9)}
+"""Per-episode success criteria by recipe: ``name: (key, criterion(env, trajectories),
+fraction of episodes that must succeed)``."""
+
+
+@eqx.filter_jit
+def _success_fraction(criterion, env, controller, starts):
+    trajectories = jax.vmap(lambda y: diffsim.rollout(env, controller, y))(starts)
+    return criterion(env, trajectories).mean()
 
 
 def run_seed(recipe: diffsim.Recipe, seed: int, *, quick: bool, episodes: int) -> dict:
@@ -50,7 +76,12 @@ def run_seed(recipe: diffsim.Recipe, seed: int, *, quick: bool, episodes: int) -
     controller, env, history = recipe.run(seed, quick=quick, progress=False)
     wall = time.perf_counter() - started
     evaluation = diffsim.evaluate(env, controller, episodes=episodes, seed=recipe.eval_seed)
-    return {
+    extra = {}
+    if recipe.name in SUCCESS:
+        key, criterion, _ = SUCCESS[recipe.name]
+        starts = diffsim.initial_states(env, episodes, recipe.eval_seed)
+        extra[key] = float(_success_fraction(criterion, env, controller, starts))
+    return extra | {
         "seed": seed,
         "env_steps": history.total_env_steps,
         "episodes": history.total_env_steps / env.episode_steps,
@@ -65,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", choices=sorted(diffsim.recipes()))
     parser.add_argument("--seeds", type=int, default=8, help="training seeds 0..N-1 (default 8)")
+    parser.add_argument("--first-seed", type=int, default=0, help="first training seed")
     parser.add_argument("--quick", action="store_true", help="2 seeds, the recipe's quick run")
     parser.add_argument("--episodes", type=int, default=1000, help="evaluation episodes")
     args = parser.parse_args()
@@ -83,13 +115,14 @@ def main() -> None:
         f"{'eval mean':>9} {'min len':>7}"
     )
     rows = []
-    for seed in range(seeds):
+    for seed in range(args.first_seed, args.first_seed + seeds):
         row = run_seed(recipe, seed, quick=quick, episodes=args.episodes)
         rows.append(row)
         print(
             f"{seed:>4} {row['env_steps']:>10,} {row['episodes']:>8.1f} "
             f"{row['wall_seconds']:>7.2f} {row['compile_seconds']:>9.2f} "
             f"{row['eval_mean']:>9.1f} {row['eval_min_length']:>7.0f}"
+            + "".join(f" {k} {row[k]:.3f}" for k in row if k.endswith("_fraction"))
         )
 
     def median(key):
@@ -115,6 +148,12 @@ def main() -> None:
     if solved is not None:
         summary["solved_threshold"] = solved
         summary["seeds_solved"] = sum(r["eval_mean"] >= solved for r in rows)
+    if recipe.name in SUCCESS:
+        key, _, needed = SUCCESS[recipe.name]
+        summary[f"median_{key}"] = median(key)
+        summary[f"min_{key}"] = min(r[key] for r in rows)
+        summary[f"seeds_{key}_at_least_{needed:g}"] = sum(r[key] >= needed for r in rows)
+        print(f"{key}: median {median(key):.3f}, worst {summary[f'min_{key}']:.3f}")
     print(
         f"median: {summary['median_env_steps']:,.0f} env steps "
         f"({summary['median_episodes']:.1f} episodes), {summary['median_wall_seconds']:.2f} s "

@@ -155,14 +155,27 @@ recipe = Recipe(
     make_env=Pendulum,
     make_controller=_pendulum_controller,
     make_optimiser=functools.partial(adam_cosine, 1e-2),
-    iterations=300,
+    iterations=1000,
     quick_iterations=30,
-    train_options=dict(batch_size=128, window=50, eval_every=25, eval_episodes=200),
+    train_options=dict(batch_size=128, window=50, eval_every=100, eval_episodes=200),
+    # -200, and -160 (about rl-baselines3-zoo's SAC after 20k steps): what `diffsim compare`
+    # reports the cost of reaching
+    thresholds=(-200.0, -160.0),
 )
 """``diffsim train pendulum``: truncated BPTT on 50-step windows of 128 episodes carried
-from window to window, Adam at 1e-2 with cosine decay and global-norm clipping at 1, a
-mirror-symmetric 64x64 MLP. 1.92 M training env steps."""
+from window to window, Adam at 1e-2 with cosine decay over 1000 updates and global-norm
+clipping at 1, a mirror-symmetric 64x64 MLP. 6.4 M training env steps (300 updates,
+1.92 M steps, plateau near -147; the longer schedule reaches about -142)."""
 
-# What `diffsim compare pendulum` reports the cost of reaching (mean return over the
-# learning curve's episodes): -200, and -160 (about rl-baselines3-zoo's SAC after 20k steps).
-recipe = dataclasses.replace(recipe, thresholds=(-200.0, -160.0))
+
+sample_efficient_recipe = dataclasses.replace(
+    recipe,
+    name="pendulum-sample-efficient",
+    iterations=1000,
+    quick_iterations=50,
+    train_options=dict(batch_size=2, window=25, eval_every=250, eval_episodes=200),
+)
+"""``diffsim train pendulum-sample-efficient``: the same policy and optimiser on a budget
+of 50,000 training env steps (250 episodes): 2 episodes carried over 25-step windows,
+1000 updates. The number of updates, not of samples, is what the swing-up needs: the
+same budget spent as 4 episodes x 50 steps x 250 updates stays near -500."""

@@ -200,3 +200,80 @@ def test_short_training_run_balances():
     assert min(history.grad_norm) > 1e-6
     trajectory = diffsim.rollout(env, controller, env.initial_state(jr.key(3)))
     np.testing.assert_array_equal(jnp.abs(trajectory.controls), 10.0)
+
+
+def _swingup_trajectory(theta, x, terminated_at=None):
+    """A hand-made whole swing-up episode with the given angles and cart positions at the
+    501 states; after ``terminated_at`` the episode has ended and the state is frozen."""
+    steps = 500
+    theta, x = np.asarray(theta, np.float32), np.asarray(x, np.float32)
+    alive = np.ones(steps, bool)
+    if terminated_at is not None:
+        theta[terminated_at + 1 :], x[terminated_at + 1 :] = theta[terminated_at], x[terminated_at]
+        alive[terminated_at:] = False
+        alive[terminated_at] = True
+    states = np.stack([x, np.zeros_like(x), theta, np.zeros_like(x)], axis=-1)
+    return diffsim.Trajectory(
+        costs=jnp.zeros(steps),
+        controls=jnp.zeros((steps, 1)),
+        alive=jnp.asarray(alive),
+        times=jnp.arange(steps + 1) * 0.02,
+        states=jnp.asarray(states),
+        terminated=jnp.asarray(terminated_at is not None),
+        terminal_cost=jnp.zeros(()),
+        end_time=jnp.asarray(0.02 * (steps if terminated_at is None else terminated_at + 1)),
+    )
+
+
+def test_balanced_second_half_on_hand_made_episodes():
+    """Swung up by step 200, then wobbling by 10 degrees (and a full turn, 2 pi + 10
+    degrees, still counts as upright) with the cart within 1 m: balanced. The same episode
+    falling to 30 degrees at step 400, or leaving the track at step 350: not balanced."""
+    env = cartpole.swingup_recipe.make_env()
+    steps = np.arange(501)
+    wobble = np.deg2rad(10.0) * np.sin(steps / 7.0)
+    theta = np.where(steps < 200, np.pi * (1 - steps / 200), wobble)
+    theta[300:320] += 2 * np.pi
+    x = 1.0 * np.sin(steps / 30.0)
+    balances = _swingup_trajectory(theta, x)
+    falls = _swingup_trajectory(np.where(steps >= 400, np.deg2rad(30.0), theta), x)
+    leaves = _swingup_trajectory(theta, np.where(steps >= 350, 2.41, x), terminated_at=350)
+    assert bool(cartpole.balanced_second_half(env, balances))
+    assert not bool(cartpole.balanced_second_half(env, falls))
+    assert not bool(cartpole.balanced_second_half(env, leaves))
+    batch = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), balances, falls, leaves)
+    np.testing.assert_array_equal(cartpole.balanced_second_half(env, batch), [True, False, False])
+
+
+def test_balanced_second_half_starts_at_step_250_and_needs_whole_episodes():
+    """Only states 250..500 count: 13 degrees at state 249 passes, at state 250 fails; the
+    cart exactly at the track limit is on the track. A 499-step window raises."""
+    env = cartpole.swingup_recipe.make_env()
+    x = np.zeros(501)
+    x[260] = 2.4
+    for index, expected in ((249, True), (250, False), (500, False)):
+        theta = np.zeros(501)
+        theta[index] = np.deg2rad(13.0)
+        result = cartpole.balanced_second_half(env, _swingup_trajectory(theta, x))
+        assert bool(result) is expected, index
+    start = env.initial_state(jr.key(0))
+    hanging = diffsim.rollout(env, lambda t, o: jnp.zeros(1), start)
+    assert not bool(cartpole.balanced_second_half(env, hanging))
+    short = diffsim.rollout(env, lambda t, o: jnp.zeros(1), start, num_steps=499)
+    with pytest.raises(diffsim.DiffsimError, match="whole episode of 500 steps"):
+        cartpole.balanced_second_half(env, short)
+
+
+def test_untrained_swingup_controller_hands_over_to_lqr_near_upright():
+    """Before any training the swing-up policy's linear part (the LQR of the upright
+    equilibrium) already balances a pole started 9 degrees off upright with the cart
+    0.5 m off centre, and brings the cart back towards the centre; from hanging down it
+    does not swing up (that is what training is for)."""
+    env = cartpole.swingup_recipe.make_env()
+    controller = cartpole.swingup_recipe.make_controller(env, jr.key(0))
+    near = diffsim.rollout(env, controller, jnp.array([0.5, 0.0, 0.15, 0.0]))
+    assert bool(cartpole.balanced_second_half(env, near))
+    assert bool(jnp.all(jax.vmap(env.upright)(near.states)))
+    assert abs(float(near.final_state[0])) < 0.05
+    hanging = diffsim.rollout(env, controller, env.initial_state(jr.key(0)))
+    assert not bool(cartpole.balanced_second_half(env, hanging))

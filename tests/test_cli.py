@@ -254,6 +254,7 @@ def test_a_module_env_gets_the_default_recipe_and_list_shows_the_installed_ones(
     listing = json.loads(capsys.readouterr().out)
     assert set(listing) == {
         "pendulum",
+        "pendulum-sample-efficient",
         "cartpole",
         "cartpole-continuous",
         "cartpole-swingup",
