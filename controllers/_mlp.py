@@ -51,7 +51,7 @@ class MLPPolicy(eqx.Module):
         depth: int = 2,
         activation: Callable = jax.nn.tanh,
         final_scale: float = 0.1,
-        observation_scale: Sequence[float] | Float[Array, " o"] | None = None,
+        observation_scale: Sequence[float | int] | Float[Array, " o"] | None = None,
         key: PRNGKeyArray,
     ):
         self.width, self.depth = width, depth

@@ -22,7 +22,21 @@ class MPCState(eqx.Module):
     """The controller's memory between control steps: the controller outputs planned for
     the next ``horizon`` steps, shape ``(horizon, k)``, within the action bounds. After each
     step it is shifted by one step (the last entry repeated): the warm start of the next
-    optimisation."""
+    optimisation.
+
+    Example:
+        ```python
+        import jax.numpy as jnp
+        import optax
+        from diffsim.controllers import MPC
+        from diffsim.envs import Pendulum
+
+        env = Pendulum(start=(0.3, 0.3), episode_steps=20)
+        mpc = MPC(env, horizon=10, iterations=5, optimiser=optax.adam(0.1))
+        state = mpc.init()                    # MPCState(plan=zeros (10, 1))
+        u, state = mpc.step(state, 0, jnp.array([0.2, 0.0]))
+        ```
+    """
 
     plan: Float[Array, "horizon k"]
 

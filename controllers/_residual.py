@@ -52,7 +52,7 @@ class Residual(eqx.Module):
         key: PRNGKeyArray,
         width: int = 32,
         depth: int = 2,
-        observation_scale: Sequence[float] | None = None,
+        observation_scale: Sequence[float | int] | None = None,
     ) -> Residual:
         """``base`` plus a ``width`` x ``depth`` tanh :class:`MLPPolicy` correction sized
         for ``env``, bounded by ``bound`` (control units, a scalar or one per control),

@@ -9,6 +9,7 @@ Environments live in ``diffsim.envs``, controllers in ``diffsim.controllers``.
 from importlib.metadata import PackageNotFoundError, version
 
 from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from ._compare import compare
 from ._env import AbstractEnv, check_positive, parameter
 from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
@@ -98,8 +99,4 @@ def __getattr__(name):
         import importlib
 
         return importlib.import_module(f"diffsim.{name}")
-    if name == "compare":  # `diffsim compare` in Python; imports rejax/matplotlib when run
-        from ._compare import compare
-
-        return compare
     raise AttributeError(f"module 'diffsim' has no attribute {name!r}")

@@ -70,6 +70,15 @@ class MethodRun:
         spec: JSON-serialisable description from which :meth:`AbstractMethod.template`
             rebuilds the controller's structure (stored in the checkpoint).
         seeds_in_program: how many seeds one compiled program trained together.
+
+    Example:
+        ```python
+        import diffsim
+
+        env = diffsim.envs.Pendulum()
+        zero = lambda t, observation: 0.0 * env.action_space.low   # an untrained controller
+        run = diffsim.MethodRun(0, zero, env, 0, 0.0, 0.0, [], [], [], {})
+        ```
     """
 
     seed: int
@@ -92,6 +101,30 @@ class AbstractMethod(abc.ABC):
         name: the method's name on the command line.
         trained: ``False`` for controllers that are computed, not trained (MPC, LQR):
             ``compare`` then reports their compute time per control step.
+
+    Example:
+        ```python
+        import diffsim
+
+        class Zero(diffsim.AbstractMethod):   # the do-nothing baseline, for scale
+            name = "zero"
+            trained = False
+
+            def check(self, recipe, env):
+                pass
+
+            def run(self, recipe, seeds, *, quick, log):
+                env = recipe.make_env()
+                zero = lambda t, observation: 0.0 * env.action_space.low
+                return [diffsim.MethodRun(s, zero, env, 0, 0.0, 0.0, [], [], [], {})
+                        for s in seeds]
+
+            def template(self, recipe, env, spec):
+                return lambda t, observation: 0.0 * env.action_space.low
+        ```
+        With ``zero = Zero()`` in ``my_package/methods.py`` registered as
+        ``zero = "my_package.methods:zero"`` under the ``diffsim.methods`` entry-point
+        group, ``diffsim compare ENV --methods dp,zero`` runs it.
     """
 
     name: ClassVar[str]

@@ -65,7 +65,7 @@ BAD_INPUTS = [
     (["train", "pendulum", "--out", "/proc/diffsim"], "is not a writable folder"),
     (["train", "pendulum", "--out", "{not_a_folder}/sub"], "is not a writable folder"),
     (["train", "pendulum", "--out", "{not_a_folder}"], "exists and is not a folder"),
-    (["train", "mars-lander"], "unknown env 'mars-lander': choose from cartpole"),
+    (["train", "mars-lander"], "unknown env 'mars-lander': choose from acrobot"),
     (["train", "{empty}/nope.py:Rocket"], "no Python file at"),
     (["train", "{rocket}:Lander"], "has no 'Lander'"),
     (["train", "{rocket}:jnp"], "is a module, not a diffsim.Recipe or a concrete AbstractEnv"),
