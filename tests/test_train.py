@@ -322,6 +322,12 @@ def test_exploding_gradients_and_a_collapsing_evaluation_are_reported():
     tail = diffsim.History(loss=[0.01, 0.02] * 15 + [0.4], grad_norm=[2.0] * 31)
     _check_health(tail, taken=1)
     assert tail.warnings == []
+    # nor a converging run's late gradients: norms that decayed from 1 to 1e-5 (median
+    # about 3e-3, so 0.8 is 250x it), then a chaotic window at 0.8, below the early ones
+    decayed = list(np.geomspace(1.0, 1e-5, 200)) + [0.8]
+    converging = diffsim.History(loss=[1.0] * 201, grad_norm=decayed)
+    _check_health(converging, taken=1)
+    assert converging.warnings == []
     calm = diffsim.History(loss=[1.0, 1.1] * 15 + [1.05], grad_norm=[2.0, 3.0] * 15 + [2.5])
     _check_health(calm, taken=1)
     assert calm.warnings == []
