@@ -18,7 +18,6 @@ import abc
 import contextlib
 import dataclasses
 import functools
-import importlib.metadata
 import math
 import statistics
 import time
@@ -36,6 +35,7 @@ from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import _episode_returns, initial_states
 from ._recipe import Recipe
+from ._registry import named_entry_points
 from ._rollout import Controller
 from ._runner import _compile_clock, _scan_steps, chunk_length
 from ._spaces import Discrete
@@ -596,16 +596,7 @@ METHODS: dict[str, AbstractMethod] = {
 @functools.cache
 def methods() -> dict[str, AbstractMethod]:
     """The shipped methods and those installed under the ``diffsim.methods`` group."""
-    found = dict(METHODS)
-    for entry in importlib.metadata.entry_points(group=METHOD_GROUP):
-        method = entry.load()
-        if not isinstance(method, AbstractMethod) or method.name != entry.name:
-            raise DiffsimError(
-                f"entry point {entry.name} = {entry.value} must be an AbstractMethod named "
-                f"{entry.name!r}"
-            )
-        found[entry.name] = method
-    return found
+    return METHODS | named_entry_points(METHOD_GROUP, AbstractMethod, "an AbstractMethod")
 
 
 def default_methods(env: AbstractEnv) -> list[str]:

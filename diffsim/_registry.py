@@ -27,6 +27,20 @@ def _entry_points(group: str):
     return sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
 
 
+def named_entry_points(group: str, kind: type, what: str) -> dict:
+    """Load every entry point of ``group``, each of which must be an instance of ``kind``
+    whose ``name`` is the entry point's (``what`` names it in the error)."""
+    found = {}
+    for entry in _entry_points(group):
+        value = entry.load()
+        if not isinstance(value, kind) or value.name != entry.name:
+            raise DiffsimError(
+                f"entry point {entry.name} = {entry.value} must be {what} named {entry.name!r}"
+            )
+        found[entry.name] = value
+    return found
+
+
 @functools.cache
 def recipes() -> dict[str, Recipe]:
     """Every installed recipe by name (the shipped envs' included), from the
@@ -39,16 +53,7 @@ def recipes() -> dict[str, Recipe]:
     Returns:
         ``{name: Recipe}`` for every installed recipe.
     """
-    found = {}
-    for entry in _entry_points(RECIPE_GROUP):
-        recipe = entry.load()
-        if not isinstance(recipe, Recipe) or recipe.name != entry.name:
-            raise DiffsimError(
-                f"entry point {entry.name} = {entry.value} must be a diffsim.Recipe named "
-                f"{entry.name!r}"
-            )
-        found[entry.name] = recipe
-    return found
+    return named_entry_points(RECIPE_GROUP, Recipe, "a diffsim.Recipe")
 
 
 def command_plugins() -> list[Callable]:
