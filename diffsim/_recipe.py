@@ -42,7 +42,7 @@ class Recipe:
 
         recipe = diffsim.load_recipe("pendulum")         # what `diffsim train pendulum` runs
         recipe.iterations, recipe.train_options["batch_size"]
-        # controller, env, history = recipe.run(seed=0)  # the whole training, about 10 s on a CPU
+        # controller, env, history = recipe.run(seed=0)  # the whole training, about 30 s on a CPU
         ```
     """
 
