@@ -29,16 +29,20 @@ def cost_weights(env: AbstractEnv, y_eq, u_eq) -> tuple[jax.Array, jax.Array]:
     return weight(Q), weight(R)
 
 
-def lqr_for(env: AbstractEnv) -> LQR:
-    """The LQR about the env's declared :meth:`~diffsim.AbstractEnv.equilibrium`, with
-    :func:`cost_weights`."""
+def _equilibrium(env: AbstractEnv):
     point = env.equilibrium()
     if point is None:
         raise DiffsimError(
             f"lqr needs an equilibrium: {type(env).__name__}.equilibrium() declares none "
             "(continuous actions and a state to hold, e.g. the pendulum upright)"
         )
-    y_eq, u_eq = (jnp.asarray(x, float) for x in point)
+    return point
+
+
+def lqr_for(env: AbstractEnv) -> LQR:
+    """The LQR about the env's declared :meth:`~diffsim.AbstractEnv.equilibrium`, with
+    :func:`cost_weights`."""
+    y_eq, u_eq = (jnp.asarray(x, float) for x in _equilibrium(env))
     return LQR.from_env(env, y_eq, u_eq, *cost_weights(env, y_eq, u_eq))
 
 
@@ -62,8 +66,7 @@ class LQRMethod(AbstractMethod):
                 f"lqr needs continuous actions; {recipe.name} has "
                 f"{type(env.action_space).__name__} actions (try a continuous variant)"
             )
-        if env.equilibrium() is None:
-            lqr_for(env)  # raises, naming the env
+        _equilibrium(env)
 
     def run(self, recipe, seeds, *, quick, log):
         env = recipe.make_env()

@@ -22,8 +22,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument(
         "--methods",
         default=None,
-        help="comma-separated, from dp, ppo, sac, dqn (default: dp and the RL baselines "
-        "that fit the action space)",
+        help="comma-separated installed methods: dp, ppo, sac, dqn, lqr and any registered "
+        "under diffsim.methods (default: dp and the RL baselines that fit the action space)",
     )
     parser.add_argument("--seeds", type=int, default=5, help="training seeds 0..N-1 (default 5)")
     parser.add_argument("--eval-seed", type=int, default=0, help="evaluation seed (default 0)")
