@@ -28,7 +28,7 @@ import jax.random as jr
 import optax
 
 import diffsim
-from diffsim.controllers import LQR, MPC, Residual, seconds_per_call
+from diffsim.controllers import LQR, MPC, Residual
 from diffsim.envs.cartpole import CartPole, GymEuler, shaped_balance_loss
 from diffsim.envs.pendulum import Pendulum
 
@@ -84,22 +84,17 @@ def cartpole_controllers(env: CartPole, seed: int = 0) -> dict:
 
 
 def evaluate(env, controller, episodes: int) -> diffsim.Evaluation:
-    """``diffsim.evaluate``'s protocol (seed 0) for a policy or an :class:`MPC`."""
-    if isinstance(controller, MPC):
-        return controller.evaluate(env, episodes=episodes, seed=0)
+    """``diffsim.evaluate``'s protocol (seed 0), for a policy or an :class:`MPC` alike."""
     return diffsim.evaluate(env, controller, episodes=episodes, seed=0)
 
 
 def measure(env, controller, episodes: int, mpc_episodes: int) -> dict:
     """Mean return over ``episodes`` fixed episodes (seed 0; ``mpc_episodes`` for MPC, and
     every controller also on those), and seconds per control step."""
-    y = diffsim.initial_states(env, 1, 0)[0]
     started = time.perf_counter()
+    step = diffsim.seconds_per_step(env, controller)
     if isinstance(controller, MPC):
-        step = seconds_per_call(controller.step, controller.init(), 0, y)
         episodes = mpc_episodes
-    else:
-        step = seconds_per_call(controller, 0.0, env.observe(y))
     row = evaluate(env, controller, episodes).summary()
     row["mean_on_mpc_episodes"] = round(evaluate(env, controller, mpc_episodes).mean, 2)
     return row | {

@@ -3,7 +3,7 @@ control engineer's baselines (LQR, residual control on top of it, MPC)."""
 
 from ._lqr import LQR, lqr_gain, solve_dare
 from ._mlp import MLPPolicy
-from ._mpc import MPC, MPCState, seconds_per_call
+from ._mpc import MPC, MPCState
 from ._residual import Residual
 from ._symmetric import Mirrored
 
@@ -15,6 +15,5 @@ __all__ = [
     "Mirrored",
     "Residual",
     "lqr_gain",
-    "seconds_per_call",
     "solve_dare",
 ]

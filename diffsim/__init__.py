@@ -31,6 +31,8 @@ from ._spaces import (
     StraightThrough,
 )
 from ._state import TrainState
+from ._stateful import AbstractStatefulController
+from ._timing import seconds_per_step
 from ._train import Episodes, Trainer, mean_step_cost, train
 from ._transitions import AbstractTransition, Dynamics, ODESolve, ODEStep
 
@@ -43,6 +45,7 @@ __all__ = [
     "AbstractActionSpace",
     "AbstractEnv",
     "AbstractMethod",
+    "AbstractStatefulController",
     "AbstractEstimator",
     "AbstractTransition",
     "Box",
@@ -87,6 +90,7 @@ __all__ = [
     "recipes",
     "rollout",
     "save_checkpoint",
+    "seconds_per_step",
     "step",
     "train",
 ]

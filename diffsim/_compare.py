@@ -27,11 +27,14 @@ import numpy as np
 from ._checkpoint import save_checkpoint
 from ._env import AbstractEnv
 from ._errors import DiffsimError
-from ._evaluate import evaluate, initial_states
+from ._evaluate import Evaluation, evaluate, initial_states
 from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, MethodRun, resolve
 from ._recipe import Recipe
 from ._registry import load_recipe
 from ._rollout import Controller, rollout
+from ._runner import _compile_clock
+from ._stateful import AbstractStatefulController
+from ._timing import seconds_per_step
 
 
 def _stderr(line: str) -> None:
@@ -118,13 +121,18 @@ def compare(
     for method in chosen:
         log(f"{method.name}: {results['settings'][method.name]}, {seeds} seeds")
         runs = method.run(recipe, list(range(seeds)), quick=quick, log=log)
-        rows = []
+        rows, measured = [], {}
         for run in runs:
-            row = _evaluate_and_save(env, recipe, method, run, out, eval_seed, episodes)
+            # an untrained method hands every seed the same controller: measured once
+            key = id(run.controller), id(run.env)
+            if key not in measured:
+                measured[key] = _measure(recipe, run, eval_seed, episodes)
+            row = _save(env, recipe, method, run, out, eval_seed, episodes, *measured[key])
             rows.append(row)
             log(
                 f"{method.name} seed {run.seed}: mean return {row['mean_return']:.2f} over "
-                f"{episodes} episodes -> {row['checkpoint']}"
+                f"{episodes} episodes, {1e6 * row['seconds_per_step']:.0f} us per control step "
+                f"-> {row['checkpoint']}"
             )
         results["methods"][method.name] = rows
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -134,7 +142,24 @@ def compare(
     return results
 
 
-def _evaluate_and_save(
+def _measure(recipe: Recipe, run: MethodRun, eval_seed: int, episodes: int):
+    """The final evaluation of a run's controller, its metrics, and its compute: seconds
+    of the evaluation (compilation excluded) and of one control step."""
+    compile_before, started = _compile_clock[0], time.perf_counter()
+    result = evaluate(run.env, run.controller, episodes=episodes, seed=eval_seed)
+    eval_seconds = max(0.0, time.perf_counter() - started - (_compile_clock[0] - compile_before))
+    metrics = {
+        metric: episode_metric(run.env, run.controller, fn, episodes, eval_seed)
+        for metric, fn in sorted(recipe.metrics.items())
+    }
+    compute = {
+        "seconds_per_step": seconds_per_step(run.env, run.controller),
+        "eval_seconds": round(eval_seconds, 3),
+    }
+    return result, metrics, compute
+
+
+def _save(
     name: str,
     recipe: Recipe,
     method: AbstractMethod,
@@ -142,8 +167,11 @@ def _evaluate_and_save(
     out: Path,
     eval_seed: int,
     episodes: int,
+    result: Evaluation,
+    metrics: dict,
+    compute: dict,
 ) -> dict:
-    result = evaluate(run.env, run.controller, episodes=episodes, seed=eval_seed)
+    """Save the run's controller as a checkpoint and return its ``results.json`` row."""
     checkpoint = out / f"{method.name}-seed{run.seed}.eqx"
     metadata = {
         "env": name,
@@ -167,22 +195,14 @@ def _evaluate_and_save(
         "seeds_in_program": run.seeds_in_program,
         "env_steps_to": {},
         "seconds_to": {},
-    }
+    } | compute
     for threshold in recipe.thresholds:
         reached = [i for i, r in enumerate(run.curve_returns) if r >= threshold]
         key = threshold_key(threshold)
         row["env_steps_to"][key] = run.curve_steps[reached[0]] if reached else None
         row["seconds_to"][key] = round(run.curve_seconds[reached[0]], 3) if reached else None
-    if recipe.metrics:
-        row["metrics"] = {
-            metric: episode_metric(run.env, run.controller, fn, episodes, eval_seed)
-            for metric, fn in sorted(recipe.metrics.items())
-        }
-    if not method.trained:
-        started = time.perf_counter()
-        evaluate(run.env, run.controller, episodes=episodes, seed=eval_seed)
-        steps = episodes * run.env.episode_steps
-        row["seconds_per_step"] = (time.perf_counter() - started) / steps
+    if metrics:
+        row["metrics"] = metrics
     row["curve"] = {
         "env_steps": run.curve_steps,
         "seconds": [round(s, 3) for s in run.curve_seconds],
@@ -192,7 +212,11 @@ def _evaluate_and_save(
 
 
 def episode_metric(
-    env: AbstractEnv, controller: Controller, metric: Callable, episodes: int, seed: int
+    env: AbstractEnv,
+    controller: Controller | AbstractStatefulController,
+    metric: Callable,
+    episodes: int,
+    seed: int,
 ) -> float:
     """The mean over the evaluation episodes of ``metric(env, trajectory)`` (a boolean
     criterion gives the fraction of episodes meeting it)."""
@@ -225,9 +249,7 @@ def table(results: dict) -> str:
     ]
     header += [f"reached {t}: seeds, env steps, s (median)" for t in thresholds]
     header += [f"{m} (fraction of episodes), median [IQR]" for m in results["metrics"]]
-    untrained = any("seconds_per_step" in r for rows in results["methods"].values() for r in rows)
-    if untrained:
-        header.append("evaluation us per env step (batched)")
+    header.append("compute per control step, us")
     lines = [
         f"`diffsim compare {results['env']}`{' --quick' if results['quick'] else ''}: "
         f"{results['seeds']} seeds per method, each final deterministic policy evaluated on "
@@ -235,7 +257,8 @@ def table(results: dict) -> str:
         "exclude compilation and the evaluations along training; RL seeds train together in "
         "one vmapped program (its time is each seed's). Thresholds are read on the learning "
         f"curve ({results['curve_episodes']} episodes from seed {results['curve_seed']}). "
-        f"{results['machine']}.",
+        "Compute per control step: one state, compiled, the median of 20 calls (MPC optimises "
+        f"a whole plan at every step). {results['machine']}.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -264,9 +287,7 @@ def table(results: dict) -> str:
         for metric in results["metrics"]:
             low, median, high = _quartiles([r["metrics"][metric] for r in rows])
             cells.append(f"{median:.3f} [{low:.3f}, {high:.3f}]")
-        if untrained:
-            per_step = [r["seconds_per_step"] for r in rows if "seconds_per_step" in r]
-            cells.append(f"{1e6 * statistics.median(per_step):.2f}" if per_step else "")
+        cells.append(f"{1e6 * statistics.median(r['seconds_per_step'] for r in rows):,.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -13,6 +13,7 @@ from ._env import AbstractEnv, batch_size
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._rollout import Controller, rollout
 from ._sharding import Devices, as_mesh, shard_batch
+from ._stateful import AbstractStatefulController
 
 
 class Evaluation(eqx.Module):
@@ -106,7 +107,7 @@ def _returns(env, controller, keys, batched):
 
 def evaluate(
     env: AbstractEnv,
-    controller: Controller,
+    controller: Controller | AbstractStatefulController,
     *,
     episodes: int = 1000,
     seed: int = 0,
@@ -122,7 +123,8 @@ def evaluate(
 
     Args:
         env: an env, or a batch of envs built with ``eqx.filter_vmap``.
-        controller: a callable ``controller(t, observation)``.
+        controller: a callable ``controller(t, observation)``, or an
+            :class:`AbstractStatefulController` (MPC), its state fresh in every episode.
         episodes: episodes per env, at least 1.
         seed: the seed of the start states (:func:`initial_states`).
         devices: ``jax.devices()``, a list of devices or a ``jax.sharding.Mesh`` to split

@@ -39,6 +39,7 @@ from ._registry import named_entry_points
 from ._rollout import Controller
 from ._runner import _compile_clock, _scan_steps, chunk_length
 from ._spaces import Discrete
+from ._stateful import AbstractStatefulController
 from ._train import Trainer
 
 CURVE_EPISODES = 100
@@ -82,7 +83,7 @@ class MethodRun:
     """
 
     seed: int
-    controller: Controller
+    controller: Controller | AbstractStatefulController
     env: AbstractEnv
     env_steps: int
     train_seconds: float
@@ -143,7 +144,9 @@ class AbstractMethod(abc.ABC):
         ``log`` prints a progress line."""
 
     @abc.abstractmethod
-    def template(self, recipe: Recipe, env: AbstractEnv, spec: dict) -> Controller:
+    def template(
+        self, recipe: Recipe, env: AbstractEnv, spec: dict
+    ) -> Controller | AbstractStatefulController:
         """A controller with the structure described by ``spec`` (any values): what a
         checkpoint of this method is loaded into."""
 
@@ -623,7 +626,9 @@ def resolve(names: Sequence[str] | None, recipe: Recipe, env: AbstractEnv) -> li
     return chosen
 
 
-def controller_template(recipe: Recipe, env: AbstractEnv, metadata: dict[str, Any]) -> Controller:
+def controller_template(
+    recipe: Recipe, env: AbstractEnv, metadata: dict[str, Any]
+) -> Controller | AbstractStatefulController:
     """The controller structure a checkpoint is loaded into: the method's (from the
     checkpoint's ``method`` and ``controller`` metadata, as ``diffsim compare`` writes
     them), else the recipe's."""

@@ -35,6 +35,9 @@ class Recipe:
         metrics: per-episode success criteria, ``name: metric(env, trajectory)`` giving a
             boolean or a number per episode; ``diffsim compare`` reports their mean over
             the evaluation episodes.
+        method_options: settings of ``diffsim compare``'s methods for this env, by method
+            name, e.g. ``{"mpc": {"horizon": 40, "iterations": 30, "optimiser":
+            optax.adam(0.1)}}`` (each method documents the keys it reads).
 
     Example:
         ```python
@@ -57,6 +60,7 @@ class Recipe:
     eval_seed: int = 0
     thresholds: tuple[float, ...] = ()
     metrics: dict[str, Callable] = dataclasses.field(default_factory=dict)
+    method_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def run(
         self, seed: int = 0, *, quick: bool = False, progress: bool = True, **train_options

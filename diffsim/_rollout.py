@@ -9,11 +9,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from ._env import AbstractEnv, step_cost, with_parameter_checks
 from ._errors import DiffsimError
 from ._spaces import AbstractEstimator, Discrete
+from ._stateful import AbstractStatefulController
 
 Controller = Callable[[Float[Array, ""], Float[Array, " o"]], Float[Array, " k"]]
 """Anything callable as ``controller(t, observation) -> output``: ``t`` in s, an
@@ -23,7 +25,7 @@ observation of shape ``(o,)``, an output of shape ``(k,)`` (``env.action_space``
 
 def control(
     env: AbstractEnv,
-    controller: Controller,
+    controller: Controller | AbstractStatefulController,
     t: Real[ArrayLike, ""],
     y: Float[Array, " n"],
     estimator: AbstractEstimator | None = None,
@@ -44,14 +46,34 @@ def control(
 
     Returns:
         The control ``u``, shape ``(m,)``.
+
+    Raises:
+        DiffsimError: for an observation that is not a vector, an output of the wrong
+            shape, or an :class:`AbstractStatefulController` (it needs its state:
+            :func:`rollout` carries it).
     """
+    if isinstance(controller, AbstractStatefulController):
+        raise DiffsimError(
+            f"{type(controller).__name__} is a stateful controller: call "
+            "controller.step(state, t, x) with its state, or let diffsim.rollout carry it"
+        )
+    return _act(env, controller, None, t, y, estimator, key)[0]
+
+
+def _act(env, controller, memory, t, y, estimator=None, key=None):
+    """:func:`control` for any controller: ``(u, memory)``, the memory a stateful
+    controller's next state (``None`` for a stateless one)."""
     observation = env.observe(y)
     if jnp.ndim(observation) != 1:
         raise DiffsimError(
             f"{type(env).__name__}.observe returned shape {jnp.shape(observation)}, expected a "
             "vector (o,): wrap a scalar as jnp.stack([x]) or x[None]"
         )
-    output = controller(t, observation)
+    if isinstance(controller, AbstractStatefulController):
+        x = y if controller.full_state else observation
+        output, memory = controller.step(memory, t, x)
+    else:
+        output = controller(t, observation)
     expected = (env.action_space.controller_size,)
     if jnp.shape(output) != expected:
         raise DiffsimError(
@@ -59,7 +81,7 @@ def control(
             f"{type(env).__name__}'s {type(env.action_space).__name__} action space needs "
             f"shape {expected} ({_what_outputs_mean(env)})"
         )
-    return env.action_space.to_control(output, estimator, key=key)
+    return env.action_space.to_control(output, estimator, key=key), memory
 
 
 def _what_outputs_mean(env: AbstractEnv) -> str:
@@ -187,8 +209,8 @@ def _check_state(
     env: AbstractEnv, y: ArrayLike | Sequence[float | int], name: str
 ) -> Float[Array, " n"]:
     y = _as_vector(env, y, env.state_size, name)
-    if _is_concrete(y):
-        if not bool(jnp.all(jnp.isfinite(y))):
+    if _is_concrete(y):  # numpy: a constant inside a jit of the caller's is not traced
+        if not np.all(np.isfinite(np.asarray(y))):
             raise DiffsimError(f"{name} contains NaN or inf: {y}")
         return y
     return eqx.error_if(y, ~jnp.all(jnp.isfinite(y)), f"{name} contains NaN or inf")
@@ -223,7 +245,7 @@ def step(
     env = with_parameter_checks(env)
     y = _check_state(env, y, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")
-    if _is_concrete(u) and not bool(jnp.all(jnp.isfinite(u))):
+    if _is_concrete(u) and not np.all(np.isfinite(np.asarray(u))):
         raise DiffsimError(f"control contains NaN or inf: {u}")
     return _advance(env, t, y, u)[:3]
 
@@ -259,7 +281,7 @@ def _expect(env: AbstractEnv, method: str, value: Any, shape: tuple, dtype) -> A
 
 def rollout(
     env: AbstractEnv,
-    controller: Controller,
+    controller: Controller | AbstractStatefulController,
     y0: ArrayLike | Sequence[float | int],
     *,
     num_steps: int | None = None,
@@ -273,8 +295,10 @@ def rollout(
 
     Args:
         env: the environment; ``env.transition`` advances each interval.
-        controller: ``controller(t, observation) -> output``; outputs become controls
-            through ``env.action_space``.
+        controller: ``controller(t, observation) -> output``, or an
+            :class:`AbstractStatefulController` (its state starts from ``init()`` and is
+            carried from step to step); outputs become controls through
+            ``env.action_space``.
         y0: initial state, shape ``(n,)``; vmap for batches. The rollout computes in its
             dtype: float32 by default, float64 after
             ``jax.config.update("jax_enable_x64", True)`` (build the env then too).
@@ -302,12 +326,19 @@ def rollout(
 
     Raises:
         DiffsimError: for a state of the wrong shape, a controller output of the wrong
-            size, or (when called outside ``jit``) a NaN initial state or a simulation that
-            diverged. Inside a ``jit`` of your own the NaN check comes as equinox's runtime
-            error with the same message.
+            size, a stateful controller in ``"feedback"`` mode, or (when called outside
+            ``jit``) a NaN initial state or a simulation that diverged. Inside a ``jit`` of
+            your own the NaN check comes as equinox's runtime error with the same message.
     """
     if mode not in ("zoh", "feedback"):
         raise DiffsimError(f"mode must be 'zoh' or 'feedback', got {mode!r}")
+    stateful = isinstance(controller, AbstractStatefulController)
+    if stateful and mode == "feedback":
+        raise DiffsimError(
+            f"mode='feedback' recomputes the control at every solver stage; "
+            f"{type(controller).__name__} is a stateful controller, stepped once per control "
+            "interval: use mode='zoh'"
+        )
     if num_steps is None:
         if not isinstance(start_step, int):
             raise DiffsimError("pass num_steps when start_step is traced")
@@ -330,22 +361,23 @@ def rollout(
     dt = jnp.asarray(env.control_dt, y0.dtype)
 
     def body(carry, step_key):
-        k, y, alive, terminal_cost, end_time = carry
+        k, y, alive, terminal_cost, end_time, memory = carry
         t = k * dt
-        u = control(env, controller, t, y, estimator, step_key)
+        u, memory = _act(env, controller, memory, t, y, estimator, step_key)
         closed_loop = None if mode == "zoh" else ClosedLoop(env, controller, estimator, step_key)
         y_next, cost, done, end = _advance(env, t, y, u, closed_loop)
         ends = alive & (done | (k + 1 == env.episode_steps))
         terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
         end_time = jnp.where(alive, end, end_time)
         y_next = jnp.where(alive, y_next, y)
-        carry = (k + 1, y_next, alive & ~done, terminal_cost, end_time)
+        carry = (k + 1, y_next, alive & ~done, terminal_cost, end_time, memory)
         return carry, (y_next, u, cost, alive)
 
     start = jnp.asarray(start_step, jnp.int32)
     zero = jnp.zeros((), y0.dtype)
-    init = (start, y0, jnp.array(True), zero, start * dt)
-    (_, _, still_alive, terminal_cost, end_time), (ys, us, costs, alive) = _scan(
+    memory = controller.init() if stateful else None
+    init = (start, y0, jnp.array(True), zero, start * dt, memory)
+    (_, _, still_alive, terminal_cost, end_time, _), (ys, us, costs, alive) = _scan(
         body, init, keys, num_steps, checkpoint_every
     )
     trajectory = Trajectory(

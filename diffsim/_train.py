@@ -25,6 +25,7 @@ from ._runner import History, check_evaluation, run
 from ._sharding import Devices, as_mesh, check_divisible, replicate, shard_batch
 from ._spaces import AbstractEstimator
 from ._state import TrainState, init_state, optimiser_step, where_mask
+from ._stateful import AbstractStatefulController
 
 Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 """``objective(env, trajectory) -> loss`` for one (window of an) episode."""
@@ -139,9 +140,27 @@ class Trainer(eqx.Module):
         self.mesh = as_mesh(devices)
         check_divisible(self.mesh, batch_size, "batch_size")
 
-    def init(self, env: AbstractEnv, controller: Controller, key: PRNGKeyArray) -> TrainState:
+    def init(
+        self,
+        env: AbstractEnv,
+        controller: Controller | AbstractStatefulController,
+        key: PRNGKeyArray,
+    ) -> TrainState:
         """The state before the first step: the env and ``controller`` as the model,
-        fresh episodes drawn from ``key``."""
+        fresh episodes drawn from ``key``.
+
+        Raises:
+            DiffsimError: for an :class:`AbstractStatefulController` trained on windows
+                shorter than an episode (its state would restart at every window).
+        """
+        if isinstance(controller, AbstractStatefulController) and (
+            self.window_for(env) < env.episode_steps
+        ):
+            raise DiffsimError(
+                f"{type(controller).__name__} is a stateful controller: its state starts "
+                f"afresh in every rollout, so it trains on whole episodes only (window=None), "
+                f"not windows of {self.window} of {env.episode_steps} steps"
+            )
         episodes_key, key = jr.split(key)
         model = (env, controller)
         if callable(self.trainable):
@@ -213,7 +232,7 @@ class Trainer(eqx.Module):
 
 def train(
     env: AbstractEnv,
-    controller: Controller,
+    controller: Controller | AbstractStatefulController,
     optimiser: optax.GradientTransformation,
     *,
     key: PRNGKeyArray,

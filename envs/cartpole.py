@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import optax
 from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 from diffsim import (
@@ -318,6 +319,8 @@ continuous_recipe = dataclasses.replace(
     name="cartpole-continuous",
     make_env=lambda: CartPole(transition=GymEuler(), action="continuous"),
     train_options={k: v for k, v in recipe.train_options.items() if k != "estimator"},
+    # `--methods mpc`: plans on the training objective (the -1 per step has no gradient)
+    method_options={"mpc": dict(horizon=25, iterations=10, optimiser=optax.adam(1.0))},
 )
 """``diffsim train cartpole-continuous``: the same set-up with any force in
 ``[-10, 10]`` N instead of two pushes (no estimator needed)."""

@@ -9,6 +9,7 @@ import math
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
+import optax
 from jaxtyping import Array, Float
 
 from diffsim import (
@@ -161,6 +162,9 @@ recipe = Recipe(
     # -200, and -160 (about rl-baselines3-zoo's SAC after 20k steps): what `diffsim compare`
     # reports the cost of reaching
     thresholds=(-200.0, -160.0),
+    # `diffsim compare pendulum --methods mpc`: a 1 s horizon, 30 Adam updates per step
+    # (a 2 s horizon stalls in a local minimum that falls through: benchmarks/controllers.py)
+    method_options={"mpc": dict(horizon=20, iterations=30, optimiser=optax.adam(0.1))},
 )
 """``diffsim train pendulum``: truncated BPTT on 50-step windows of 128 episodes carried
 from window to window, Adam at 1e-2 with cosine decay over 1000 updates and global-norm

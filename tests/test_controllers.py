@@ -173,27 +173,38 @@ def short_mpc():
 
 
 def test_mpc_balances_better_than_zero_control(short_mpc, pendulum_lqr):
-    evaluation = short_mpc.evaluate(BALANCE, episodes=8, seed=0)
+    evaluation = diffsim.evaluate(BALANCE, short_mpc, episodes=8, seed=0)
     zero = diffsim.evaluate(BALANCE, lambda t, o: jnp.zeros(1), episodes=8, seed=0)
     lqr = diffsim.evaluate(BALANCE, pendulum_lqr, episodes=8, seed=0)
     assert evaluation.mean > zero.mean / 5, (evaluation.mean, zero.mean)
     # the LQR is optimal for the linearised cost; a 0.5 s horizon and 15 updates come within
     # 50 % of its cost (measured: 24 %)
     assert evaluation.mean > lqr.mean * 1.5, (evaluation.mean, lqr.mean)
-    # its trajectory follows diffsim.rollout's conventions: the returns are sums of costs
-    trajectory = short_mpc.rollout(BALANCE, diffsim.initial_states(BALANCE, 1, 0)[0])
-    assert trajectory.states.shape == (61, 2) and trajectory.controls.shape == (60, 1)
-    np.testing.assert_allclose(float(trajectory.episode_return), evaluation.returns[0], rtol=1e-5)
+
+
+def test_mpc_rollout_is_the_receding_horizon_loop(short_mpc):
+    """`diffsim.rollout` with MPC equals the loop written out by hand: at every step, plan
+    from the exact state with the warm-started plan, apply the first control, shift."""
+    y0 = diffsim.initial_states(BALANCE, 1, 0)[0]
+    trajectory = diffsim.rollout(BALANCE, short_mpc, y0, num_steps=6)
+    state, y, total = short_mpc.init(), y0, 0.0
+    for k in range(6):
+        t = k * BALANCE.control_dt
+        plan, _ = short_mpc.optimise(state.plan, t, y)
+        state = type(state)(plan=jnp.concatenate([plan[1:], plan[-1:]]))
+        np.testing.assert_allclose(trajectory.controls[k], plan[0], rtol=1e-5, atol=1e-6)
+        y, cost, _ = diffsim.step(BALANCE, t, y, plan[0])
+        total += float(cost)
+        np.testing.assert_allclose(trajectory.states[k + 1], y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(trajectory.total_cost), total, rtol=1e-5)
 
 
 def test_mpc_warm_start_needs_fewer_iterations(short_mpc):
     y = jnp.array([0.3, 0.2])
-    _, state = short_mpc.step(short_mpc.init(), 0, y)
-    y_next, _, _ = diffsim.step(
-        BALANCE, 0.0, y, state.plan[0] * 0 + short_mpc.optimise(short_mpc.init().plan, 0, y)[0][0]
-    )
-    _, warm = short_mpc.optimise(state.plan, 1, y_next)
-    _, cold = short_mpc.optimise(short_mpc.init().plan, 1, y_next)
+    u, state = short_mpc.step(short_mpc.init(), 0.0, y)
+    y_next, _, _ = diffsim.step(BALANCE, 0.0, y, u)
+    _, warm = short_mpc.optimise(state.plan, BALANCE.control_dt, y_next)
+    _, cold = short_mpc.optimise(short_mpc.init().plan, BALANCE.control_dt, y_next)
     # the warm start begins near where the cold start ends after all its iterations
     assert float(warm[0]) < float(cold[0])
     assert float(warm[2]) <= float(cold[-1]) * 1.05, (warm, cold)
@@ -247,3 +258,36 @@ def test_lqr_is_a_compare_method_with_the_running_cost_as_weights(tmp_path, caps
     assert cli.main(["compare", "cartpole", "--methods", "lqr", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "lqr needs continuous actions; cartpole has Discrete" in err and err.count("\n") == 1
+
+
+def test_mpc_is_a_compare_method_and_its_checkpoint_re_evaluates(tmp_path, capsys):
+    """`diffsim compare pendulum --methods mpc`: the pendulum recipe's MPC settings, one
+    evaluation for every seed (the same controller), a compute time per step far above a
+    network's, and a checkpoint that `diffsim eval` re-evaluates to the reported return."""
+    import json
+
+    from diffsim import cli
+    from diffsim._compare import compare
+
+    results = compare(
+        "pendulum", methods=["mpc"], seeds=2, episodes=4, eval_seed=1, out=tmp_path,
+        log=lambda line: None,
+    )
+    first, second = results["methods"]["mpc"]
+    assert first["mean_return"] == second["mean_return"] and first["env_steps"] == 0
+    recipe = diffsim.load_recipe("pendulum")
+    mpc = MPC(Pendulum(), **recipe.method_options["mpc"])
+    direct = diffsim.evaluate(Pendulum(), mpc, episodes=4, seed=1)
+    assert first["mean_return"] == pytest.approx(direct.mean, rel=1e-5)
+    assert cli.main(["eval", "pendulum", second["checkpoint"], "--episodes", "4", "--seed", "1",
+                     "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["mean"] == pytest.approx(second["mean_return"], rel=1e-5)
+    # an MPC step is `iterations` gradients of a `horizon`-step rollout
+    assert first["seconds_per_step"] > 20 * diffsim.seconds_per_step(
+        Pendulum(), lambda t, o: jnp.zeros(1)
+    )
+    assert "compute per control step" in (tmp_path / "table.md").read_text()
+    assert cli.main(["compare", "cartpole", "--methods", "mpc", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "mpc plans continuous controls; cartpole has Discrete" in err and err.count("\n") == 1
