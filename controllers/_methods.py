@@ -17,8 +17,9 @@ from ._mpc import MPC
 
 
 def cost_weights(env: AbstractEnv, y_eq, u_eq) -> tuple[jax.Array, jax.Array]:
-    """``(Q, R)``: the Hessians of the env's running cost in the state and in the control
-    at ``(y_eq, u_eq)``, each replaced by the identity where it vanishes (a constant cost
+    """``(Q, R)``: the Hessians of the env's cost of holding a state under a control,
+    ``diffsim.step_cost(env, 0, y, u, y)``, in the state and in the control at
+    ``(y_eq, u_eq)``, each replaced by the identity where it vanishes (a constant cost
     such as the cart-pole's -1 per step says nothing about either)."""
 
     def weight(matrix):
@@ -26,8 +27,8 @@ def cost_weights(env: AbstractEnv, y_eq, u_eq) -> tuple[jax.Array, jax.Array]:
             return matrix
         return jnp.eye(matrix.shape[0], dtype=matrix.dtype)
 
-    Q = jax.hessian(lambda y: env.running_cost(0.0, y, u_eq))(y_eq)
-    R = jax.hessian(lambda u: env.running_cost(0.0, y_eq, u))(u_eq)
+    Q = jax.hessian(lambda y: diffsim.step_cost(env, 0.0, y, u_eq, y))(y_eq)
+    R = jax.hessian(lambda u: diffsim.step_cost(env, 0.0, y_eq, u, y_eq))(u_eq)
     return weight(Q), weight(R)
 
 

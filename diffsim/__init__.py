@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ._compare import compare
-from ._env import AbstractEnv, check_positive, parameter
+from ._env import AbstractEnv, check_positive, parameter, step_cost
 from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
@@ -92,6 +92,7 @@ __all__ = [
     "save_checkpoint",
     "seconds_per_step",
     "step",
+    "step_cost",
     "train",
 ]
 

@@ -276,7 +276,11 @@ def table(results: dict) -> str:
             + (f" ({together} seeds)" if together > 1 else ""),
             f"{statistics.median(r['compile_seconds'] for r in rows):.1f}",
         ]
+        trained = any(r["curve"]["returns"] for r in rows)
         for key in thresholds:
+            if not trained:
+                cells.append("n/a (not trained)")
+                continue
             reached = [r for r in rows if r["env_steps_to"][key] is not None]
             cell = f"{len(reached)}/{len(rows)}"
             if reached:

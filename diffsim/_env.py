@@ -270,7 +270,21 @@ def step_cost(
     y_next: Float[Array, " n"],
 ) -> Float[Array, ""]:
     """``env.running_cost`` for the step from ``y`` to ``y_next`` under ``u``, with the
-    next state when the env's ``running_cost`` takes it."""
+    next state when the env's ``running_cost`` takes it (``running_cost(t, y, u)`` and
+    ``running_cost(t, y, u, y_next)`` are both allowed).
+
+    Args:
+        env: the environment.
+        t: time at the start of the step (s).
+        y: the state the step starts from, shape ``(n,)``.
+        u: the control held over the step, shape ``(m,)``.
+        y_next: the state it reaches, shape ``(n,)``.
+
+    Returns:
+        The cost charged for the step, a scalar.
+
+    Example: ``diffsim.step_cost(env, 0.0, y, u, y)``, the cost of holding ``y`` under ``u``.
+    """
     kind = type(env)
     if kind not in _cost_signatures:
         _cost_signatures[kind] = _takes_next_state(kind)

@@ -21,6 +21,7 @@ import functools
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
+import optax
 from jaxtyping import Array, Float
 
 from diffsim import (
@@ -97,6 +98,11 @@ class PlanarQuadrotor(AbstractEnv):
             ]
         )
 
+    def equilibrium(self):
+        """Hovering level and still at the waypoint, each rotor pushing ``m g / 2``."""
+        waypoint = jnp.stack([self.target_x, self.target_z])
+        return jnp.concatenate([waypoint, jnp.zeros(4)]), jnp.stack([self.hover_thrust] * 2)
+
     def initial_state(self, key):
         high = jnp.array([2.0, 2.0, 0.3, 0.5, 0.5, 0.5])
         y = jr.uniform(key, (6,), minval=-high, maxval=high)
@@ -156,6 +162,9 @@ recipe = Recipe(
     iterations=300,
     quick_iterations=10,
     train_options=dict(batch_size=64, eval_every=50, eval_episodes=100),
+    # `diffsim compare quadrotor --methods mpc`: a 0.5 s horizon, 50 Adam updates a step
+    # (1 s horizons plan worse here: open-loop thrusts over the fast pitch dynamics)
+    method_options={"mpc": dict(horizon=10, iterations=50, optimiser=optax.adam(0.1))},
 )
 """``diffsim train quadrotor``: backpropagation through whole 100-step episodes, 64 a
 batch, Adam at 3e-3 with cosine decay and clipping at 1."""
