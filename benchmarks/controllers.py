@@ -2,9 +2,10 @@
 plus a bounded trained correction) and MPC, on pendulum balance and cartpole balance.
 
 Every controller is evaluated by ``diffsim.evaluate``'s protocol (the fixed start states of
-``diffsim.initial_states(env, episodes, seed=0)``, returns with terminal costs; MPC through
-``MPC.evaluate``, the same protocol for a controller with state). Per-step compute time is
-the median wall-clock of one jitted control step for one system (compilation excluded).
+``diffsim.initial_states(env, episodes, seed=0)``, returns with terminal costs; MPC too, a
+controller with state that ``diffsim.rollout`` carries). Per-step compute time is
+``diffsim.seconds_per_step``: the median wall-clock of one jitted control step for one
+system (compilation excluded).
 
 Prints a markdown table and one final JSON line.
 

@@ -32,6 +32,20 @@ def cost_weights(env: AbstractEnv, y_eq, u_eq) -> tuple[jax.Array, jax.Array]:
     return weight(Q), weight(R)
 
 
+def _require_box(what: str, recipe: Recipe, env: AbstractEnv) -> None:
+    if not isinstance(env.action_space, diffsim.Box):
+        raise DiffsimError(
+            f"{what}; {recipe.name} has {type(env.action_space).__name__} actions "
+            "(try a continuous variant)"
+        )
+
+
+def _every_seed(controller, env: AbstractEnv, seeds, seconds: float) -> list[MethodRun]:
+    """The runs of a controller that is computed, not trained: the same one for every
+    seed, no env steps, no learning curve."""
+    return [MethodRun(seed, controller, env, 0, seconds, 0.0, [], [], [], {}) for seed in seeds]
+
+
 def _equilibrium(env: AbstractEnv):
     point = env.equilibrium()
     if point is None:
@@ -64,11 +78,7 @@ class LQRMethod(AbstractMethod):
     trained = False
 
     def check(self, recipe: Recipe, env: AbstractEnv) -> None:
-        if not isinstance(env.action_space, diffsim.Box):
-            raise DiffsimError(
-                f"lqr needs continuous actions; {recipe.name} has "
-                f"{type(env.action_space).__name__} actions (try a continuous variant)"
-            )
+        _require_box("lqr needs continuous actions", recipe, env)
         _equilibrium(env)
 
     def run(self, recipe, seeds, *, quick, log):
@@ -77,7 +87,7 @@ class LQRMethod(AbstractMethod):
         controller = lqr_for(env)
         seconds = time.perf_counter() - started
         log(f"lqr: gain {jnp.round(controller.gain, 3).tolist()} in {seconds:.2f} s")
-        return [MethodRun(seed, controller, env, 0, seconds, 0.0, [], [], [], {}) for seed in seeds]
+        return _every_seed(controller, env, seeds, seconds)
 
     def template(self, recipe, env, spec):
         return lqr_for(env)
@@ -130,18 +140,14 @@ class MPCMethod(AbstractMethod):
     trained = False
 
     def check(self, recipe: Recipe, env: AbstractEnv) -> None:
-        if not isinstance(env.action_space, diffsim.Box):
-            raise DiffsimError(
-                f"mpc plans continuous controls; {recipe.name} has "
-                f"{type(env.action_space).__name__} actions (try a continuous variant)"
-            )
+        _require_box("mpc plans continuous controls", recipe, env)
         mpc_for(recipe, env)
 
     def run(self, recipe, seeds, *, quick, log):
         env = recipe.make_env()
         controller = mpc_for(recipe, env)
         log(f"mpc: {self.describe(recipe, env, quick)}")
-        return [MethodRun(seed, controller, env, 0, 0.0, 0.0, [], [], [], {}) for seed in seeds]
+        return _every_seed(controller, env, seeds, 0.0)
 
     def template(self, recipe, env, spec):
         return mpc_for(recipe, env)

@@ -7,8 +7,19 @@ library default.
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One JAX persistent compilation cache for the whole run, shared by the xdist workers, the
+# CLI subprocesses and the notebook kernels (they inherit the environment): many tests
+# compile the same programs (a trebuchet shot, a pendulum training step) in fresh `jit`
+# wrappers or fresh processes. Results are unchanged; only compilations are skipped. It
+# lives in the ignored build/ folder (`make clean` removes it).
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    str(Path(__file__).resolve().parents[1] / "build" / "jax-cache-tests"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -136,7 +136,7 @@ def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path,
     structure from the metadata and gets the in-memory return, not the template's."""
     import jax
 
-    from diffsim._compare import _evaluate_and_save
+    from diffsim._compare import _measure, _save
     from diffsim._methods import METHODS, MethodRun
 
     recipe = diffsim.recipes()["pendulum"]
@@ -151,15 +151,8 @@ def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path,
     }
     template = chosen.template(recipe, env, spec)
     policy = jax.tree_util.tree_map(lambda x: 3.0 * x + 0.1, template)
-    row = _evaluate_and_save(
-        "pendulum",
-        recipe,
-        chosen,
-        MethodRun(0, policy, env, 0, 0.0, 0.0, [], [], [], spec),
-        tmp_path,
-        1,
-        20,
-    )
+    run = MethodRun(0, policy, env, 0, 0.0, 0.0, [], [], [], spec)
+    row = _save("pendulum", recipe, chosen, run, tmp_path, 1, 20, *_measure(recipe, run, 1, 20))
     evaluated = _eval_cli(capsys, "pendulum", row["checkpoint"], 20, 1)
     assert evaluated["mean"] == pytest.approx(row["mean_return"], rel=1e-6)
     assert diffsim.evaluate(env, template, episodes=20, seed=1).mean != pytest.approx(
