@@ -194,9 +194,17 @@ class DP(AbstractMethod):
         per_iteration = trainer.batch_size * trainer.window_for(env)
         curve_states = initial_states(env, CURVE_EPISODES, CURVE_SEED)
 
-        def start(key):
-            controller_key, train_key = jr.split(key)
-            return trainer.init(env, recipe.make_controller(env, controller_key), train_key)
+        # controllers are built one seed at a time, outside any trace (a recipe may build
+        # one with NumPy, e.g. an LQR initialisation), then stacked along a seed axis
+        split = [jr.split(jr.key(seed)) for seed in seeds]
+        built = [recipe.make_controller(env, controller_key) for controller_key, _ in split]
+        arrays = [eqx.filter(controller, eqx.is_array) for controller in built]
+        stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *arrays)
+        controllers = eqx.combine(stacked, eqx.filter(built[0], eqx.is_array, inverse=True))
+        train_keys = jnp.stack([train_key for _, train_key in split])
+
+        def start(controller, train_key):
+            return trainer.init(env, controller, train_key)
 
         def score(state):
             returns, _ = _episode_returns(*state.model, curve_states)
@@ -207,9 +215,8 @@ class DP(AbstractMethod):
         steps = eqx.filter_jit(
             eqx.filter_vmap(lambda state: _scan_steps(trainer.step, state, stop, chunk))
         )
-        keys = jax.vmap(jr.key)(jnp.asarray(list(seeds), jnp.uint32))
         compile_started = _compile_clock[0]
-        states = eqx.filter_jit(eqx.filter_vmap(start))(keys)
+        states = eqx.filter_jit(eqx.filter_vmap(start))(controllers, train_keys)
         evaluate = eqx.filter_jit(eqx.filter_vmap(score))
         curve_steps, curve_seconds, curve_returns = [], [], []
         train_seconds, done = 0.0, 0
