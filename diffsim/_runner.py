@@ -170,8 +170,11 @@ cart-pole window that falls costs 30x the median), so only a jump far beyond tha
 EVAL_COLLAPSE = 0.5
 """An evaluation below the best by more than this fraction of the best's magnitude (plus
 one) is reported as a collapse."""
-_WARM_UP = 20
-"""Iterations before gradient and loss statistics are trusted."""
+_WARM_UP = 100
+"""Iterations before gradient and loss statistics are trusted: early in training gradients
+may grow by orders of magnitude as a policy starts to act (the cart-pole swing-up's rise
+200-fold between updates 20 and 40 as it learns to swing), which is learning, not an
+explosion."""
 
 _COMPILE_EVENTS = frozenset(
     {

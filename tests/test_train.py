@@ -306,20 +306,20 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
 def test_exploding_gradients_and_a_collapsing_evaluation_are_reported():
     history = diffsim.History(
-        loss=[1.0 + 0.01 * (i % 3) for i in range(30)] + [50.0],
-        grad_norm=[2.0] * 30 + [1e5],
+        loss=[1.0 + 0.01 * (i % 3) for i in range(120)] + [50.0],
+        grad_norm=[2.0] * 120 + [1e5],
     )
-    with pytest.warns(diffsim.TrainingWarning, match="iteration 31: gradient norm 1e\\+05"):
+    with pytest.warns(diffsim.TrainingWarning, match="iteration 121: gradient norm 1e\\+05"):
         _check_health(history, taken=1)
     assert history.warnings[0]["kind"] == "gradient"
     history.eval_return = [-150.0, -148.0, -600.0]
     with pytest.warns(diffsim.TrainingWarning, match="collapsed to -600 from a best of -148"):
         check_evaluation(history, 40)
-    spiking = diffsim.History(loss=[1.0, 1.2] * 15 + [500.0], grad_norm=[2.0] * 31)
-    with pytest.warns(diffsim.TrainingWarning, match="iteration 31: loss spiked to 500"):
+    spiking = diffsim.History(loss=[1.0, 1.2] * 60 + [500.0], grad_norm=[2.0] * 121)
+    with pytest.warns(diffsim.TrainingWarning, match="iteration 121: loss spiked to 500"):
         _check_health(spiking, taken=1)
     # healthy noise is not reported, nor a heavy tail (a fallen cart-pole window: 30x)
-    tail = diffsim.History(loss=[0.01, 0.02] * 15 + [0.4], grad_norm=[2.0] * 31)
+    tail = diffsim.History(loss=[0.01, 0.02] * 60 + [0.4], grad_norm=[2.0] * 121)
     _check_health(tail, taken=1)
     assert tail.warnings == []
     # nor a converging run's late gradients: norms that decayed from 1 to 1e-5 (median
@@ -328,9 +328,19 @@ def test_exploding_gradients_and_a_collapsing_evaluation_are_reported():
     converging = diffsim.History(loss=[1.0] * 201, grad_norm=decayed)
     _check_health(converging, taken=1)
     assert converging.warnings == []
-    calm = diffsim.History(loss=[1.0, 1.1] * 15 + [1.05], grad_norm=[2.0, 3.0] * 15 + [2.5])
+    calm = diffsim.History(loss=[1.0, 1.1] * 60 + [1.05], grad_norm=[2.0, 3.0] * 60 + [2.5])
     _check_health(calm, taken=1)
     assert calm.warnings == []
+    # nor gradients that grow as a policy starts to act: 230-fold at update 40 of the
+    # swing-up, then steady (the former 20-update warm-up reported it); checked along the run
+    growing = [0.015] * 40 + [3.45, 3.0] * 60
+    runs = [
+        diffsim.History(loss=[1.0] * (n + 1), grad_norm=growing[: n + 1])
+        for n in range(len(growing))
+    ]
+    for run in runs:
+        _check_health(run, taken=1)
+    assert [run.warnings for run in runs if run.warnings] == []
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
