@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
@@ -37,7 +38,8 @@ def test_every_notebook_has_a_checked_result():
     assert sorted(RESULTS) == [path.name for path in NOTEBOOKS]
 
 
-def _runs_in_quick_mode_and_reports_its_result(path, monkeypatch):
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_in_quick_mode_and_reports_its_result(path, monkeypatch):
     monkeypatch.setenv("DIFFSIM_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     notebook = nbformat.read(path, as_version=4)
@@ -67,20 +69,3 @@ def _runs_in_quick_mode_and_reports_its_result(path, monkeypatch):
     ]
     value = json.loads(printed.removeprefix("RESULT "))
     assert low <= value <= high, (path.name, expression, value)
-
-
-def _notebook_test(path):
-    def test_runs_in_quick_mode_and_reports_its_result(self, monkeypatch):
-        _runs_in_quick_mode_and_reports_its_result(path, monkeypatch)
-
-    return test_runs_in_quick_mode_and_reports_its_result
-
-
-# One class per notebook: `make test` schedules with `--dist loadscope`, which keeps a module's
-# tests on one worker but spreads classes, so the notebooks (the suite's longest tests)
-# run on every worker instead of queueing on one.
-for _path in NOTEBOOKS:
-    _name = "TestNotebook" + "".join(part.title() for part in _path.stem.split("_"))
-    globals()[_name] = type(
-        _name, (), {"test_runs_in_quick_mode_and_reports_its_result": _notebook_test(_path)}
-    )
