@@ -169,7 +169,14 @@ def _train_command(out, *extra):
     ]
 
 
-@pytest.mark.parametrize("signal_number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    "signal_number, status",
+    [
+        # the same handler catches both; Ctrl-C's path runs in `make test-all`
+        pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow),
+        (signal.SIGTERM, 143),
+    ],
+)
 def test_an_interrupted_training_process_saves_and_resumes_to_the_same_bits(
     tmp_path, signal_number, status
 ):

@@ -100,7 +100,11 @@ extreme = st.tuples(  # inside the domain, far outside the box
 )
 
 
-@pytest.mark.parametrize("preset", ["faithful", "trebuchet_jl"])
+@pytest.mark.parametrize(
+    # the faithful machine's compilations take 50 s: in `make test-all`
+    "preset",
+    [pytest.param("faithful", marks=pytest.mark.slow), "trebuchet_jl"],
+)
 def test_shots_in_the_box_are_ok_with_finite_gradients(preset):
     @SETTINGS
     @given(_batch(box))
