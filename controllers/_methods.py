@@ -145,9 +145,7 @@ class MPCMethod(AbstractMethod):
 
     def run(self, recipe, seeds, *, quick, log):
         env = recipe.make_env()
-        controller = mpc_for(recipe, env)
-        log(f"mpc: {self.describe(recipe, env, quick)}")
-        return _every_seed(controller, env, seeds, 0.0)
+        return _every_seed(mpc_for(recipe, env), env, seeds, 0.0)
 
     def template(self, recipe, env, spec):
         return mpc_for(recipe, env)
