@@ -40,12 +40,12 @@ PENDULUM_BALANCE = dict(start=(0.5, 0.5), episode_steps=100)
 
 def pendulum_controllers(env: Pendulum, seed: int = 0) -> dict:
     """The four controllers for the pendulum balance task, built/trained from ``seed``."""
-    mlp, _, _ = diffsim.recipes()["pendulum"].run(seed, progress=False)
+    _, mlp, _ = diffsim.recipes()["pendulum"].run(seed, progress=False)
     lqr = LQR.from_env(
         env, jnp.zeros(2), jnp.zeros(1), jnp.diag(jnp.array([1.0, 0.1])), jnp.array([[0.001]])
     )
     residual = Residual.for_env(env, lqr, 1.0, key=jr.key(seed), observation_scale=(1.0, 1.0, 8.0))
-    residual, _, _ = diffsim.train(
+    _, residual, _ = diffsim.train(
         env,
         residual,
         diffsim.adam_cosine(3e-3, 300),
@@ -61,12 +61,12 @@ def pendulum_controllers(env: Pendulum, seed: int = 0) -> dict:
 
 def cartpole_controllers(env: CartPole, seed: int = 0) -> dict:
     """The four controllers for continuous CartPole-v1 balance, built/trained from ``seed``."""
-    mlp, _, _ = diffsim.recipes()["cartpole-continuous"].run(seed, progress=False)
+    _, mlp, _ = diffsim.recipes()["cartpole-continuous"].run(seed, progress=False)
     lqr = LQR.from_env(env, jnp.zeros(4), jnp.zeros(1), jnp.eye(4), 0.1 * jnp.eye(1))
     residual = Residual.for_env(
         env, lqr, 2.0, key=jr.key(seed), observation_scale=(2.4, 2.0, 0.21, 2.0)
     )
-    residual, _, _ = diffsim.train(
+    _, residual, _ = diffsim.train(
         env,
         residual,
         diffsim.adam_cosine(3e-3, 100),
@@ -137,7 +137,7 @@ def main() -> None:
             )
     if args.swingup:
         env = Pendulum()
-        mlp, _, _ = diffsim.recipes()["pendulum"].run(args.seed, progress=False)
+        _, mlp, _ = diffsim.recipes()["pendulum"].run(args.seed, progress=False)
         results["swing-up / MLP (recipe)"] = measure(env, mlp, 50, 50)
         for horizon in (20, 40):
             mpc = MPC(env, horizon=horizon, iterations=30, optimiser=optax.adam(0.1))

@@ -47,7 +47,7 @@ def _measure(horizon: int, every: int | None, repeats: int) -> dict:
     import jax.random as jr
 
     import diffsim
-    from diffsim.controllers import MLPPolicy
+    from diffsim import MLPPolicy
     from diffsim.envs import Pendulum
 
     env = Pendulum()
@@ -94,7 +94,7 @@ def _plain_temp_bytes(horizon: int) -> int:
     import jax.random as jr
 
     import diffsim
-    from diffsim.controllers import MLPPolicy
+    from diffsim import MLPPolicy
     from diffsim.envs import Pendulum
 
     env = Pendulum()

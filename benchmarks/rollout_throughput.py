@@ -82,7 +82,7 @@ import jax.random as jr
 import numpy as np
 
 import diffsim
-from diffsim.controllers import MLPPolicy
+from diffsim import MLPPolicy
 from diffsim.envs import CartPole, Pendulum, cartpole, pendulum
 
 STEPS = 200

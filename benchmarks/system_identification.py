@@ -129,7 +129,7 @@ def control(setup, identified):
         train_env = setup["to_recipe_env"](env)
         trained = dataclasses.replace(recipe, make_env=lambda e=train_env: e)
         started = time.perf_counter()
-        controller, _, _ = trained.run(seed=0, progress=False)
+        _, controller, _ = trained.run(seed=0, progress=False)
         seconds = time.perf_counter() - started
         evaluation = diffsim.evaluate(
             setup["to_recipe_env"](setup["true"]),

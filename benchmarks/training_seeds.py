@@ -73,7 +73,7 @@ def _success_fraction(criterion, env, controller, starts):
 
 def run_seed(recipe: diffsim.Recipe, seed: int, *, quick: bool, episodes: int) -> dict:
     started = time.perf_counter()
-    controller, env, history = recipe.run(seed, quick=quick, progress=False)
+    env, controller, history = recipe.run(seed, quick=quick, progress=False)
     wall = time.perf_counter() - started
     evaluation = diffsim.evaluate(env, controller, episodes=episodes, seed=recipe.eval_seed)
     extra = {}

@@ -10,13 +10,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ._compare import compare
-from ._env import AbstractEnv, check_positive, parameter, step_cost
+from ._env import AbstractEnv, check_positive, parameter
 from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
 from ._identify import Identification, identify
 from ._linearise import Linearisation, linearise
-from ._methods import AbstractMethod, MethodRun
+from ._methods import AbstractMethod, MethodRun, curve_return, train_seeds
+from ._mlp import MLPPolicy
 from ._recipe import Recipe, adam_cosine
 from ._record import Record
 from ._registry import default_recipe, load_recipe, recipes
@@ -35,6 +36,7 @@ from ._stateful import AbstractStatefulController
 from ._timing import seconds_per_step
 from ._train import Episodes, Trainer, mean_step_cost, train
 from ._transitions import AbstractTransition, Dynamics, ODESolve, ODEStep
+from ._variables import Quantity, Variables
 
 try:
     __version__ = version("diffsim")
@@ -61,8 +63,10 @@ __all__ = [
     "Identification",
     "Linearisation",
     "MethodRun",
+    "MLPPolicy",
     "ODESolve",
     "ODEStep",
+    "Quantity",
     "Recipe",
     "Record",
     "StraightThrough",
@@ -72,9 +76,11 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingWarning",
     "Trajectory",
+    "Variables",
     "adam_cosine",
     "check_positive",
     "compare",
+    "curve_return",
     "control",
     "default_recipe",
     "evaluate",
@@ -92,8 +98,8 @@ __all__ = [
     "save_checkpoint",
     "seconds_per_step",
     "step",
-    "step_cost",
     "train",
+    "train_seeds",
 ]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._cli_train import ENV_HELP, check_seed, check_writable_folder
+from . import _validate as validate
+from ._cli_train import ENV_HELP, check_writable_folder
 from ._errors import DiffsimError
 
 
@@ -12,18 +13,17 @@ def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare",
         help="differentiable training against RL baselines on the same env",
-        description="Train the env's recipe (dp) and rejax RL baselines (ppo, sac for "
-        "continuous actions, dqn for discrete ones) for several seeds, evaluate every final "
-        "deterministic policy on the same fixed episodes, save each as a checkpoint that "
-        "`diffsim eval` reads, and write results.json, table.md, curves_steps.png and "
-        "curves_time.png.",
+        description="Train the env's recipe (dp) and RL baselines for several seeds, "
+        "evaluate every final deterministic policy on the same fixed episodes, save each as a "
+        "checkpoint that `diffsim eval` reads, and write results.json, table.md, "
+        "curves_steps.png and curves_time.png.",
     )
     parser.add_argument("env", help=ENV_HELP)
     parser.add_argument(
         "--methods",
         default=None,
-        help="comma-separated installed methods: dp, ppo, sac, dqn, lqr and any registered "
-        "under diffsim.methods (default: dp and the RL baselines that fit the action space)",
+        help=f"comma-separated, from the installed methods: {_installed()} (default: "
+        "those marked *, where they fit the env)",
     )
     parser.add_argument("--seeds", type=int, default=5, help="training seeds 0..N-1 (default 5)")
     parser.add_argument("--eval-seed", type=int, default=0, help="evaluation seed (default 0)")
@@ -38,13 +38,20 @@ def add_commands(subparsers) -> None:
     parser.set_defaults(run=_compare, validate=_validate)
 
 
+def _installed() -> str:
+    from ._methods import methods
+
+    return ", ".join(
+        f"{name}{'*' if method.by_default else ''}" for name, method in sorted(methods().items())
+    )
+
+
 def _validate(args) -> None:
     from ._compare import default_out, prepare
 
-    check_seed(args.eval_seed, "--eval-seed")
-    for name in ("seeds", "episodes"):
-        if getattr(args, name) < 1:
-            raise DiffsimError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    validate.seed("--eval-seed", args.eval_seed)
+    validate.positive_int("--seeds", args.seeds)
+    validate.positive_int("--episodes", args.episodes)
     args.method_names = None
     if args.methods is not None:
         args.method_names = [m.strip() for m in args.methods.split(",") if m.strip()]

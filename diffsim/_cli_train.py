@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
 
 import jax.random as jr
 
+from . import _validate as validate
 from ._checkpoint import load_checkpoint, read_metadata
 from ._errors import CommandInterrupted, DiffsimError
 from ._evaluate import evaluate, initial_states
@@ -20,10 +20,7 @@ from ._registry import load_recipe, recipes
 from ._rollout import rollout
 from ._runner import TrainingInterrupted
 from ._sharding import as_mesh, check_divisible
-
-SEED_RANGE = (0, 2**32 - 1)
-"""Seeds the command line accepts (those ``jax.random.key`` takes in float32 mode)."""
-
+from ._train import check_same_settings
 
 ENV_HELP = (
     "an installed env's name (see `diffsim list`), or path/to/file.py:Name, or package.module:Name"
@@ -103,18 +100,6 @@ def add_commands(subparsers) -> None:
     evaluate_parser.set_defaults(run=_evaluate, validate=_validate_evaluate)
 
 
-def check_seed(seed: int, name: str = "--seed") -> None:
-    """A :class:`DiffsimError` for a seed outside :data:`SEED_RANGE`."""
-    low, high = SEED_RANGE
-    if not low <= seed <= high:
-        raise DiffsimError(f"{name} must be between {low} and {high}, got {seed}")
-
-
-def check_count(value: int | None, name: str) -> None:
-    if value is not None and value < 1:
-        raise DiffsimError(f"{name} must be at least 1, got {value}")
-
-
 def check_writable_folder(out: Path) -> None:
     """Create ``out`` and prove a file can be written there, before any work starts."""
     if out.exists() and not out.is_dir():
@@ -132,26 +117,28 @@ def _output_folder(args) -> Path:
 
 
 def _validate_train(args) -> None:
-    check_seed(args.seed)
-    check_count(args.episodes, "--episodes")
-    for name in ("iterations", "batch_size", "window"):
-        check_count(getattr(args, name), f"--{name.replace('_', '-')}")
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        raise DiffsimError(f"--lr must be positive and finite, got {args.lr}")
+    validate.seed("--seed", args.seed)
+    for name in ("episodes", "iterations", "batch_size", "window"):
+        validate.optional_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    if args.lr is not None:
+        validate.positive_float("--lr", args.lr)
     args.recipe = _with_overrides(load_recipe(args.env), args)
-    if args.checkpoint_every < 0:
-        raise DiffsimError(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
+    validate.nonnegative_int("--checkpoint-every", args.checkpoint_every)
     out = _output_folder(args)
     check_writable_folder(out)
     checkpoint = out / "controller.eqx"
+    args.resumed_from = None
     if args.resume:
         metadata = read_metadata(checkpoint)
-        for key, value in (("env", args.env), ("seed", args.seed), ("quick", args.quick)):
-            if metadata.get(key) != value:
-                raise DiffsimError(
-                    f"--resume: {checkpoint} was trained with {key} {metadata.get(key)!r}, "
-                    f"not {value!r}"
-                )
+        check_same_settings(checkpoint, metadata.get("options", {}), _options(args), prefix="--")
+        args.resumed_from = metadata.get("iteration")
+
+
+def _options(args) -> dict:
+    """The command-line choices a run's result depends on (recorded in the checkpoint and
+    required unchanged by ``--resume``)."""
+    names = ("seed", "quick", "iterations", "batch_size", "window", "lr", "keep_last")
+    return {"env": args.env} | {name.replace("_", "-"): getattr(args, name) for name in names}
 
 
 def _with_overrides(recipe: Recipe, args) -> Recipe:
@@ -187,8 +174,8 @@ def _devices(spec: str) -> list:
 
 
 def _validate_evaluate(args) -> None:
-    check_seed(args.seed)
-    check_count(args.episodes, "--episodes")
+    validate.seed("--seed", args.seed)
+    validate.positive_int("--episodes", args.episodes)
     args.recipe = load_recipe(args.env)
     _check_trained_on(args.checkpoint, args.env, args.recipe)
 
@@ -208,7 +195,7 @@ def _train(args) -> dict:
     checkpoint = out / "controller.eqx"
     started = time.perf_counter()
     try:
-        controller, env, history = recipe.run(
+        env, controller, history = recipe.run(
             args.seed,
             quick=args.quick,
             progress=True,
@@ -216,7 +203,8 @@ def _train(args) -> dict:
             checkpoint_every=args.checkpoint_every,
             resume=checkpoint if args.resume else None,
             keep_best=not args.keep_last,
-            metadata={"env": args.env, "seed": args.seed, "quick": args.quick},
+            metadata={"env": args.env, "seed": args.seed, "quick": args.quick}
+            | {"options": _options(args)},
         )
     except TrainingInterrupted as interrupted:
         raise CommandInterrupted(
@@ -233,6 +221,7 @@ def _train(args) -> dict:
         "seed": args.seed,
         "checkpoint": str(checkpoint),
         "kept": "last" if args.keep_last else "best",
+        **({"resumed_from_iteration": args.resumed_from} if args.resume else {}),
         "env_steps": history.total_env_steps,
         "episodes_of_training": history.total_env_steps / env.episode_steps,
         "wall_seconds": round(wall, 2),
@@ -258,7 +247,7 @@ def _write_plots(out: Path, env, controller, history) -> list[str]:
     plt.close(ax.figure)
     y0 = initial_states(env, 1, seed=0)[0]
     trajectory = rollout(env, controller, y0)
-    axes = plot_trajectory(trajectory)
+    axes = plot_trajectory(env, trajectory)
     axes[0].figure.savefig(out / "trajectory.png", dpi=120)
     plt.close(axes[0].figure)
     written = [str(out / "learning_curve.png"), str(out / "trajectory.png")]
@@ -291,10 +280,12 @@ def _list(args) -> dict:
         env = recipe.make_env()
         space = env.action_space
         options = recipe.train_options
+        variables = env.variables
         entry = {
             "env": type(env).__name__,
-            "states": env.state_size,
-            "observations": env.observation_size,
+            "states": [q.label for q in variables.states],
+            "observations": [q.label for q in variables.observations],
+            "controls": [q.label for q in variables.controls],
             "actions": f"{type(space).__name__}({space.controller_size})",
             "control_dt_s": env.control_dt,
             "episode_steps": env.episode_steps,
@@ -305,9 +296,9 @@ def _list(args) -> dict:
             entry
             if args.json
             else (
-                f"{entry['env']}, {entry['states']} states, {entry['observations']} observations, "
-                f"{entry['actions']} actions, {env.episode_steps} steps of {env.control_dt} s; "
-                f"recipe: {entry['recipe']}"
+                f"{entry['env']}, state ({', '.join(entry['states'])}), controls "
+                f"({', '.join(entry['controls'])}), {entry['actions']} actions, "
+                f"{env.episode_steps} steps of {env.control_dt} s; recipe: {entry['recipe']}"
             )
         )
     return listing

@@ -1,8 +1,8 @@
 """``diffsim compare``: differentiable training against RL baselines on the very same env,
 one evaluation protocol for all, written out as JSON, a Markdown table and two plots.
 
-Every method (:mod:`diffsim._methods`) builds one controller per seed; each final
-controller is evaluated by :func:`diffsim.evaluate` (deterministic policy, ``episodes``
+Every method (an installed :class:`diffsim.AbstractMethod`) builds one controller per seed;
+each final controller is evaluated by :func:`diffsim.evaluate` (deterministic policy, ``episodes``
 fixed start states from ``eval_seed``) and saved as a checkpoint that ``diffsim eval ENV
 PATH`` loads and evaluates to the same number. Imported only when asked (it needs
 matplotlib for the plots and, for the RL methods, rejax).
@@ -24,17 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _validate as validate
 from ._checkpoint import save_checkpoint
 from ._env import AbstractEnv
-from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, MethodRun, resolve
 from ._recipe import Recipe
 from ._registry import load_recipe
 from ._rollout import Controller, rollout
-from ._runner import _compile_clock
 from ._stateful import AbstractStatefulController
-from ._timing import seconds_per_step
+from ._timing import Stopwatch, seconds_per_step
 
 
 def _stderr(line: str) -> None:
@@ -56,9 +55,8 @@ def prepare(
 ) -> tuple[Recipe, AbstractEnv, list[AbstractMethod]]:
     """Check everything before any work: the env, the methods (known, fitting the action
     space, their extras installed), the counts."""
-    for name, value in (("seeds", seeds), ("episodes", episodes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DiffsimError(f"{name} must be a positive integer, got {value!r}")
+    validate.positive_int("seeds", seeds)
+    validate.positive_int("episodes", episodes)
     recipe = load_recipe(env)
     instance = recipe.make_env()
     return recipe, instance, resolve(methods, recipe, instance)
@@ -82,8 +80,9 @@ def compare(
     Args:
         env: an installed recipe's name (``pendulum``, ``cartpole``, ...) or
             ``path/to/file.py:Name`` (:func:`diffsim.load_recipe`).
-        methods: names among ``dp``, ``ppo``, ``sac``, ``dqn`` (and installed ones); default
-            ``dp`` and the RL baselines that fit the action space.
+        methods: names of installed methods (``dp``, ``ppo``, ``sac``, ``dqn``, ``lqr``,
+            ``mpc`` ship with diffsim); default: those that run by default
+            (:attr:`diffsim.AbstractMethod.by_default`) and fit the env.
         seeds: training seeds ``0 .. seeds-1`` per method.
         eval_seed, episodes: the final evaluation: ``episodes`` fixed start states drawn
             from ``eval_seed``, deterministic policy, the same for every method.
@@ -145,16 +144,15 @@ def compare(
 def _measure(recipe: Recipe, run: MethodRun, eval_seed: int, episodes: int):
     """The final evaluation of a run's controller, its metrics, and its compute: seconds
     of the evaluation (compilation excluded) and of one control step."""
-    compile_before, started = _compile_clock[0], time.perf_counter()
-    result = evaluate(run.env, run.controller, episodes=episodes, seed=eval_seed)
-    eval_seconds = max(0.0, time.perf_counter() - started - (_compile_clock[0] - compile_before))
+    with Stopwatch() as watch:
+        result = evaluate(run.env, run.controller, episodes=episodes, seed=eval_seed)
     metrics = {
         metric: episode_metric(run.env, run.controller, fn, episodes, eval_seed)
         for metric, fn in sorted(recipe.metrics.items())
     }
     compute = {
         "seconds_per_step": seconds_per_step(run.env, run.controller),
-        "eval_seconds": round(eval_seconds, 3),
+        "eval_seconds": round(watch.seconds, 3),
     }
     return result, metrics, compute
 

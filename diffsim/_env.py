@@ -1,10 +1,7 @@
 """The environment protocol: a physical system written as an ODE plus a control task."""
 
-from __future__ import annotations
-
 import abc
 import dataclasses
-import inspect
 
 import equinox as eqx
 import jax
@@ -13,9 +10,11 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
+from . import _validate as validate
 from ._errors import DiffsimError
 from ._spaces import AbstractActionSpace
-from ._transitions import AbstractTransition
+from ._transitions import AbstractTransition, ODEStep
+from ._variables import Variables
 
 
 class AbstractEnv(eqx.Module):
@@ -25,14 +24,12 @@ class AbstractEnv(eqx.Module):
     ``eqx.filter_grad`` with respect to it is system identification, ``eqx.filter_vmap``
     over a batch of envs is domain randomisation. Static choices are static fields.
 
-    Subclasses implement ``vector_field``, ``initial_state``, ``running_cost``,
-    ``action_space`` and the three abstract attributes below; ``observe``,
-    ``observation_bounds``, ``terminal_cost``, ``termination`` and ``draw`` have defaults
-    that may be overridden. An env may also define ``event(self, t, y) -> scalar``: the
-    episode then ends where it crosses zero inside a control interval, at the exact time,
-    located by the transition's root finder (``ODESolve``) and differentiable (a ball
-    reaching the ground, a vehicle reaching a wall); the boolean ``termination`` stays for
-    envs that need no more.
+    Subclasses implement ``vector_field``, ``initial_state``, ``action_space``, a cost
+    (``running_cost``, or ``step_cost`` for a cost of the state a step reaches) and the
+    attributes ``control_dt`` and ``episode_steps``; ``transition`` defaults to one
+    Runge-Kutta (Tsit5) step per control interval. ``observe``, ``observation_bounds``,
+    ``terminal_cost``, ``termination``, ``event``, ``equilibrium``, ``variables`` (names
+    and units) and ``draw`` have defaults that may be overridden.
     Time ``t`` is seconds since the episode started; states ``y`` have shape ``(n,)``,
     controls ``u`` shape ``(m,)``.
 
@@ -42,7 +39,6 @@ class AbstractEnv(eqx.Module):
             mass: Float[Array, ""] = diffsim.parameter(2.0)
             control_dt: float = 0.1
             episode_steps: int = 100
-            transition: diffsim.AbstractTransition = diffsim.ODEStep()
             action_space = property(lambda self: diffsim.Box(0.0, 40.0))
 
             def vector_field(self, t, y, u):
@@ -59,11 +55,20 @@ class AbstractEnv(eqx.Module):
     """Seconds between control updates (the zero-order-hold interval)."""
     episode_steps: eqx.AbstractVar[int]
     """Control steps in one episode."""
-    transition: eqx.AbstractVar[AbstractTransition]
-    """How the state advances over one control interval, e.g. ``diffsim.ODEStep()``."""
+    transition: AbstractTransition = eqx.field(default_factory=ODEStep, kw_only=True)
+    """How the state advances over one control interval (default ``diffsim.ODEStep()``: one
+    Tsit5 step; e.g. ``ODEStep(substeps=4)`` or ``ODESolve()`` for adaptive steps)."""
 
     def __check_init__(self):
         _check_timing(self.control_dt, self.episode_steps)
+        kind = type(self)
+        costless = AbstractEnv.running_cost, AbstractEnv.step_cost
+        if (kind.running_cost, kind.step_cost) == costless:
+            raise DiffsimError(
+                f"{kind.__name__} defines no cost: add running_cost(self, t, y, u), the cost of "
+                "a control step (or step_cost(self, t, y, u, y_next) for a cost that depends on "
+                "the state the step reaches)"
+            )
         if not isinstance(self.transition, AbstractTransition):
             raise DiffsimError(
                 f"transition must be a diffsim.AbstractTransition, got {self.transition!r}"
@@ -86,14 +91,28 @@ class AbstractEnv(eqx.Module):
     def initial_state(self, key: PRNGKeyArray) -> Float[Array, " n"]:
         """A state drawn from the start distribution, shape ``(n,)``."""
 
-    @abc.abstractmethod
     def running_cost(
         self, t: Real[ArrayLike, ""], y: Float[Array, " n"], u: Float[Array, " m"]
     ) -> Float[Array, ""]:
-        """The cost charged for one control step taken from ``y`` with control ``u``
-        (RL reward is its negative). Declare a fourth argument,
-        ``running_cost(self, t, y, u, y_next)``, to charge the state the step reaches too
-        (e.g. a reward for landing)."""
+        """The cost charged for one control step taken from ``y`` at time ``t`` (s) with
+        control ``u``, a scalar (RL reward is its negative). Implement this, or
+        :meth:`step_cost` when the cost depends on the state the step reaches."""
+        raise NotImplementedError(f"{type(self).__name__} implements step_cost, not running_cost")
+
+    def step_cost(
+        self,
+        t: Real[ArrayLike, ""],
+        y: Float[Array, " n"],
+        u: Float[Array, " m"],
+        y_next: Float[Array, " n"],
+    ) -> Float[Array, ""]:
+        """The cost of the control step from ``y`` to ``y_next`` under ``u``: what rollouts,
+        training and the RL adapters charge. Default: ``running_cost(t, y, u)``. Override it
+        instead of ``running_cost`` to charge the state the step reaches too (a reward for
+        landing, the new infections of a step).
+
+        Example: ``env.step_cost(0.0, y, u, y)``, the cost of holding ``y`` under ``u``."""
+        return self.running_cost(t, y, u)
 
     @property
     def observation_bounds(self) -> tuple[Float[Array, " o"], Float[Array, " o"]]:
@@ -115,12 +134,28 @@ class AbstractEnv(eqx.Module):
         """Whether the episode ends after the step that reached ``y`` (default: never)."""
         return jnp.array(False)
 
+    def event(self, t: Real[ArrayLike, ""], y: Float[Array, " n"]) -> Float[Array, ""] | None:
+        """A scalar whose zero crossing ends the episode inside a control interval, at the
+        exact time (a ball reaching the ground: its height), located by the transition's
+        root finder (:class:`diffsim.ODESolve`) and differentiable. Default ``None``: no
+        event (the boolean :meth:`termination` is checked after every step)."""
+        return None
+
     def equilibrium(self) -> tuple[Float[Array, " n"], Float[Array, " k"]] | None:
         """An operating point ``(y_eq, u_eq)``, shapes ``(n,)`` and ``(k,)``, where the
         task is to hold the system: what linear controllers stabilise
         (``diffsim.controllers.LQR``, the ``lqr`` method of ``diffsim compare``).
         Default ``None``: the env declares none."""
         return None
+
+    @property
+    def variables(self) -> Variables:
+        """Names and units of the components of states, observations and controls, which
+        plots, tables and the RL adapters show (angles wrapped where a component is
+        declared an angle). Default: ``y[i]``, ``o[i]``, ``u[i]`` without units."""
+        return Variables.indexed(
+            self.state_size, self.observation_size, self.action_space.control_size
+        )
 
     def draw(self, y: Float[Array, " n"]) -> list[Float[Array, "p 2"]]:
         """Polylines (x, y in metres) that picture the state, for animations."""
@@ -138,6 +173,12 @@ class AbstractEnv(eqx.Module):
         return _vector_length(self, "observe", jax.eval_shape(self.observe, y))
 
 
+def cost_method(env: AbstractEnv) -> str:
+    """The name of the cost method ``env`` implements, for messages: ``"step_cost"`` if it
+    overrides it, else ``"running_cost"``."""
+    return "running_cost" if type(env).step_cost is AbstractEnv.step_cost else "step_cost"
+
+
 def _vector_length(env: AbstractEnv, method: str, shape: jax.ShapeDtypeStruct) -> int:
     if len(shape.shape) != 1:
         raise DiffsimError(
@@ -148,14 +189,8 @@ def _vector_length(env: AbstractEnv, method: str, shape: jax.ShapeDtypeStruct) -
 
 
 def _check_timing(control_dt: object, episode_steps: object) -> None:
-    if isinstance(control_dt, bool) or not isinstance(control_dt, (int, float)):
-        raise DiffsimError(f"control_dt must be a number of seconds, got {control_dt!r}")
-    if not (np.isfinite(control_dt) and control_dt > 0):
-        raise DiffsimError(f"control_dt must be positive and finite, got {control_dt!r}")
-    if isinstance(episode_steps, bool) or not isinstance(episode_steps, (int, np.integer)):
-        raise DiffsimError(f"episode_steps must be a whole number, got {episode_steps!r}")
-    if episode_steps < 1:
-        raise DiffsimError(f"episode_steps must be at least 1, got {episode_steps!r}")
+    validate.positive_float("control_dt (s)", control_dt)
+    validate.positive_int("episode_steps", episode_steps)
 
 
 def check_positive(**parameters: ArrayLike) -> dict[str, ArrayLike]:
@@ -253,41 +288,3 @@ def with_parameter_checks(env: AbstractEnv) -> AbstractEnv:
         env,
         tuple(checked[name] for name in names),
     )
-
-
-def _takes_next_state(env_type: type) -> bool:
-    return len(inspect.signature(env_type.running_cost).parameters) == 5
-
-
-_cost_signatures: dict[type, bool] = {}
-
-
-def step_cost(
-    env: AbstractEnv,
-    t: Real[ArrayLike, ""],
-    y: Float[Array, " n"],
-    u: Float[Array, " m"],
-    y_next: Float[Array, " n"],
-) -> Float[Array, ""]:
-    """``env.running_cost`` for the step from ``y`` to ``y_next`` under ``u``, with the
-    next state when the env's ``running_cost`` takes it (``running_cost(t, y, u)`` and
-    ``running_cost(t, y, u, y_next)`` are both allowed).
-
-    Args:
-        env: the environment.
-        t: time at the start of the step (s).
-        y: the state the step starts from, shape ``(n,)``.
-        u: the control held over the step, shape ``(m,)``.
-        y_next: the state it reaches, shape ``(n,)``.
-
-    Returns:
-        The cost charged for the step, a scalar.
-
-    Example: ``diffsim.step_cost(env, 0.0, y, u, y)``, the cost of holding ``y`` under ``u``.
-    """
-    kind = type(env)
-    if kind not in _cost_signatures:
-        _cost_signatures[kind] = _takes_next_state(kind)
-    if _cost_signatures[kind]:
-        return env.running_cost(t, y, u, y_next)
-    return env.running_cost(t, y, u)

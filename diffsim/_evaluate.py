@@ -9,9 +9,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, Float
 
+from . import _validate as validate
 from ._env import AbstractEnv, batch_size
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
-from ._rollout import Controller, rollout
+from ._rollout import Controller, check_model, rollout
 from ._sharding import Devices, as_mesh, shard_batch
 from ._stateful import AbstractStatefulController
 
@@ -25,7 +26,7 @@ class Evaluation(eqx.Module):
         ```python
         import jax.random as jr
         import diffsim
-        from diffsim.controllers import MLPPolicy
+        from diffsim import MLPPolicy
 
         env = diffsim.envs.Pendulum()
         result = diffsim.evaluate(env, MLPPolicy.for_env(env, key=jr.key(0)), episodes=200, seed=0)
@@ -89,6 +90,9 @@ def initial_states(env: AbstractEnv, episodes: int, seed: int) -> Float[Array, "
     Returns:
         The start states, shape ``(episodes, n)``.
     """
+    check_model("initial_states", env, needs_controller=False)
+    validate.positive_int("episodes", episodes)
+    validate.seed("seed", seed)
     return jax.vmap(env.initial_state)(jr.split(jr.key(seed), episodes))
 
 
@@ -143,8 +147,9 @@ def evaluate(
     Example: ``diffsim.evaluate(env, policy, episodes=1000, seed=0).summary()``;
     ``diffsim.evaluate(eqx.filter_vmap(lambda g: Pendulum(g=g))(gs), policy).returns``.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise DiffsimError(f"episodes must be a positive integer, got {episodes!r}")
+    check_model("evaluate", env, controller)
+    validate.positive_int("episodes", episodes)
+    validate.seed("seed", seed)
     mesh = as_mesh(devices)
     with runtime_errors_as_diffsim_errors():
         keys = jr.split(jr.key(seed), episodes)  # the draws of initial_states(env, episodes, seed)

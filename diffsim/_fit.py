@@ -8,6 +8,7 @@ import equinox as eqx
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from . import _validate as validate
 from ._errors import DiffsimError
 from ._runner import History, run
 from ._state import TrainState, init_state, optimiser_step, where_mask
@@ -59,8 +60,11 @@ def fit(
     Example: ``aimer, history = diffsim.fit(loss, aimer, optax.adam(1e-2), key=jr.key(0),
     iterations=1500)``.
     """
-    if not isinstance(iterations, int) or iterations < 1:
-        raise DiffsimError(f"iterations must be a positive integer, got {iterations!r}")
+    validate.positive_int("iterations", iterations)
+    validate.optimiser("optimiser", optimiser)
+    validate.prng_key("key", key)
+    if not callable(loss):
+        raise DiffsimError(f"loss must be a function loss(model, key) -> scalar, got {loss!r:.60}")
     state = init_state(model, where_mask(model, where), optimiser, None, key)
     history = History()
     state = run(

@@ -16,6 +16,7 @@ import optimistix as optx
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
+from . import _validate as validate
 from ._env import AbstractEnv
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._record import Record
@@ -406,8 +407,7 @@ def identify(
             )
     longest = max(record.num_steps for record in records)
     length = longest if segment_steps is None else segment_steps
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise DiffsimError(f"segment_steps must be a positive integer, got {segment_steps!r}")
+    validate.positive_int("segment_steps", length)
     noise_vector = _positive_vector("noise", 1.0 if noise is None else noise, o, dtype)
     if continuity is None:
         continuity = noise_vector / 10 if observe is None else 1e-3

@@ -45,7 +45,7 @@ class Recipe:
 
         recipe = diffsim.load_recipe("pendulum")         # what `diffsim train pendulum` runs
         recipe.iterations, recipe.train_options["batch_size"]
-        # controller, env, history = recipe.run(seed=0)  # the whole training, about 30 s on a CPU
+        # env, controller, history = recipe.run(seed=0)  # the whole training, about 30 s on a CPU
         ```
     """
 
@@ -64,11 +64,11 @@ class Recipe:
 
     def run(
         self, seed: int = 0, *, quick: bool = False, progress: bool = True, **train_options
-    ) -> tuple[Controller, AbstractEnv, History]:
+    ) -> tuple[AbstractEnv, Controller, History]:
         """:func:`diffsim.train` from ``seed`` (the controller's initialisation and the
         training key both derive from it); ``train_options`` (a checkpoint, ``resume``,
-        ``keep_best``) add to or replace the recipe's. Returns ``(controller, env,
-        history)``."""
+        ``keep_best``) add to or replace the recipe's. Returns ``(env, controller,
+        history)``, as :func:`diffsim.train`."""
         iterations = self.quick_iterations if quick else self.iterations
         env = self.make_env()
         controller_key, train_key = jr.split(jr.key(seed))

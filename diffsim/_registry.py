@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ._env import AbstractEnv
 from ._errors import DiffsimError, first_line
+from ._mlp import MLPPolicy
 from ._recipe import Recipe, adam_cosine
 
 RECIPE_GROUP = "diffsim.recipes"
@@ -121,7 +122,7 @@ def _load_module(where: str):
 
 def default_recipe(name: str, make_env: Callable[[], AbstractEnv]) -> Recipe:
     """A sensible recipe for an env that brings none: a 64x64 tanh MLP sized from the env
-    (``diffsim.controllers.MLPPolicy``), Adam at 3e-3 with global-norm clipping and cosine
+    (``diffsim.MLPPolicy``), Adam at 3e-3 with global-norm clipping and cosine
     decay, 300 updates of 64 episodes on windows of at most 50 control steps carried from
     window to window, a straight-through estimator for discrete actions, an evaluation on
     100 episodes every 25 updates.
@@ -156,6 +157,4 @@ def default_recipe(name: str, make_env: Callable[[], AbstractEnv]) -> Recipe:
 
 
 def _default_controller(env: AbstractEnv, key):
-    from diffsim.controllers import MLPPolicy
-
     return MLPPolicy.for_env(env, width=64, depth=2, key=key)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -12,9 +13,10 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
-from ._env import AbstractEnv, step_cost, with_parameter_checks
-from ._errors import DiffsimError
-from ._spaces import AbstractEstimator, Discrete
+from . import _validate as validate
+from ._env import AbstractEnv, cost_method, with_parameter_checks
+from ._errors import DiffsimError, first_line
+from ._spaces import AbstractEstimator, describe_outputs
 from ._stateful import AbstractStatefulController
 
 Controller = Callable[[Float[Array, ""], Float[Array, " o"]], Float[Array, " k"]]
@@ -52,12 +54,66 @@ def control(
             shape, or an :class:`AbstractStatefulController` (it needs its state:
             :func:`rollout` carries it).
     """
+    check_model("control", env, controller)
     if isinstance(controller, AbstractStatefulController):
         raise DiffsimError(
             f"{type(controller).__name__} is a stateful controller: call "
             "controller.step(state, t, x) with its state, or let diffsim.rollout carry it"
         )
     return _act(env, controller, None, t, y, estimator, key)[0]
+
+
+def check_model(function: str, env: Any, controller: Any = None, *, needs_controller=True):
+    """A :class:`DiffsimError` for an ``env`` that is not an :class:`AbstractEnv` or a
+    controller that cannot be called, naming ``function`` and, when the two are swapped,
+    saying so; before anything is traced."""
+    if isinstance(controller, AbstractEnv) and not isinstance(env, AbstractEnv):
+        raise DiffsimError(
+            f"{function}: the env and the controller are swapped (got a "
+            f"{type(env).__name__} as the env and a {type(controller).__name__} as the "
+            f"controller): call {function}(env, controller, ...)"
+        )
+    if not isinstance(env, AbstractEnv):
+        raise DiffsimError(
+            f"{function}: env must be a diffsim.AbstractEnv such as diffsim.envs.Pendulum(), "
+            f"got {_shown(env)}"
+        )
+    if needs_controller and not (
+        callable(controller) or isinstance(controller, AbstractStatefulController)
+    ):
+        raise DiffsimError(
+            f"{function}: controller must be callable as controller(t, observation) -> output "
+            f"(e.g. diffsim.MLPPolicy.for_env(env, key=jax.random.key(0))) or a "
+            f"diffsim.AbstractStatefulController, got {_shown(controller)}"
+        )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"a {type(value).__name__}"
+
+
+@contextlib.contextmanager
+def user_code(what: str, shape_hint: str) -> Iterator[None]:
+    """Errors that code of the user's (an env's method, a controller) raises while it is
+    traced, as a :class:`DiffsimError` naming it, with ``shape_hint`` added to shape
+    errors."""
+    try:
+        yield
+    except DiffsimError:
+        raise
+    except (TypeError, ValueError, IndexError) as error:
+        message = first_line(error)
+        shaped = any(word in message for word in ("shape", "broadcast", "index", "dimension"))
+        raise DiffsimError(f"{what} failed: {message}{shaped * shape_hint}") from error
+
+
+def _index_hint(env: AbstractEnv) -> str:
+    return (
+        f" (states y have shape ({env.state_size},) and controls u shape "
+        f"({env.action_space.control_size},): index components, e.g. u[0] for the first "
+        "control, y[1] for the second state)"
+    )
 
 
 def _act(env, controller, memory, t, y, estimator=None, key=None):
@@ -73,22 +129,18 @@ def _act(env, controller, memory, t, y, estimator=None, key=None):
         x = y if controller.full_state else observation
         output, memory = controller.step(memory, t, x)
     else:
-        output = controller(t, observation)
+        what = f"the controller, given {type(env).__name__}'s observation of shape "
+        hint = " (a controller built for another env? diffsim.MLPPolicy.for_env(env, ...))"
+        with user_code(f"{what}{jnp.shape(observation)},", hint):
+            output = controller(t, observation)
     expected = (env.action_space.controller_size,)
     if jnp.shape(output) != expected:
         raise DiffsimError(
             f"the controller returned shape {jnp.shape(output)} but "
             f"{type(env).__name__}'s {type(env.action_space).__name__} action space needs "
-            f"shape {expected} ({_what_outputs_mean(env)})"
+            f"shape {expected} ({describe_outputs(env.action_space)})"
         )
     return env.action_space.to_control(output, estimator, key=key), memory
-
-
-def _what_outputs_mean(env: AbstractEnv) -> str:
-    space = env.action_space
-    if isinstance(space, Discrete):
-        return f"one logit per action, {space.num_actions} actions"
-    return f"one control per dimension, {space.control_size}"
 
 
 class ClosedLoop(eqx.Module):
@@ -104,7 +156,7 @@ class ClosedLoop(eqx.Module):
         import jax.numpy as jnp
         import jax.random as jr
         import diffsim
-        from diffsim.controllers import MLPPolicy
+        from diffsim import MLPPolicy
 
         env = diffsim.envs.Pendulum()
         policy = MLPPolicy.for_env(env, key=jr.key(0))
@@ -129,8 +181,8 @@ class ClosedLoop(eqx.Module):
         u = control(self.env, self.controller, t, y, self.estimator, self.key)
         return self.env.vector_field(t, y, u)
 
-    def event(self, t: Real[ArrayLike, ""], y: Float[Array, " n"]) -> Float[Array, ""]:
-        """The env's event (only called for envs that declare one)."""
+    def event(self, t: Real[ArrayLike, ""], y: Float[Array, " n"]) -> Float[Array, ""] | None:
+        """The env's :meth:`~diffsim.AbstractEnv.event`."""
         return self.env.event(t, y)
 
 
@@ -150,7 +202,7 @@ class Trajectory(eqx.Module):
         import jax.numpy as jnp
         import jax.random as jr
         import diffsim
-        from diffsim.controllers import MLPPolicy
+        from diffsim import MLPPolicy
 
         env = diffsim.envs.Pendulum()
         trajectory = diffsim.rollout(env, MLPPolicy.for_env(env, key=jr.key(0)),
@@ -242,6 +294,7 @@ def step(
         ``(next_state, cost, terminated)``: the next state, shape ``(n,)``, the running
         cost charged at ``(t, y, u)``, and whether the next state ends the episode.
     """
+    check_model("step", env, needs_controller=False)
     env = with_parameter_checks(env)
     y = _check_state(env, y, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")
@@ -256,12 +309,20 @@ def _advance(env, t, y, u, dynamics=None):
     env's event ends the step (and the episode) early. The shapes of what the env returns
     are checked as it is traced (no run-time cost): never a broadcast."""
     dynamics = env if dynamics is None else dynamics
-    if hasattr(env, "event"):
-        y_next, end, hit = env.transition.until_event(dynamics, t, y, u)
-    else:
-        y_next, end, hit = env.transition(dynamics, t, y, u), t + env.control_dt, False
+    with user_code(f"{type(env).__name__}.vector_field (in its transition)", _index_hint(env)):
+        field = jax.eval_shape(env.vector_field, t, y, u)
+        if jnp.shape(field) != jnp.shape(y):
+            raise DiffsimError(
+                f"{type(env).__name__}.vector_field returned shape {jnp.shape(field)}, expected "
+                f"the state's shape {jnp.shape(y)} (controls u have shape "
+                f"({env.action_space.control_size},): index components, e.g. u[0])"
+            )
+        if env.event(t, y) is not None:
+            y_next, end, hit = env.transition.until_event(dynamics, t, y, u)
+        else:
+            y_next, end, hit = env.transition(dynamics, t, y, u), t + env.control_dt, False
     y_next = _expect(env, "transition", y_next, jnp.shape(y), y.dtype)
-    cost = _expect(env, "running_cost", step_cost(env, t, y, u, y_next), (), y.dtype)
+    cost = _expect(env, cost_method(env), env.step_cost(t, y, u, y_next), (), y.dtype)
     done = _expect(env, "termination", env.termination(y_next), (), jnp.bool_) | hit
     return y_next, cost, done, jnp.asarray(end, y.dtype)
 
@@ -330,8 +391,8 @@ def rollout(
             ``jit``) a NaN initial state or a simulation that diverged. Inside a ``jit`` of
             your own the NaN check comes as equinox's runtime error with the same message.
     """
-    if mode not in ("zoh", "feedback"):
-        raise DiffsimError(f"mode must be 'zoh' or 'feedback', got {mode!r}")
+    check_model("rollout", env, controller)
+    validate.one_of("mode", mode, ("zoh", "feedback"))
     stateful = isinstance(controller, AbstractStatefulController)
     if stateful and mode == "feedback":
         raise DiffsimError(
@@ -343,18 +404,12 @@ def rollout(
         if not isinstance(start_step, int):
             raise DiffsimError("pass num_steps when start_step is traced")
         num_steps = env.episode_steps - start_step
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise DiffsimError(f"num_steps must be a positive integer, got {num_steps!r}")
+    validate.positive_int("num_steps", num_steps)
     if estimator is not None and estimator.needs_key and key is None:
         raise DiffsimError(f"{type(estimator).__name__} needs key= in rollout")
-    if checkpoint_every is not None and (
-        isinstance(checkpoint_every, bool)
-        or not isinstance(checkpoint_every, int)
-        or checkpoint_every < 1
-    ):
-        raise DiffsimError(
-            f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}"
-        )
+    if key is not None:
+        validate.prng_key("key", key)
+    validate.optional_positive_int("checkpoint_every", checkpoint_every)
     env = with_parameter_checks(env)
     y0 = _check_state(env, y0, "initial state")
     keys = None if key is None else jr.split(key, num_steps)

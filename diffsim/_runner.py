@@ -22,23 +22,29 @@ import numpy as np
 
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._state import TrainState
+from ._timing import Stopwatch
 
 
 class TrainingDiverged(DiffsimError):
-    """The loss or gradient became NaN or infinite. Nothing is lost: ``state`` is the last
-    finite :class:`TrainState`, ``model`` its model (for :func:`diffsim.train`,
-    ``controller`` and ``env`` too) and ``history`` the metrics up to there.
+    """The loss or gradient became NaN or infinite. Nothing is lost: the attributes hold
+    the last finite state of the run.
+
+    Attributes:
+        state: the last finite :class:`TrainState`.
+        history: the metrics up to there.
+        env, controller: the model of ``state`` (for :func:`diffsim.train`: the ones it
+            would have returned, the best evaluated with ``keep_best``); ``None`` for
+            :func:`diffsim.fit`, whose model is ``state.model``.
 
     Example:
         ```python
         import jax.random as jr
         import diffsim
-        from diffsim.controllers import MLPPolicy
 
         env = diffsim.envs.Pendulum()
         try:
-            policy, env, history = diffsim.train(
-                env, MLPPolicy.for_env(env, key=jr.key(0)), diffsim.adam_cosine(1e-2, 5),
+            env, policy, history = diffsim.train(
+                env, diffsim.MLPPolicy.for_env(env, key=jr.key(0)), diffsim.adam_cosine(1e-2, 5),
                 key=jr.key(1), iterations=5, batch_size=8, window=20, progress=False,
             )
         except diffsim.TrainingDiverged as error:   # a NaN loss or gradient
@@ -46,18 +52,35 @@ class TrainingDiverged(DiffsimError):
         ```
     """
 
-    def __init__(self, message: str, *, state: TrainState, history: History, **model_parts):
+    state: TrainState
+    history: History
+    env: Any
+    controller: Any
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: TrainState,
+        history: History,
+        env: Any = None,
+        controller: Any = None,
+    ):
         super().__init__(message)
-        self.state, self.model, self.history = state, state.model, history
-        for name, value in model_parts.items():
-            setattr(self, name, value)
+        self.state, self.history, self.env, self.controller = state, history, env, controller
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on SIGINT (Ctrl-C, a notebook's interrupt) or SIGTERM, at the end
-    of the compiled call in progress. ``state``, ``model`` (for :func:`diffsim.train`,
-    ``controller`` and ``env`` too), ``history`` hold the work done, ``checkpoint`` the
-    file it was saved to (``None`` without one), ``signal_number`` the signal.
+    of the compiled call in progress, after saving its work.
+
+    Attributes:
+        state: the :class:`TrainState` reached.
+        history: the metrics up to there.
+        signal_number: the signal received.
+        checkpoint: the file the work was saved to (``None`` without one).
+        env, controller: the model reached (for :func:`diffsim.train`; ``None`` for
+            :func:`diffsim.fit`, whose model is ``state.model``).
 
     Example:
         ```python
@@ -70,6 +93,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         ```
     """
 
+    state: TrainState
+    history: History
+    signal_number: int
+    checkpoint: str | None
+    env: Any
+    controller: Any
+
     def __init__(
         self,
         message: str,
@@ -78,13 +108,13 @@ class TrainingInterrupted(KeyboardInterrupt):
         history: History,
         signal_number: int,
         checkpoint: str | None = None,
-        **model_parts,
+        env: Any = None,
+        controller: Any = None,
     ):
         super().__init__(message)
-        self.state, self.model, self.history = state, state.model, history
+        self.state, self.history = state, history
         self.signal_number, self.checkpoint = signal_number, checkpoint
-        for name, value in model_parts.items():
-            setattr(self, name, value)
+        self.env, self.controller = env, controller
 
 
 class TrainingWarning(UserWarning):
@@ -117,10 +147,10 @@ class History:
         ```python
         import jax.random as jr
         import diffsim
-        from diffsim.controllers import MLPPolicy
+        from diffsim import MLPPolicy
 
         env = diffsim.envs.Pendulum()
-        policy, env, history = diffsim.train(
+        env, policy, history = diffsim.train(
             env, MLPPolicy.for_env(env, key=jr.key(0)), diffsim.adam_cosine(1e-2, 10),
             key=jr.key(1), iterations=10, batch_size=8, window=20, progress=False,
         )
@@ -175,24 +205,6 @@ _WARM_UP = 100
 may grow by orders of magnitude as a policy starts to act (the cart-pole swing-up's rise
 200-fold between updates 20 and 40 as it learns to swing), which is learning, not an
 explosion."""
-
-_COMPILE_EVENTS = frozenset(
-    {
-        "/jax/core/compile/jaxpr_trace_duration",
-        "/jax/core/compile/jaxpr_to_mlir_module_duration",
-        "/jax/core/compile/backend_compile_duration",
-    }
-)
-_compile_clock = [0.0]
-
-
-def _count_compile_time(event: str, duration: float, **_: Any) -> None:
-    if event in _COMPILE_EVENTS:
-        _compile_clock[0] += duration
-
-
-jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
-
 
 @eqx.filter_jit
 def _scan_steps(step, state, stop, length):
@@ -275,18 +287,16 @@ def run(
     chunk = chunk_length(until, every, checkpoint_every)
     start = int(state.iteration)
     bar = _progress_bar(until, start, description) if progress else None
-    started = time.perf_counter()
+    started, watch = time.perf_counter(), Stopwatch()
     build = stopped or (lambda cls, message, state, extra: cls(message, state=state, **extra))
     try:
         with _signals_caught() as caught:
             while int(state.iteration) < until:
-                compile_started = _compile_clock[0]
-                with runtime_errors_as_diffsim_errors():
+                with watch, runtime_errors_as_diffsim_errors():
                     state, (metrics, active, finite) = _scan_steps(
                         step, state, jnp.asarray(until, jnp.int32), chunk
                     )
-                metrics, active, finite = jax.device_get((metrics, active, finite))
-                history.compile_seconds += _compile_clock[0] - compile_started
+                    metrics, active, finite = jax.device_get((metrics, active, finite))
                 taken = _record(history, metrics, active & finite, env_steps_per_iteration)
                 if not finite[active].all():
                     message = _divergence_message(metrics, taken, state)
@@ -315,6 +325,7 @@ def run(
         if bar is not None:
             bar.close()
         history.train_seconds += time.perf_counter() - started
+        history.compile_seconds += watch.compile_seconds
     return state
 
 

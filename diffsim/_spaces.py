@@ -240,3 +240,10 @@ class GumbelSoftmax(AbstractEstimator):
             return soft
         hard = jax.nn.one_hot(jnp.argmax(soft), logits.shape[-1], dtype=logits.dtype)
         return soft + jax.lax.stop_gradient(hard - soft)
+
+
+def describe_outputs(space: AbstractActionSpace) -> str:
+    """What a controller must output for ``space``, in words, for messages."""
+    if isinstance(space, Discrete):
+        return f"one logit per action, {space.num_actions} actions"
+    return f"one output per control dimension, {space.control_size}"

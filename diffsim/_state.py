@@ -38,7 +38,7 @@ class TrainState(eqx.Module):
         import jax.random as jr
         import optax
         import diffsim
-        from diffsim.controllers import MLPPolicy
+        from diffsim import MLPPolicy
 
         env = diffsim.envs.Pendulum()
         trainer = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=20)

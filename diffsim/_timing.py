@@ -1,8 +1,10 @@
-"""The compute time of one control step: what a controller costs at run time."""
+"""Clocks: wall-clock with JAX's compilation taken out, and the compute time of one
+control step (what a controller costs at run time)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -11,6 +13,50 @@ from ._env import AbstractEnv
 from ._evaluate import initial_states
 from ._rollout import Controller, _act
 from ._stateful import AbstractStatefulController
+
+_COMPILE_EVENTS = frozenset(
+    {
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    }
+)
+_compiled = [0.0]
+
+
+def _count_compile_time(event: str, duration: float, **_: Any) -> None:
+    if event in _COMPILE_EVENTS:
+        _compiled[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
+
+
+class Stopwatch:
+    """Times the work inside ``with`` blocks, keeping apart what JAX spent tracing and
+    compiling: ``seconds`` (wall-clock, compilation excluded) and ``compile_seconds``
+    accumulate over every block timed with the same stopwatch.
+
+    Example::
+
+        watch = Stopwatch()
+        with watch:
+            state = jax.block_until_ready(step(state))
+        watch.seconds, watch.compile_seconds
+    """
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.compile_seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._started, self._compiled = time.perf_counter(), _compiled[0]
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        compiled = _compiled[0] - self._compiled
+        self.compile_seconds += compiled
+        self.seconds += max(0.0, time.perf_counter() - self._started - compiled)
 
 
 def seconds_per_step(

@@ -16,11 +16,12 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from . import _validate as validate
 from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import evaluate
-from ._rollout import Controller, Trajectory, rollout
+from ._rollout import Controller, Trajectory, check_model, rollout
 from ._runner import History, check_evaluation, run
 from ._sharding import Devices, as_mesh, check_divisible, replicate, shard_batch
 from ._spaces import AbstractEstimator
@@ -54,7 +55,7 @@ class Episodes(eqx.Module):
         import jax.random as jr
         import optax
         import diffsim
-        from diffsim.controllers import MLPPolicy
+        from diffsim import MLPPolicy
 
         env = diffsim.envs.Pendulum()
         trainer = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=20)
@@ -127,13 +128,21 @@ class Trainer(eqx.Module):
         estimator: AbstractEstimator | None = None,
         devices: Devices = None,
     ):
-        for name, value in (("batch_size", batch_size), ("window", window)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise DiffsimError(f"{name} must be a positive integer, got {value!r}")
-        if not callable(trainable) and trainable not in ("controller", "env", "both"):
-            raise DiffsimError(
-                f"trainable must be 'controller', 'env', 'both' or a function, got {trainable!r}"
+        validate.optimiser("optimiser", optimiser)
+        if estimator is not None:
+            validate.instance(
+                "estimator", estimator, AbstractEstimator, "a diffsim.StraightThrough() or "
+                "diffsim.GumbelSoftmax() (for discrete actions), or None"
             )
+        if not callable(objective):
+            raise DiffsimError(
+                f"objective must be a function objective(env, trajectory) -> loss, got "
+                f"{objective!r:.60}"
+            )
+        validate.positive_int("batch_size", batch_size)
+        validate.optional_positive_int("window", window)
+        if not callable(trainable):
+            validate.one_of("trainable", trainable, ("controller", "env", "both"))
         self.optimiser, self.estimator = optimiser, estimator
         self.batch_size, self.window, self.carry_state = batch_size, window, carry_state
         self.trainable, self.objective = trainable, objective
@@ -161,6 +170,8 @@ class Trainer(eqx.Module):
                 f"afresh in every rollout, so it trains on whole episodes only (window=None), "
                 f"not windows of {self.window} of {env.episode_steps} steps"
             )
+        check_model("Trainer.init", env, controller)
+        validate.prng_key("key", key)
         episodes_key, key = jr.split(key)
         model = (env, controller)
         if callable(self.trainable):
@@ -248,7 +259,7 @@ def train(
     progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
     **trainer_options,
-) -> tuple[Controller, AbstractEnv, History]:
+) -> tuple[AbstractEnv, Controller, History]:
     """Train with a :class:`Trainer` until ``iterations`` updates: many updates per
     compiled call, a progress bar, fixed-seed evaluations, checkpoints, resumption, and
     reports of divergence, interruption and unhealthy training.
@@ -281,8 +292,9 @@ def train(
             (evaluations run on the same ``devices``).
 
     Returns:
-        ``(controller, env, history)``; ``history.env_steps`` counts every simulated
-        control step of every parallel episode (evaluation excluded).
+        ``(env, controller, history)``, the order of the arguments, of
+        :class:`TrainState`'s model and of checkpoints; ``history.env_steps`` counts every
+        simulated control step of every parallel episode (evaluation excluded).
 
     Raises:
         TrainingDiverged: at a non-finite loss or gradient, carrying the last finite
@@ -293,17 +305,26 @@ def train(
     Example: ``diffsim.train(env, policy, diffsim.adam_cosine(1e-2, 300), key=jr.key(1),
     iterations=300, batch_size=128, window=50)``.
     """
-    for name, value in (("iterations", iterations), ("eval_episodes", eval_episodes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DiffsimError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise DiffsimError(f"{name} must be a non-negative integer, got {value!r}")
+    check_model("train", env, controller)
+    validate.positive_int("iterations", iterations)
+    validate.positive_int("eval_episodes", eval_episodes)
+    validate.nonnegative_int("eval_every", eval_every)
+    validate.nonnegative_int("checkpoint_every", checkpoint_every)
     trainer = Trainer(optimiser, **trainer_options)
     state = trainer.init(env, controller, key)
     history, best = History(), {}
+    settings = {
+        "iterations": iterations,
+        "batch_size": trainer.batch_size,
+        "window": trainer.window,
+        "carry_state": trainer.carry_state,
+        "eval_every": eval_every,
+        "eval_episodes": eval_episodes,
+        "eval_seed": eval_seed,
+        "keep_best": keep_best,
+    }
     if resume is not None:
-        state, history, best = _resumed(resume, trainer, state, keep_best)
+        state, history, best = _resumed(resume, state, settings)
         state = trainer.place(state)
 
     def evaluate_and_record(state: TrainState) -> dict:
@@ -330,9 +351,8 @@ def train(
         header = (metadata or {}) | {
             "iteration": int(state.iteration),
             "env_type": type(env).__name__,
-            "keep_best": keep_best,
+            "settings": settings,
             "best_return": best.get("return"),
-            "eval_seed": eval_seed,
             "history": history.to_dict(),
         }
         return str(save_checkpoint(checkpoint, (result(state), state), header))
@@ -356,19 +376,33 @@ def train(
         stopped=stopped,
     )
     env, controller = result(state)
-    return controller, env, history
+    return env, controller, history
 
 
-def _resumed(path, trainer: Trainer, template: TrainState, keep_best: bool):
-    """The training state, history and best model saved at ``path``."""
+def _resumed(path, template: TrainState, settings: dict):
+    """The training state, history and best model saved at ``path`` by a run with the same
+    ``settings`` (a resumed run with others would not be the run it continues)."""
     metadata = read_metadata(path)
-    if "history" not in metadata or metadata.get("keep_best") != keep_best:
-        raise DiffsimError(
-            f"{path} was not written by diffsim.train with keep_best={keep_best}: cannot resume"
-        )
+    if "history" not in metadata or "settings" not in metadata:
+        raise DiffsimError(f"{path} was not written by diffsim.train: cannot resume from it")
+    check_same_settings(path, metadata["settings"], settings)
     model, state = load_checkpoint(path, (template.model, template))
     history = History.from_dict(metadata["history"])
     best = {} if metadata["best_return"] is None else {"return": metadata["best_return"]}
     if best:
-        best["model"] = model if keep_best else None
+        best["model"] = model if settings["keep_best"] else None
     return state, history, best
+
+
+def check_same_settings(path, saved: dict, now: dict, prefix: str = "") -> None:
+    """A :class:`DiffsimError` naming every setting of ``now`` that differs from the
+    ``saved`` ones a checkpoint was written with (``prefix`` before each name: ``--`` for
+    command-line options)."""
+    changed = [name for name in now if saved.get(name) != now[name]]
+    if changed:
+        was = ", ".join(f"{prefix}{name} {saved.get(name)!r}" for name in changed)
+        asked = ", ".join(f"{prefix}{name} {now[name]!r}" for name in changed)
+        raise DiffsimError(
+            f"cannot resume {path}: it was trained with {was}, not {asked}; resume with the "
+            "same settings, or start a new run"
+        )

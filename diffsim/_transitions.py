@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float, PyTree, Real
 
+from . import _validate as validate
 from ._errors import DiffsimError
 
 
@@ -83,17 +84,14 @@ class AbstractTransition(eqx.Module):
         y: Float[Array, " n"],
         u: Float[Array, " m"],
     ) -> tuple[Float[Array, " n"], Float[Array, ""], Bool[Array, ""]]:
-        """One control interval, cut short where ``dynamics.event(t, y)`` crosses zero for
-        envs that declare an event: ``(state, time (s), whether the event happened)``.
-        Transitions that locate events (:class:`ODESolve`) override it; the others refuse
-        envs with an event rather than step over it."""
-        if hasattr(dynamics, "event"):
-            raise DiffsimError(
-                f"{type(dynamics).__name__} declares an event, which {type(self).__name__} "
-                "cannot locate: use diffsim.ODESolve() as its transition"
-            )
-        end = jnp.asarray(t + dynamics.control_dt, y.dtype)
-        return self(dynamics, t, y, u), end, jnp.array(False)
+        """One control interval, cut short where ``dynamics.event(t, y)`` crosses zero (an
+        env that declares an :meth:`~diffsim.AbstractEnv.event`): ``(state, time (s),
+        whether the event happened)``. Transitions that locate events (:class:`ODESolve`)
+        override it; the others refuse envs with an event rather than step over it."""
+        raise DiffsimError(
+            f"{type(dynamics).__name__} declares an event, which {type(self).__name__} "
+            "cannot locate: use transition=diffsim.ODESolve()"
+        )
 
 
 def _held_control_field(t, y, args):
@@ -124,8 +122,7 @@ class ODEStep(AbstractTransition):
     substeps: int = eqx.field(static=True, default=1)
 
     def __check_init__(self):
-        if not isinstance(self.substeps, int) or self.substeps < 1:
-            raise ValueError(f"substeps must be a positive integer, got {self.substeps!r}")
+        validate.positive_int("substeps", self.substeps)
 
     def __call__(self, dynamics, t, y, u):
         dt = dynamics.control_dt / self.substeps
@@ -223,8 +220,6 @@ class ODESolve(AbstractTransition):
         return solution.ys[-1]
 
     def until_event(self, dynamics, t, y, u):
-        if not hasattr(dynamics, "event"):
-            return super().until_event(dynamics, t, y, u)
         tolerance = max(self.event_tolerance, float(jnp.finfo(y.dtype).eps) * 100)
         event = dfx.Event(
             lambda t, y, args, **_: args[0].event(t, y),

@@ -6,14 +6,13 @@ the polylines that ``env.draw(state)`` returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
 
 from ._env import AbstractEnv
+from ._errors import DiffsimError
 from ._rollout import Trajectory
 from ._train import History
 
@@ -50,41 +49,47 @@ def plot_learning_curve(history: History, ax=None, *, label: str | None = None):
     return ax
 
 
-def plot_trajectory(
-    trajectory: Trajectory,
-    *,
-    state_labels: Sequence[str] | None = None,
-    control_labels: Sequence[str] | None = None,
-    axes=None,
-):
-    """States, controls and per-step cost of one trajectory against time.
+def plot_trajectory(env: AbstractEnv, trajectory: Trajectory, *, axes=None):
+    """States, controls and per-step cost of one trajectory against time, each component
+    labelled with its name and unit from ``env.variables``; angles wrapped into
+    ``[-pi, pi)`` (the line broken where it wraps).
 
     Args:
+        env: the env that produced the trajectory.
         trajectory: one episode (no batch axis).
-        state_labels: one label per state component, with units.
-        control_labels: one label per control component, with units.
         axes: three matplotlib axes (default: a new figure).
 
     Returns:
         The axes.
+
+    Raises:
+        DiffsimError: for a batch of trajectories, or ``env.variables`` of the wrong
+            lengths.
     """
-    states = np.asarray(trajectory.states)
-    controls = np.asarray(trajectory.controls)
+    states = np.asarray(trajectory.states, np.float64)
+    controls = np.asarray(trajectory.controls, np.float64)
     times = np.asarray(trajectory.times)
     if states.ndim != 2:
-        raise ValueError("plot_trajectory takes one trajectory: index a batch first")
+        raise DiffsimError(
+            f"plot_trajectory takes one trajectory, got a batch of shape {states.shape[:-2]}: "
+            "index it first, jax.tree.map(lambda x: x[i], trajectory)"
+        )
+    variables = env.variables
+    for what, quantities, size in (
+        ("states", variables.states, states.shape[1]),
+        ("controls", variables.controls, controls.shape[1]),
+    ):
+        if len(quantities) != size:
+            raise DiffsimError(
+                f"{type(env).__name__}.variables names {len(quantities)} {what}, but the "
+                f"trajectory has {size}"
+            )
     if axes is None:
         _, axes = plt.subplots(3, 1, figsize=(6, 6), sharex=True, constrained_layout=True)
-    n, m = states.shape[1], controls.shape[1]
-    for i in range(n):
-        axes[0].plot(times, states[:, i], label=state_labels[i] if state_labels else f"y[{i}]")
-    for i in range(m):
-        axes[1].step(
-            times[:-1],
-            controls[:, i],
-            where="post",
-            label=control_labels[i] if control_labels else f"u[{i}]",
-        )
+    for i, quantity in enumerate(variables.states):
+        axes[0].plot(times, _shown(states[:, i], quantity.angle), label=quantity.label)
+    for i, quantity in enumerate(variables.controls):
+        axes[1].step(times[:-1], controls[:, i], where="post", label=quantity.label)
     axes[2].plot(times[:-1], np.where(trajectory.alive, trajectory.costs, np.nan), color="C3")
     axes[0].set_ylabel("state")
     axes[1].set_ylabel("control")
@@ -95,6 +100,15 @@ def plot_trajectory(
     axes[0].legend(fontsize=8, loc="upper right")
     axes[1].legend(fontsize=8, loc="upper right")
     return axes
+
+
+def _shown(values: np.ndarray, angle: bool) -> np.ndarray:
+    """``values`` as plotted: an angle wrapped into ``[-pi, pi)``, NaN where it wraps."""
+    if not angle:
+        return values
+    wrapped = (values + np.pi) % (2 * np.pi) - np.pi
+    jumps = np.abs(np.diff(wrapped)) > np.pi
+    return np.where(np.concatenate([[False], jumps]), np.nan, wrapped)
 
 
 def animate(

@@ -38,10 +38,13 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from ._env import AbstractEnv, _takes_next_state
+from . import _validate as validate
+from ._env import AbstractEnv, cost_method
 from ._errors import DiffsimError, first_line, runtime_errors_as_diffsim_errors
+from ._mlp import MLPPolicy
 from ._rollout import Controller, control, rollout, step
-from ._spaces import AbstractActionSpace, Discrete, StraightThrough
+from ._spaces import AbstractActionSpace, Discrete, StraightThrough, describe_outputs
+from ._variables import Quantity, Variables
 
 __all__ = ["CheckReport", "ContractWarning", "check_env"]
 
@@ -187,7 +190,7 @@ def check_env(
     Args:
         env: the environment to check.
         controller: ``controller(t, observation) -> output``; default a small
-            ``diffsim.controllers.MLPPolicy`` (width 8, depth 1) for ``env``.
+            ``diffsim.MLPPolicy`` (width 8, depth 1) for ``env``.
         key: randomness for the initial states, the default controller and the
             finite-difference directions (default ``jax.random.key(0)``).
         steps: control steps of the rollouts (short: the checks are about the contract,
@@ -204,8 +207,7 @@ def check_env(
     """
     if not isinstance(env, AbstractEnv):
         raise DiffsimError(f"check_env needs a diffsim.AbstractEnv, got {type(env).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise DiffsimError(f"steps must be a positive integer, got {steps!r}")
+    validate.positive_int("steps", steps)
     return _Checker(env, controller, jr.key(0) if key is None else key, steps).run(
         finite_differences
     )
@@ -223,22 +225,12 @@ _METHODS: dict[str, Callable] = {
     "controller": lambda env, controller, t, y, u, key, y_next: controller(t, env.observe(y)),
     "vector_field": lambda env, controller, t, y, u, key, y_next: env.vector_field(t, y, u),
     "transition": lambda env, controller, t, y, u, key, y_next: env.transition(env, t, y, u),
-    "running_cost": lambda env, controller, t, y, u, key, y_next: _running_cost(
-        env, t, y, u, y_next
-    ),
+    "running_cost": lambda env, controller, t, y, u, key, y_next: env.step_cost(t, y, u, y_next),
     "terminal_cost": lambda env, controller, t, y, u, key, y_next: env.terminal_cost(y),
     "termination": lambda env, controller, t, y, u, key, y_next: env.termination(y),
 }
 """Every method checked, in order, called as a rollout calls it: ``y_next`` is the state
 that ``transition`` reaches from ``y`` under ``u``."""
-
-
-def _running_cost(env, t, y, u, y_next):
-    """``running_cost(t, y, u)``, or ``running_cost(t, y, u, y_next)`` where the env
-    declares the next state (the core's rule), returned as is to be checked."""
-    if _takes_next_state(type(env)):
-        return env.running_cost(t, y, u, y_next)
-    return env.running_cost(t, y, u)
 
 
 _TERMINATION_HINT = (
@@ -276,12 +268,15 @@ class _Checker:
         self.jit_difference = self.vmap_difference = 0.0
 
     def label(self, method: str) -> str:
+        if method == "running_cost":
+            method = cost_method(self.env)
         return "the controller" if method == "controller" else f"{self.name}.{method}"
 
     def run(self, finite_differences: bool) -> CheckReport:
         messages = self.check_fields()
         self.space = self.check_action_space()
         self.check_methods()
+        self.check_variables()
         self.check_jit()
         self.check_vmap()
         self.check_rollouts()
@@ -355,6 +350,30 @@ class _Checker:
         self.passed.append("action_space")
         return space
 
+    def check_variables(self) -> None:
+        """``env.variables`` names every component of a state, an observation and a
+        control, each a :class:`diffsim.Quantity`."""
+        with self.calling("variables"):
+            variables = self.env.variables
+        if not isinstance(variables, Variables):
+            raise DiffsimError(
+                f"{self.name}.variables returned {_describe(variables)}, expected a "
+                "diffsim.Variables(states=..., observations=..., controls=...)"
+            )
+        sizes = {
+            "states": int(self.y0.shape[0]),
+            "observations": int(self.eager["observe"].shape[0]),
+            "controls": self.space.control_size,
+        }
+        for what, size in sizes.items():
+            quantities = getattr(variables, what)
+            if len(quantities) != size or not all(isinstance(q, Quantity) for q in quantities):
+                raise DiffsimError(
+                    f"{self.name}.variables.{what} must be {size} diffsim.Quantity, one per "
+                    f"component, got {quantities!r:.120}"
+                )
+        self.passed.append("variables")
+
     # -- eager method outputs -------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -380,7 +399,8 @@ class _Checker:
             first = _METHODS[method](self.env, self.controller, t, y, u, key, y_next)
         hint = {
             "termination": _TERMINATION_HINT,
-            "controller": _what_outputs_mean(self.name, self.space),
+            "controller": f"{self.name}'s {type(self.space).__name__} action space needs "
+            f"{describe_outputs(self.space)}",
             "vector_field": f"one time derivative per component of the state (shape {shape})",
             "transition": f"the next state, of the state's shape {shape}",
         }.get(method, "")
@@ -449,8 +469,6 @@ class _Checker:
         self.observation_shape = observation.shape
         bounds = self.check_observation_bounds(observation, at)
         if self.controller is None:
-            from diffsim.controllers import MLPPolicy  # not the core: imported when needed
-
             self.controller = MLPPolicy.for_env(self.env, width=8, depth=1, key=self.controller_key)
         output = self.call(
             "controller", t, y0, None, key, shape=(self.space.controller_size,),
@@ -876,18 +894,6 @@ def _check_output(label: str, value: Any, shape, dtype, hint: str) -> jax.Array:
     elif isinstance(value, (list, tuple)) and dtype != "bool":
         hint = "build an array, e.g. jnp.stack([a, b])"
     raise DiffsimError(f"{label} returned {_describe(value)}, expected {expected}: {hint}")
-
-
-def _what_outputs_mean(name: str, space: AbstractActionSpace) -> str:
-    if isinstance(space, Discrete):
-        return (
-            f"{name}'s Discrete action space needs one logit per action "
-            f"({space.num_actions} actions)"
-        )
-    return (
-        f"{name}'s {type(space).__name__} action space needs one output per control "
-        f"dimension ({space.control_size})"
-    )
 
 
 def _article(word: str) -> str:

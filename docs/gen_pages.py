@@ -30,8 +30,23 @@ CONCEPTS = [
     ("Rollouts", "concepts/rollouts.md"),
     ("Training", "concepts/training.md"),
     ("Evaluation protocol", "concepts/evaluation.md"),
+    ("Errors: nothing silent, nothing lost", "concepts/errors.md"),
+    ("Scaling: devices, long horizons, float64", "concepts/scaling.md"),
+    ("System identification", "concepts/system-identification.md"),
+    ("Controllers: LQR, residual, MPC", "concepts/controllers.md"),
     ("The RL bridge", "concepts/rl.md"),
+    ("The command line", "concepts/cli.md"),
     ("The trebuchet's physics", "concepts/trebuchet.md"),
+]
+RESULTS = [
+    ("Overview", "results/index.md"),
+    ("Pendulum swing-up", "results/pendulum.md"),
+    ("CartPole", "results/cartpole.md"),
+    ("Trebuchet", "results/trebuchet.md"),
+    ("More environments", "results/more-envs.md"),
+    ("DP against RL", "results/compare.md"),
+    ("Controllers", "results/controllers.md"),
+    ("Benchmarks", "results/benchmarks.md"),
 ]
 
 
@@ -69,6 +84,8 @@ def notebook_title(path: Path) -> str:
 def main() -> None:
     nav = ["* [Home](index.md)", "* [Getting started](getting-started.md)", "* Concepts"]
     nav += [f"    * [{title}]({path})" for title, path in CONCEPTS]
+    nav.append("* Results")
+    nav += [f"    * [{title}]({path})" for title, path in RESULTS]
     nav.append("* API reference")
     documented: dict[int, str] = {}
     for name in api_modules():

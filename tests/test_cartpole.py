@@ -192,7 +192,7 @@ def test_short_training_run_balances():
     env = cartpole.recipe.make_env()
     untrained = cartpole.recipe.make_controller(env, jr.split(jr.key(TRAINING_SEED))[0])
     before = diffsim.evaluate(env, untrained, episodes=200, seed=0).mean
-    controller, env, history = cartpole.recipe.run(TRAINING_SEED, quick=True, progress=False)
+    env, controller, history = cartpole.recipe.run(TRAINING_SEED, quick=True, progress=False)
     after = diffsim.evaluate(env, controller, episodes=200, seed=0)
     assert history.total_env_steps == QUICK_STEPS
     assert before < 100, before
@@ -323,7 +323,7 @@ def test_swingup_recipe_balances_nine_episodes_in_ten():
     (the weakest seed of the former recipe), balances through the second half in at least
     90 % of 200 evaluation episodes from seed 0 (measured: 0.97)."""
     recipe = cartpole.swingup_recipe
-    controller, env, _ = recipe.run(seed=1, progress=False)
+    env, controller, _ = recipe.run(seed=1, progress=False)
     starts = diffsim.initial_states(env, 200, recipe.eval_seed)
     trajectories = jax.vmap(lambda y: diffsim.rollout(env, controller, y))(starts)
     assert float(cartpole.balanced_second_half(env, trajectories).mean()) >= 0.9

@@ -14,7 +14,7 @@ import pytest
 from jaxtyping import Array, Float
 
 import diffsim
-from diffsim.controllers import MLPPolicy
+from diffsim import MLPPolicy
 from diffsim.envs import Acrobot, CartPole, Epidemic, Pendulum, PlanarQuadrotor, cartpole, pendulum
 from diffsim.testing import ContractWarning, check_env
 
@@ -31,6 +31,7 @@ ALL_CHECKS = (
     "terminal_cost",
     "termination",
     "step",
+    "variables",
     "jit",
     "vmap",
     "rollout",
@@ -448,21 +449,21 @@ def test_the_toy_env_passes_with_measured_values():
 
 
 class ArrivalCost(Oscillator):
-    """Charges the state each step reaches (a running cost with the next state)."""
+    """Charges the state each step reaches (a step_cost)."""
 
-    def running_cost(self, t, y, u, y_next):
+    def step_cost(self, t, y, u, y_next):
         return y_next[0] ** 2 + 0.01 * u[0] ** 2
 
 
-def test_a_running_cost_of_the_next_state_passes_and_is_checked():
+def test_a_step_cost_of_the_next_state_passes_and_is_checked():
     report = check_env(ArrivalCost(), finite_differences=False)
     assert report.passed == ALL_CHECKS[:-1]
 
     class ArrivalCostOfShape1(ArrivalCost):
-        def running_cost(self, t, y, u, y_next):
+        def step_cost(self, t, y, u, y_next):
             return y_next[:1] ** 2
 
-    with pytest.raises(diffsim.DiffsimError, match=r"ArrivalCostOfShape1\.running_cost returned"):
+    with pytest.raises(diffsim.DiffsimError, match=r"ArrivalCostOfShape1\.step_cost returned"):
         check_env(ArrivalCostOfShape1())
 
 

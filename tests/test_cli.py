@@ -12,8 +12,9 @@ import optax
 import pytest
 
 import diffsim
+from diffsim import MLPPolicy
 from diffsim.cli import main
-from diffsim.controllers import Mirrored, MLPPolicy
+from diffsim.controllers import Mirrored
 from diffsim.envs import Pendulum
 
 ROCKET = """
@@ -57,10 +58,10 @@ def not_a_folder(tmp_path_factory):
 
 BAD_INPUTS = [
     # (arguments, what the one line must say)
-    (["train", "pendulum", "--seed", "99999999999999999999"], "--seed must be between 0"),
-    (["train", "pendulum", "--seed", "-1"], "--seed must be between 0"),
+    (["train", "pendulum", "--seed", "99999999999999999999"], "--seed must be a whole number"),
+    (["train", "pendulum", "--seed", "-1"], "--seed must be a whole number from 0"),
     (["train", "pendulum", "--seed", "x"], "invalid int value: 'x'"),
-    (["train", "pendulum", "--episodes", "0"], "--episodes must be at least 1"),
+    (["train", "pendulum", "--episodes", "0"], "--episodes must be a positive integer"),
     (["train", "pendulum", "--checkpoint-every", "-3"], "--checkpoint-every must be 0 or more"),
     (["train", "pendulum", "--out", "/proc/diffsim"], "is not a writable folder"),
     (["train", "pendulum", "--out", "{not_a_folder}/sub"], "is not a writable folder"),
@@ -71,14 +72,14 @@ BAD_INPUTS = [
     (["train", "{rocket}:jnp"], "is a module, not a diffsim.Recipe or a concrete AbstractEnv"),
     (["train", "{broken}:Rocket"], "cannot import {broken}: NameError: name 'oops' is not defined"),
     (["train", "no_such_module:Env"], "cannot import no_such_module: ModuleNotFoundError"),
-    (["train", "pendulum", "--lr", "-1"], "--lr must be positive and finite, got -1.0"),
-    (["train", "pendulum", "--window", "0"], "--window must be at least 1, got 0"),
+    (["train", "pendulum", "--lr", "-1"], "--lr must be a positive, finite number, got -1.0"),
+    (["train", "pendulum", "--window", "0"], "--window must be a positive integer, got 0"),
     (["train", "pendulum", "--resume", "--out", "{empty}"], "no checkpoint file"),
     (["eval", "pendulum", "{empty}/missing.eqx"], "no checkpoint file"),
     (["eval", "pendulum", "{not_a_folder}"], "not a diffsim checkpoint"),
     (["eval", "pendulum", "{truncated}"], "corrupt or truncated checkpoint"),
     (["eval", "cartpole", "{checkpoint}"], "was trained on 'pendulum', not 'cartpole'"),
-    (["eval", "pendulum", "{checkpoint}", "--episodes", "-5"], "--episodes must be at least 1"),
+    (["eval", "pendulum", "{checkpoint}", "--episodes", "-5"], "--episodes must be a positive"),
     (["eval", "pendulum"], "the following arguments are required: checkpoint"),
     ([], "the following arguments are required: COMMAND"),
 ]
@@ -134,7 +135,7 @@ def test_a_checkpoint_from_the_api_is_evaluated_by_the_cli(tmp_path, capsys):
         output_signs=(-1.0,),
     )
     path = tmp_path / "api.eqx"
-    controller, _, _ = diffsim.train(
+    _, controller, _ = diffsim.train(
         env,
         policy,
         optax.adam(1e-3),
@@ -270,4 +271,5 @@ def test_a_module_env_gets_the_default_recipe_and_list_shows_the_installed_ones(
         "quadrotor",
         "epidemic",
     }
-    assert listing["pendulum"]["states"] == 2 and listing["cartpole"]["actions"] == "Discrete(2)"
+    assert listing["pendulum"]["states"] == ["theta (rad)", "theta_dot (rad/s)"]
+    assert listing["cartpole"]["actions"] == "Discrete(2)"

@@ -137,12 +137,13 @@ def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path,
     import jax
 
     from diffsim._compare import _measure, _save
-    from diffsim._methods import METHODS, MethodRun
+    from diffsim._methods import MethodRun, methods
+    from diffsim.rl._methods import settings
 
     recipe = diffsim.recipes()["pendulum"]
     env = recipe.make_env()
-    chosen = METHODS[method]
-    config = chosen.settings(recipe, env)
+    chosen = methods()[method]
+    config = settings(method, recipe, env)
     spec = {
         "algorithm": method.upper(),
         "hidden": list(config["hidden"]),
@@ -164,11 +165,11 @@ def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path,
     "argv, message",
     [
         (["pendulum", "--methods", "dp,a2c"], "unknown method 'a2c': choose from"),
-        (["pendulum", "--methods", "dqn"], "'dqn' needs discrete actions but pendulum has"),
-        (["cartpole", "--methods", "sac"], "'sac' needs continuous actions but cartpole has"),
+        (["pendulum", "--methods", "dqn"], "'dqn' needs discrete actions, which pendulum"),
+        (["cartpole", "--methods", "sac"], "'sac' needs continuous actions, which cartpole"),
         (["cartpole", "--methods", ","], "--methods names no method"),
-        (["cartpole", "--seeds", "0"], "--seeds must be at least 1"),
-        (["cartpole", "--eval-seed", "-1"], "--eval-seed must be between"),
+        (["cartpole", "--seeds", "0"], "--seeds must be a positive integer"),
+        (["cartpole", "--eval-seed", "-1"], "--eval-seed must be a whole number from 0"),
         (["nowhere"], "unknown env 'nowhere'"),
     ],
 )
@@ -242,7 +243,7 @@ def test_dp_builds_each_seeds_controller_outside_any_trace():
     import jax.numpy as jnp
     import jax.random as jr
 
-    from diffsim._methods import METHODS
+    from diffsim._methods import methods
 
     base = diffsim.load_recipe("pendulum")
 
@@ -254,7 +255,7 @@ def test_dp_builds_each_seeds_controller_outside_any_trace():
     recipe = dataclasses.replace(
         base, make_controller=make, quick_iterations=1, train_options=dict(batch_size=2, window=5)
     )
-    first, second = METHODS["dp"].run(recipe, [0, 3], quick=True, log=lambda line: None)
+    first, second = methods()["dp"].run(recipe, [0, 3], quick=True, log=lambda line: None)
     env = recipe.make_env()
     for run, seed in ((first, 0), (second, 3)):
         untrained = make(env, jr.split(jr.key(seed))[0])

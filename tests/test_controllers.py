@@ -149,7 +149,7 @@ def test_residual_training_improves_on_a_mistuned_base_and_leaves_it_fixed():
     )
     residual = Residual.for_env(env, sluggish, 1.0, key=jr.key(0), width=16)
     before = diffsim.evaluate(env, sluggish, episodes=50, seed=0).mean
-    trained, _, _ = diffsim.train(
+    _, trained, _ = diffsim.train(
         env,
         residual,
         diffsim.adam_cosine(1e-2, 60),

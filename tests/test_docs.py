@@ -30,8 +30,7 @@ execute_notebooks = _load("execute_notebooks")
 
 def _build(tmp: Path, config: Path) -> subprocess.CompletedProcess:
     """A strict build of `config` into tmp/site; notebooks rendered from stored outputs."""
-    environment = dict(os.environ, NO_MKDOCS_2_WARNING="1", DISABLE_MKDOCS_2_WARNING="true",
-                       DIFFSIM_DOCS_SOURCES=str(tmp / "sources"))
+    environment = dict(os.environ, NO_MKDOCS_2_WARNING="1", DISABLE_MKDOCS_2_WARNING="true")
     return subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
          "--site-dir", str(tmp / "site")],

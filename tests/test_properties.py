@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import diffsim
-from diffsim.controllers import MLPPolicy
+from diffsim import MLPPolicy
 from diffsim.envs import CartPole, Pendulum
 from diffsim.envs.cartpole import GymEuler as CartPoleGymEuler
 from diffsim.envs.pendulum import GymEuler as PendulumGymEuler
@@ -153,10 +153,10 @@ class Drifting(diffsim.AbstractEnv):
 @pytest.mark.parametrize(
     "settings_, says",
     [
-        (dict(episode_steps=2.5), "episode_steps must be a whole number, got 2.5"),
-        (dict(episode_steps=True), "episode_steps must be a whole number, got True"),
-        (dict(control_dt="0.1"), "control_dt must be a number of seconds"),
-        (dict(control_dt=-0.05), "control_dt must be positive and finite, got -0.05"),
+        (dict(episode_steps=2.5), "episode_steps must be a positive integer, got 2.5"),
+        (dict(episode_steps=True), "episode_steps must be a positive integer, got True"),
+        (dict(control_dt="0.1"), r"control_dt \(s\) must be a positive, finite number"),
+        (dict(control_dt=-0.05), r"control_dt \(s\) must be a positive, finite number, got -0.05"),
         (dict(transition="rk4"), "transition must be a diffsim.AbstractTransition"),
     ],
 )

@@ -7,7 +7,7 @@ import jax.random as jr
 import optax
 
 import diffsim
-from diffsim.controllers import MLPPolicy
+from diffsim import MLPPolicy
 
 
 def _readme_block(containing: str) -> str:
@@ -23,7 +23,7 @@ def test_readme_custom_env_trains():
     env = namespace["Rocket"]()
     policy = MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(0))
     before = diffsim.evaluate(env, policy, episodes=50, seed=0).mean
-    policy, _, _ = diffsim.train(
+    _, policy, _ = diffsim.train(
         env, policy, optax.adam(3e-3), key=jr.key(1), iterations=100, batch_size=8, progress=False
     )
     after = diffsim.evaluate(env, policy, episodes=50, seed=0).mean

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import diffsim
-from diffsim.controllers import MLPPolicy
+from diffsim import MLPPolicy
 from diffsim.envs import Pendulum
 from diffsim.envs.pendulum import GymEuler
 
@@ -290,9 +290,9 @@ def test_linearisation_matches_the_analytic_jacobians_and_the_exact_zero_order_h
     assert np.all(np.isfinite(jvp)) and float(jvp[0]) > 1.0  # upright is unstable
 
 
-def test_a_running_cost_may_charge_the_state_the_step_reaches():
+def test_a_step_cost_may_charge_the_state_the_step_reaches():
     class Landing(Falling):
-        def running_cost(self, t, y, u, y_next):
+        def step_cost(self, t, y, u, y_next):
             return 100.0 * y_next[0] - y[0]
 
     trajectory = diffsim.rollout(Landing(ceiling=100.0), lambda t, o: jnp.zeros(1), jnp.zeros(1))

@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import diffsim
-from diffsim.controllers import MLPPolicy
+from diffsim import MLPPolicy
 from diffsim.envs import Pendulum
 
 # Runs in a fresh interpreter: the device count must be set before JAX initialises.
@@ -27,7 +27,7 @@ _DATA_PARALLEL = textwrap.dedent(
     from jaxtyping import install_import_hook
     with install_import_hook("diffsim", "beartype.beartype"):
         import diffsim
-    from diffsim.controllers import MLPPolicy
+    from diffsim import MLPPolicy
     from diffsim.envs import Pendulum
 
     env = Pendulum()

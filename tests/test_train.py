@@ -15,44 +15,69 @@ import optax
 import pytest
 
 import diffsim
+from diffsim import MLPPolicy
 from diffsim._runner import _check_health, check_evaluation
 from diffsim.cli import main
-from diffsim.controllers import Mirrored, MLPPolicy
 from diffsim.envs import Pendulum
+
+from helpers import pendulum_policy
 
 
 def _policy(key=0):
-    env = Pendulum()
-    return Mirrored(
-        MLPPolicy.for_env(env, observation_scale=(1.0, 1.0, 8.0), key=jr.key(key)),
-        observation_signs=(1.0, -1.0, -1.0),
-        output_signs=(-1.0,),
+    return pendulum_policy(key)
+
+
+BALANCE = Pendulum(start=(0.5, 0.5), episode_steps=60)
+"""Balancing from near upright: learnt in tens of updates, unlike the chaotic swing-up."""
+SEEDS = 8
+MEDIAN_GAIN = 40.0
+"""Measured (16 seeds, 40 updates, 200 episodes): gains 30 to 126 per seed, the median of
+seeds 0-7 99.8 and of seeds 8-15 76.5; asserted on the median of 8 seeds with a margin."""
+
+
+def test_training_improves_the_return_by_a_margin_in_the_median_of_eight_seeds():
+    """Eight seeds trained in one program (``jax.vmap`` of :meth:`Trainer.step`); the
+    median gain in mean return over 200 fixed episodes, not one seed's outcome, which float
+    rounding on another CPU may change."""
+    trainer = diffsim.Trainer(
+        optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)), batch_size=32
     )
+    policies = [pendulum_policy(seed, BALANCE) for seed in range(SEEDS)]
+    arrays = [eqx.filter(policy, eqx.is_array) for policy in policies]
+    stacked = eqx.combine(
+        jax.tree.map(lambda *leaves: jnp.stack(leaves), *arrays),
+        eqx.filter(policies[0], eqx.is_array, inverse=True),
+    )
+    states = eqx.filter_vmap(trainer.init, in_axes=(None, eqx.if_array(0), 0))(
+        BALANCE, stacked, jr.split(jr.key(1), SEEDS)
+    )
+    train = eqx.filter_jit(
+        eqx.filter_vmap(lambda s: jax.lax.scan(lambda s, _: trainer.step(s), s, None, length=40))
+    )
+    states, _ = train(states)
+    gains = []
+    for seed in range(SEEDS):
+        _, trained = jax.tree.map(lambda x, i=seed: x[i] if eqx.is_array(x) else x, states.model)
+        before = diffsim.evaluate(BALANCE, policies[seed], episodes=200, seed=0).mean
+        gains.append(diffsim.evaluate(BALANCE, trained, episodes=200, seed=0).mean - before)
+    assert np.median(gains) > MEDIAN_GAIN, gains
 
 
-def test_short_training_improves_the_return():
-    env = Pendulum()
-    before = diffsim.evaluate(env, _policy(), episodes=200, seed=0).mean
-    controller, _, history = diffsim.train(
-        env,
+def test_train_counts_env_steps_and_evaluates_the_returned_controller():
+    _, controller, history = diffsim.train(
+        Pendulum(),
         _policy(),
-        optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)),
+        optax.adam(1e-3),
         key=jr.key(0),
-        iterations=TRAIN_ITERATIONS,
-        batch_size=128,
-        window=50,
+        iterations=4,
+        batch_size=8,
+        window=10,
         progress=False,
     )
-    after = diffsim.evaluate(env, controller, episodes=200, seed=0).mean
-    assert after > before + IMPROVEMENT, (before, after)
-    assert history.total_env_steps == TRAIN_ITERATIONS * 128 * 50
-    assert len(history.loss) == TRAIN_ITERATIONS and history.eval_return[-1] == pytest.approx(
-        diffsim.evaluate(env, controller, episodes=100, seed=10_000).mean, rel=1e-5
+    assert history.total_env_steps == 4 * 8 * 10 and history.env_steps == [80, 160, 240, 320]
+    assert len(history.loss) == 4 and history.eval_return[-1] == pytest.approx(
+        diffsim.evaluate(Pendulum(), controller, episodes=100, seed=10_000).mean, rel=1e-5
     )
-
-
-TRAIN_ITERATIONS = 80
-IMPROVEMENT = 500.0  # measured: -1197 -> -398 over 200 episodes
 
 
 def test_training_is_reproducible_and_compiles_its_step_once():
@@ -127,7 +152,7 @@ def test_train_equals_a_hand_loop_of_trainer_steps():
     for _ in range(iterations):
         state, metrics = step(state)
         losses.append(float(metrics["loss"]))
-    controller, env, history = diffsim.train(
+    env, controller, history = diffsim.train(
         Pendulum(),
         _policy(),
         TRAINER.optimiser,
@@ -172,7 +197,7 @@ def test_system_identification_recovers_gravity():
         )
         return jnp.mean((trajectory.states - observed.states) ** 2)
 
-    _, fitted, _ = diffsim.train(
+    fitted, _, _ = diffsim.train(
         Pendulum(g=7.0),
         controller,
         optax.sgd(4.0),
@@ -211,7 +236,7 @@ def test_training_checkpoints_at_every_evaluation(tmp_path):
     env = Pendulum()
     path = tmp_path / "run.eqx"
     saved = []
-    controller, _, history = diffsim.train(
+    _, controller, history = diffsim.train(
         env,
         _policy(),
         optax.adam(1e-3),
@@ -271,7 +296,7 @@ def test_an_interrupted_run_resumes_to_the_same_bits(tmp_path):
     assert info.value.checkpoint == str(part) and info.value.signal_number == signal.SIGINT
     assert diffsim.read_metadata(part)["iteration"] == 6
     # ... then resumed from its checkpoint
-    controller, _, history = diffsim.train(
+    _, controller, history = diffsim.train(
         env,
         _policy(),
         optax.adam(1e-2),

@@ -25,7 +25,8 @@ class Mirrored(eqx.Module):
         import jax.numpy as jnp
         import jax.random as jr
         import diffsim
-        from diffsim.controllers import Mirrored, MLPPolicy
+        from diffsim import MLPPolicy
+        from diffsim.controllers import Mirrored
 
         env = diffsim.envs.Pendulum()
         policy = Mirrored(MLPPolicy.for_env(env, key=jr.key(0)),

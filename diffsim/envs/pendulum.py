@@ -17,13 +17,16 @@ from diffsim import (
     AbstractTransition,
     Box,
     DiffsimError,
+    MLPPolicy,
     ODEStep,
+    Quantity,
     Recipe,
+    Variables,
     adam_cosine,
     check_positive,
     parameter,
 )
-from diffsim.controllers import Mirrored, MLPPolicy
+from diffsim.controllers import Mirrored
 
 
 def angle_normalize(theta):
@@ -114,6 +117,15 @@ class Pendulum(AbstractEnv):
         """Upright at rest with no torque: ``(theta, theta_dot) = (0, 0)``, ``u = 0``."""
         return jnp.zeros(2), jnp.zeros(1)
 
+    @property
+    def variables(self) -> Variables:
+        speed = Quantity("theta_dot", "rad/s")
+        return Variables(
+            states=(Quantity("theta", "rad", angle=True), speed),
+            observations=(Quantity("cos theta"), Quantity("sin theta"), speed),
+            controls=(Quantity("torque", "N m"),),
+        )
+
     def observe(self, y):
         theta, theta_dot = y
         return jnp.stack([jnp.cos(theta), jnp.sin(theta), theta_dot])
@@ -151,6 +163,62 @@ def _pendulum_controller(env, key):
     return Mirrored(policy, observation_signs=(1.0, -1.0, -1.0), output_signs=(-1.0,))
 
 
+# rejax settings of `diffsim compare pendulum --methods sac,ppo` (diffsim.rl's methods), in
+# rejax 0.1.3's names: rl-baselines3-zoo's tuned files (hyperparams/sac.yml, ppo.yml,
+# Pendulum-v1), with stable-baselines3's defaults for what they leave out. rejax has no gSDE
+# (zoo's use_sde: True) and no linear schedules: plain Gaussian exploration and constant rates
+# instead. These are also the settings of every continuous-action env whose recipe declares
+# none (diffsim.rl.FALLBACK_RECIPES).
+SAC_SETTINGS = dict(
+    # zoo: n_timesteps 20000, learning_rate 1e-3. SB3 SAC defaults: relu, learning_starts
+    # 100, batch_size 256, tau 0.005, gamma 0.99, train_freq 1, gradient_steps 1, ent_coef
+    # "auto" (target entropy -dim(A)); buffer_size 1e6 (here: the whole budget, the same
+    # thing). One deviation: SB3's default net_arch is [256, 256]; here 64x64 (rejax's
+    # default), because 20,000 sequential updates of 256-sample batches through 256x256
+    # actor and twin critics cost about 16 times as much and, five seeds on 2 CPU cores,
+    # took over 6 minutes for the first 10 % of the budget.
+    steps=20_000,
+    quick_steps=1_000,
+    hidden=(64, 64),
+    activation="relu",
+    settings=dict(
+        num_envs=1,
+        learning_rate=1e-3,
+        fill_buffer=100,
+        batch_size=256,
+        polyak=0.995,
+        gamma=0.99,
+        num_epochs=1,
+        target_update_freq=1,
+    ),
+)
+PPO_SETTINGS = dict(
+    # zoo: normalize true, n_envs 4, n_timesteps 1e5, n_steps 1024, gae_lambda 0.95, gamma
+    # 0.9, n_epochs 10, ent_coef 0.0, learning_rate 1e-3, clip_range 0.2. SB3 PPO defaults:
+    # batch_size 64 (4 x 1024 / 64 = 64 minibatches), vf_coef 0.5, max_grad_norm 0.5,
+    # net_arch [64, 64] tanh.
+    steps=100_000,
+    quick_steps=8_192,
+    hidden=(64, 64),
+    activation="tanh",
+    settings=dict(
+        num_envs=4,
+        num_steps=1024,
+        num_minibatches=64,
+        num_epochs=10,
+        learning_rate=1e-3,
+        gamma=0.9,
+        gae_lambda=0.95,
+        clip_eps=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        normalize_observations=True,
+        normalize_rewards=True,
+    ),
+)
+
+
 recipe = Recipe(
     name="pendulum",
     make_env=Pendulum,
@@ -162,9 +230,13 @@ recipe = Recipe(
     # -200, and -160 (about rl-baselines3-zoo's SAC after 20k steps): what `diffsim compare`
     # reports the cost of reaching
     thresholds=(-200.0, -160.0),
-    # `diffsim compare pendulum --methods mpc`: a 1 s horizon, 30 Adam updates per step
-    # (a 2 s horizon stalls in a local minimum that falls through: benchmarks/controllers.py)
-    method_options={"mpc": dict(horizon=20, iterations=30, optimiser=optax.adam(0.1))},
+    method_options={
+        # a 1 s horizon, 30 Adam updates per step (a 2 s horizon stalls in a local minimum
+        # that falls through: benchmarks/controllers.py)
+        "mpc": dict(horizon=20, iterations=30, optimiser=optax.adam(0.1)),
+        "sac": SAC_SETTINGS,
+        "ppo": PPO_SETTINGS,
+    },
 )
 """``diffsim train pendulum``: truncated BPTT on 50-step windows of 128 episodes carried
 from window to window, Adam at 1e-2 with cosine decay over 1000 updates and global-norm

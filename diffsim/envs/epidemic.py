@@ -32,12 +32,14 @@ from diffsim import (
     AbstractEnv,
     AbstractTransition,
     Box,
+    MLPPolicy,
     ODEStep,
+    Quantity,
     Recipe,
+    Variables,
     adam_cosine,
     parameter,
 )
-from diffsim.controllers import MLPPolicy
 
 
 class Epidemic(AbstractEnv):
@@ -77,6 +79,11 @@ class Epidemic(AbstractEnv):
     episode_steps: int = eqx.field(static=True, default=200)
 
     @property
+    def variables(self) -> Variables:
+        states = (Quantity("s"), Quantity("i"), Quantity("r"))  # fractions of the population
+        return Variables(states, states, (Quantity("contact reduction"),))
+
+    @property
     def action_space(self) -> Box:
         return Box(jnp.zeros_like(self.max_reduction), self.max_reduction)
 
@@ -97,7 +104,7 @@ class Epidemic(AbstractEnv):
         zero = jnp.zeros_like(self.beta)
         return jnp.stack([zero, zero, zero]), jnp.stack([zero + 1, zero + 1, zero + 1])
 
-    def running_cost(self, t, y, u, y_next):
+    def step_cost(self, t, y, u, y_next):
         new_infections = y[0] - y_next[0]
         return self.infection_weight * new_infections + self.intervention_weight * u[0] ** 2
 

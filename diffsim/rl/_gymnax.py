@@ -1,4 +1,4 @@
-"""gymnax ``Environment`` adapter (imported only by :func:`diffsim.rl.to_gymnax`)."""
+"""gymnax ``Environment`` adapter (imported by :func:`diffsim.rl.to_gymnax` only)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 from gymnax.environments import environment, spaces
 
-from . import rl
-from ._env import AbstractEnv
-from ._spaces import Box, Discrete
+from diffsim import AbstractEnv, Box, Discrete
+
+from . import _functional as rl
 
 
 class GymnaxParams(eqx.Module):

@@ -2,7 +2,6 @@
 control engineer's baselines (LQR, residual control on top of it, MPC)."""
 
 from ._lqr import LQR, lqr_gain, solve_dare
-from ._mlp import MLPPolicy
 from ._mpc import MPC, MPCState
 from ._residual import Residual
 from ._symmetric import Mirrored
@@ -10,7 +9,6 @@ from ._symmetric import Mirrored
 __all__ = [
     "LQR",
     "MPC",
-    "MLPPolicy",
     "MPCState",
     "Mirrored",
     "Residual",

@@ -1,7 +1,7 @@
-"""rejax agents as diffsim controllers (imported only by :func:`policy_from_rejax`).
+"""rejax agents as diffsim controllers (imported when a rejax agent is used).
 
 A rejax algorithm trained through :func:`diffsim.rl.to_gymnax` ends as ``(algo, train_state)``;
-:func:`policy_from_rejax` turns its *deterministic* policy into a controller
+:func:`diffsim.rl.policy_from_rejax` turns its *deterministic* policy into a controller
 ``(t, observation) -> output`` that :func:`diffsim.evaluate`, :func:`diffsim.rollout` and the
 plotting tools accept, so RL baselines are evaluated by exactly the protocol used for
 differentiable training.
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._errors import DiffsimError
+from diffsim import DiffsimError
 
 
 def _gaussian_mean(module, observations):

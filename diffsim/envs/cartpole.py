@@ -21,14 +21,16 @@ from diffsim import (
     Controller,
     DiffsimError,
     Discrete,
-    ODEStep,
+    MLPPolicy,
+    Quantity,
     Recipe,
     StraightThrough,
     Trajectory,
+    Variables,
     adam_cosine,
     parameter,
 )
-from diffsim.controllers import LQR, Mirrored, MLPPolicy
+from diffsim.controllers import LQR, Mirrored
 
 THETA_THRESHOLD = 12 * 2 * math.pi / 360
 """Gym's failure angle (rad): 12 degrees."""
@@ -85,7 +87,6 @@ class CartPole(AbstractEnv):
     force: Float[Array, ""] = parameter(10.0, positive=True)
     x_threshold: Float[Array, ""] = parameter(2.4, positive=True)
     theta_threshold: Float[Array, ""] = parameter(THETA_THRESHOLD, positive=True)
-    transition: AbstractTransition = ODEStep()
     task: str = eqx.field(static=True, default="balance")
     action: str = eqx.field(static=True, default="discrete")
     control_dt: float = eqx.field(static=True, default=0.02)
@@ -138,6 +139,15 @@ class CartPole(AbstractEnv):
         else:
             high = jnp.stack([x, inf, 2 * self.theta_threshold, inf])
         return -high, high
+
+    @property
+    def variables(self) -> Variables:
+        x, speed = Quantity("x", "m"), Quantity("x_dot", "m/s")
+        theta, spin = Quantity("theta", "rad", angle=True), Quantity("theta_dot", "rad/s")
+        observations = (x, speed, theta, spin)
+        if self.task == "swingup":
+            observations = (x, speed, Quantity("cos theta"), Quantity("sin theta"), spin)
+        return Variables((x, speed, theta, spin), observations, (Quantity("force", "N"),))
 
     def observe(self, y):
         if self.task == "swingup":
@@ -311,6 +321,64 @@ def balance_controller(env: CartPole, key) -> Mirrored:
     return Mirrored(policy, observation_signs=(-1.0,) * 4, output_signs=(-1.0,) * outputs)
 
 
+# rejax settings of `diffsim compare cartpole --methods ppo,dqn` (diffsim.rl's methods), in
+# rejax 0.1.3's names: rl-baselines3-zoo's tuned files (hyperparams/ppo.yml, dqn.yml,
+# CartPole-v1), with stable-baselines3's defaults for what they leave out. These are also
+# the settings of every discrete-action env whose recipe declares none.
+PPO_SETTINGS = dict(
+    # zoo: n_envs 8, n_timesteps 1e5, n_steps 32, batch_size 256 (one minibatch of 8 x 32),
+    # gae_lambda 0.8, gamma 0.98, n_epochs 20, ent_coef 0.0, learning_rate lin_0.001 and
+    # clip_range lin_0.2 (constant here: rejax has no schedules). SB3 defaults: vf_coef 0.5,
+    # max_grad_norm 0.5, net_arch [64, 64] tanh.
+    steps=100_000,
+    quick_steps=2_048,
+    hidden=(64, 64),
+    activation="tanh",
+    settings=dict(
+        num_envs=8,
+        num_steps=32,
+        num_minibatches=1,
+        num_epochs=20,
+        learning_rate=1e-3,
+        gamma=0.98,
+        gae_lambda=0.8,
+        clip_eps=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+    ),
+)
+DQN_SETTINGS = dict(
+    # zoo: n_timesteps 5e4, learning_rate 2.3e-3, batch_size 64, buffer_size 1e5,
+    # learning_starts 1000, gamma 0.99, target_update_interval 10, train_freq 256,
+    # gradient_steps 128, exploration_fraction 0.16, exploration_final_eps 0.04, net_arch
+    # [256, 256]. SB3 DQN defaults: relu, hard target updates, max_grad_norm 10, no double
+    # Q. rejax takes `num_epochs` gradient steps per step of `num_envs` envs: 2 envs and 1
+    # gradient step keep zoo's 128 / 256 = 0.5 updates per env step, interleaved more
+    # finely. rejax's DQN loss is L2 (SB3: Huber).
+    steps=50_000,
+    quick_steps=2_000,
+    hidden=(256, 256),
+    activation="relu",
+    settings=dict(
+        num_envs=2,
+        num_epochs=1,
+        learning_rate=2.3e-3,
+        batch_size=64,
+        buffer_size=50_000,
+        fill_buffer=1000,
+        gamma=0.99,
+        target_update_freq=10,
+        polyak=0.0,
+        eps_start=1.0,
+        eps_end=0.04,
+        exploration_fraction=0.16,
+        max_grad_norm=10.0,
+        ddqn=False,
+    ),
+)
+
+
 recipe = Recipe(
     name="cartpole",
     make_env=lambda: CartPole(transition=GymEuler()),
@@ -328,6 +396,7 @@ recipe = Recipe(
         eval_episodes=100,
     ),
     thresholds=(475.0,),  # CartPole-v1's "solved" return, what `diffsim compare` reports
+    method_options={"ppo": PPO_SETTINGS, "dqn": DQN_SETTINGS},
 )
 """``diffsim train cartpole``: CartPole-v1 (gym's Euler step), discrete pushes through a
 straight-through estimator, two episodes carried over windows of 8 steps (the 2019
@@ -340,8 +409,15 @@ continuous_recipe = dataclasses.replace(
     name="cartpole-continuous",
     make_env=lambda: CartPole(transition=GymEuler(), action="continuous"),
     train_options={k: v for k, v in recipe.train_options.items() if k != "estimator"},
-    # `--methods mpc`: plans on the training objective (the -1 per step has no gradient)
-    method_options={"mpc": dict(horizon=25, iterations=10, optimiser=optax.adam(1.0))},
+    method_options={
+        # plans on the training objective (the -1 per step has no gradient)
+        "mpc": dict(horizon=25, iterations=10, optimiser=optax.adam(1.0)),
+        # no zoo entry for a continuous cart-pole: CartPole-v1's PPO settings and budget,
+        # and Pendulum-v1's SAC settings (the continuous default) with 50,000 steps (100
+        # episodes of 500 steps, where Pendulum's 20,000 are 100 episodes of 200)
+        "ppo": PPO_SETTINGS,
+        "sac": dict(steps=50_000),
+    },
 )
 """``diffsim train cartpole-continuous``: the same set-up with any force in
 ``[-10, 10]`` N instead of two pushes (no estimator needed)."""
@@ -419,6 +495,13 @@ swingup_recipe = Recipe(
         keep_best=True,
     ),
     metrics={"balanced": balanced_second_half},  # `diffsim compare` reports its fraction
+    # no zoo entry for the swing-up: Pendulum-v1's settings (the continuous default, a tuned
+    # swing-up) with a discount for 500-step episodes (gamma 0.99) and budgets in line with
+    # what published swing-up results need: SAC 100,000 steps (200 episodes), PPO 1,000,000
+    method_options={
+        "sac": dict(steps=100_000),
+        "ppo": dict(steps=1_000_000, settings=dict(gamma=0.99)),
+    },
 )
 """``diffsim train cartpole-swingup``: the swing-up with a continuous force (ODE, one
 Runge-Kutta step per 0.02 s), a :class:`SwingUpPolicy` (an MLP handing over to

@@ -8,17 +8,23 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from . import rl
-from ._env import AbstractEnv
-from ._errors import DiffsimError
-from ._spaces import Discrete
+from diffsim import AbstractEnv, DiffsimError, Discrete
+
+from . import _functional as rl
 
 
 class GymnasiumEnv(gymnasium.Env):
-    metadata = {"render_modes": []}
+    """``metadata`` also names the observation and action components with their units
+    (``"observation_names"``, ``"action_names"``, from ``env.variables``)."""
 
     def __init__(self, env: AbstractEnv):
         self.env = env
+        variables = env.variables
+        self.metadata = {
+            "render_modes": [],
+            "observation_names": [q.label for q in variables.observations],
+            "action_names": [q.label for q in variables.controls],
+        }
         space = env.action_space
         if isinstance(space, Discrete):
             self.action_space = gymnasium.spaces.Discrete(space.num_actions)

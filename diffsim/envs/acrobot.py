@@ -39,12 +39,15 @@ from diffsim import (
     DiffsimError,
     Discrete,
     GumbelSoftmax,
+    MLPPolicy,
+    Quantity,
     Recipe,
     Trajectory,
+    Variables,
     adam_cosine,
     parameter,
 )
-from diffsim.controllers import Mirrored, MLPPolicy
+from diffsim.controllers import Mirrored
 
 
 class Acrobot(AbstractEnv):
@@ -148,6 +151,15 @@ class Acrobot(AbstractEnv):
         high = jnp.stack([one, one, one, one, self.max_vel_1, self.max_vel_2])
         return -high, high
 
+    @property
+    def variables(self) -> Variables:
+        angles = (Quantity("theta1", "rad", angle=True), Quantity("theta2", "rad", angle=True))
+        speeds = (Quantity("theta1_dot", "rad/s"), Quantity("theta2_dot", "rad/s"))
+        trigonometry = tuple(
+            Quantity(f"{f} theta{i}") for i in (1, 2) for f in ("cos", "sin")
+        )
+        return Variables(angles + speeds, trigonometry + speeds, (Quantity("torque", "N m"),))
+
     def observe(self, y):
         theta1, theta2, dtheta1, dtheta2 = y
         return jnp.stack(
@@ -196,7 +208,7 @@ class Acrobot(AbstractEnv):
     def termination(self, y):
         return self.tip_height(y) > self.link_length_1
 
-    def running_cost(self, t, y, u, y_next):
+    def step_cost(self, t, y, u, y_next):
         if self.action == "continuous":
             return self.swingup_cost(y_next)
         return 1.0 - self.termination(y_next).astype(y.dtype)

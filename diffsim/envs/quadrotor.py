@@ -26,14 +26,14 @@ from jaxtyping import Array, Float
 
 from diffsim import (
     AbstractEnv,
-    AbstractTransition,
     Box,
-    ODEStep,
+    MLPPolicy,
+    Quantity,
     Recipe,
+    Variables,
     adam_cosine,
     parameter,
 )
-from diffsim.controllers import MLPPolicy
 
 
 class PlanarQuadrotor(AbstractEnv):
@@ -70,7 +70,6 @@ class PlanarQuadrotor(AbstractEnv):
     max_thrust: Float[Array, ""] = parameter(5.0, positive=True)
     target_x: Float[Array, ""] = parameter(0.0)
     target_z: Float[Array, ""] = parameter(0.0)
-    transition: AbstractTransition = ODEStep()
     control_dt: float = eqx.field(static=True, default=0.05)
     episode_steps: int = eqx.field(static=True, default=100)
 
@@ -108,6 +107,23 @@ class PlanarQuadrotor(AbstractEnv):
         y = jr.uniform(key, (6,), minval=-high, maxval=high)
         return y + jnp.concatenate([jnp.stack([self.target_x, self.target_z]), jnp.zeros(4)])
 
+    @property
+    def variables(self) -> Variables:
+        pitch, spin = Quantity("theta", "rad", angle=True), Quantity("theta_dot", "rad/s")
+        speeds = Quantity("x_dot", "m/s"), Quantity("z_dot", "m/s")
+        return Variables(
+            states=(Quantity("x", "m"), Quantity("z", "m"), pitch, *speeds, spin),
+            observations=(
+                Quantity("x - target_x", "m"),
+                Quantity("z - target_z", "m"),
+                Quantity("cos theta"),
+                Quantity("sin theta"),
+                *speeds,
+                spin,
+            ),
+            controls=(Quantity("left thrust", "N"), Quantity("right thrust", "N")),
+        )
+
     def observe(self, y):
         x, z, theta, x_dot, z_dot, theta_dot = y
         return jnp.stack(
@@ -122,7 +138,7 @@ class PlanarQuadrotor(AbstractEnv):
             ]
         )
 
-    def running_cost(self, t, y, u, y_next):
+    def step_cost(self, t, y, u, y_next):
         x, z, theta, x_dot, z_dot, theta_dot = y_next
         distance2 = (x - self.target_x) ** 2 + (z - self.target_z) ** 2
         thrust = jnp.sum(((u - self.hover_thrust) / self.hover_thrust) ** 2)

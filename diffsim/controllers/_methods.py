@@ -18,7 +18,7 @@ from ._mpc import MPC
 
 def cost_weights(env: AbstractEnv, y_eq, u_eq) -> tuple[jax.Array, jax.Array]:
     """``(Q, R)``: the Hessians of the env's cost of holding a state under a control,
-    ``diffsim.step_cost(env, 0, y, u, y)``, in the state and in the control at
+    ``env.step_cost(0, y, u, y)``, in the state and in the control at
     ``(y_eq, u_eq)``, each replaced by the identity where it vanishes (a constant cost
     such as the cart-pole's -1 per step says nothing about either)."""
 
@@ -27,17 +27,9 @@ def cost_weights(env: AbstractEnv, y_eq, u_eq) -> tuple[jax.Array, jax.Array]:
             return matrix
         return jnp.eye(matrix.shape[0], dtype=matrix.dtype)
 
-    Q = jax.hessian(lambda y: diffsim.step_cost(env, 0.0, y, u_eq, y))(y_eq)
-    R = jax.hessian(lambda u: diffsim.step_cost(env, 0.0, y_eq, u, y_eq))(u_eq)
+    Q = jax.hessian(lambda y: env.step_cost(0.0, y, u_eq, y))(y_eq)
+    R = jax.hessian(lambda u: env.step_cost(0.0, y_eq, u, y_eq))(u_eq)
     return weight(Q), weight(R)
-
-
-def _require_box(what: str, recipe: Recipe, env: AbstractEnv) -> None:
-    if not isinstance(env.action_space, diffsim.Box):
-        raise DiffsimError(
-            f"{what}; {recipe.name} has {type(env.action_space).__name__} actions "
-            "(try a continuous variant)"
-        )
 
 
 def _every_seed(controller, env: AbstractEnv, seeds, seconds: float) -> list[MethodRun]:
@@ -74,12 +66,13 @@ class LQRMethod(AbstractMethod):
         ```
     """
 
-    name = "lqr"
-    trained = False
+    name: str = "lqr"
+    trained: bool = False
+    by_default: bool = False
+    needs: str = "continuous actions and an equilibrium declared by the env's equilibrium()"
 
-    def check(self, recipe: Recipe, env: AbstractEnv) -> None:
-        _require_box("lqr needs continuous actions", recipe, env)
-        _equilibrium(env)
+    def fits(self, env: AbstractEnv) -> bool:
+        return isinstance(env.action_space, diffsim.Box) and env.equilibrium() is not None
 
     def run(self, recipe, seeds, *, quick, log):
         env = recipe.make_env()
@@ -136,11 +129,15 @@ class MPCMethod(AbstractMethod):
         ```
     """
 
-    name = "mpc"
-    trained = False
+    name: str = "mpc"
+    trained: bool = False
+    by_default: bool = False
+    needs: str = "continuous actions"
+
+    def fits(self, env: AbstractEnv) -> bool:
+        return isinstance(env.action_space, diffsim.Box)
 
     def check(self, recipe: Recipe, env: AbstractEnv) -> None:
-        _require_box("mpc plans continuous controls", recipe, env)
         mpc_for(recipe, env)
 
     def run(self, recipe, seeds, *, quick, log):

@@ -1,4 +1,4 @@
-"""Multi-layer perceptron policies."""
+"""The default policy network: a multi-layer perceptron sized from an env."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from diffsim import AbstractActionSpace, Box
+from ._errors import DiffsimError
+from ._spaces import AbstractActionSpace, Box
 
 
 class MLPPolicy(eqx.Module):
-    """A feed-forward policy ``(t, observation) -> output`` for an action space.
+    """A feed-forward policy ``(t, observation) -> output`` for an action space: the
+    controller that the default recipe (``diffsim train my_env.py:MyEnv``) and
+    :func:`diffsim.testing.check_env` build, and the network the shipped recipes and
+    ``diffsim.controllers`` build on.
 
     For a bounded :class:`diffsim.Box` the output is squashed into ``[low, high]`` with
     ``tanh``; for unbounded boxes it is left linear; for :class:`diffsim.Discrete` it is
@@ -26,10 +30,9 @@ class MLPPolicy(eqx.Module):
         import jax.numpy as jnp
         import jax.random as jr
         import diffsim
-        from diffsim.controllers import MLPPolicy
 
         env = diffsim.envs.Pendulum()
-        policy = MLPPolicy.for_env(env, width=64, depth=2, observation_scale=(1, 1, 8),
+        policy = diffsim.MLPPolicy.for_env(env, width=64, depth=2, observation_scale=(1, 1, 8),
                                    key=jr.key(0))
         policy(0.0, env.observe(jnp.array([jnp.pi, 0.0])))   # a torque in [-2, 2] N m, shape (1,)
         ```
@@ -80,6 +83,12 @@ class MLPPolicy(eqx.Module):
     def __call__(
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " k"]:
+        if jnp.shape(observation) != (self.mlp.in_size,):
+            raise DiffsimError(
+                f"MLPPolicy takes observations of shape ({self.mlp.in_size},), got "
+                f"{jnp.shape(observation)}: built for another env? MLPPolicy.for_env(env, ...) "
+                "sizes it for env"
+            )
         if self.observation_scale is not None:
             observation = observation / jax.lax.stop_gradient(self.observation_scale)
         output = self.mlp(observation)

@@ -9,9 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from diffsim import AbstractEnv, Box, Controller, DiffsimError, check_positive
-
-from ._mlp import MLPPolicy
+from diffsim import AbstractEnv, Box, Controller, DiffsimError, MLPPolicy, check_positive
 
 
 class Residual(eqx.Module):
@@ -29,7 +27,7 @@ class Residual(eqx.Module):
 
         lqr = LQR.from_env(env, y_eq, u_eq, Q, R)
         residual = Residual.for_env(env, lqr, bound=0.5, key=jr.key(0))
-        residual, env, history = diffsim.train(env, residual, diffsim.adam_cosine(3e-3, 200),
+        env, residual, history = diffsim.train(env, residual, diffsim.adam_cosine(3e-3, 200),
                                                key=jr.key(1), iterations=200)
     """
 

@@ -1,0 +1,120 @@
+"""Toy envs and policies shared by the tests: small, exactly solvable where it helps, and
+defined once so that their compiled programs are shared too."""
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+from jaxtyping import Array, Float
+
+import diffsim
+from diffsim import MLPPolicy
+from diffsim.controllers import Mirrored
+from diffsim.envs import Pendulum
+
+
+class Oscillator(diffsim.AbstractEnv):
+    """A 1 kg mass on a spring of ``stiffness`` (N/m) with ``damping`` (N s/m), pushed by a
+    force ``u`` in [-1, 1] N. State ``(x, v)``: position (m) and speed (m/s); the episode
+    ends beyond 3 m."""
+
+    stiffness: Float[Array, ""] = diffsim.parameter(4.0, positive=True)
+    damping: Float[Array, ""] = diffsim.parameter(0.5)
+    control_dt: float = eqx.field(static=True, default=0.1)
+    episode_steps: int = eqx.field(static=True, default=50)
+
+    @property
+    def action_space(self):
+        return diffsim.Box(-1.0, 1.0)
+
+    def vector_field(self, t, y, u):
+        return jnp.stack([y[1], -self.stiffness * y[0] - self.damping * y[1] + u[0]])
+
+    def initial_state(self, key):
+        return jr.uniform(key, (2,), minval=-1.0, maxval=1.0)
+
+    def running_cost(self, t, y, u):
+        return y[0] ** 2 + 0.1 * y[1] ** 2 + 0.01 * u[0] ** 2
+
+    def termination(self, y):
+        return jnp.abs(y[0]) > 3.0
+
+
+class Rising(diffsim.AbstractEnv):
+    """Rises at 1 m/s from 0; ends above ``ceiling`` m; costs 1 per step. A closed form for
+    every quantity a rollout reports."""
+
+    control_dt: float = 0.1
+    episode_steps: int = 10
+    ceiling: float = eqx.field(static=True, default=0.35)
+
+    @property
+    def action_space(self):
+        return diffsim.Box(-1.0, 1.0)
+
+    def vector_field(self, t, y, u):
+        return jnp.ones(1)
+
+    def initial_state(self, key):
+        return jnp.zeros(1)
+
+    def running_cost(self, t, y, u):
+        return jnp.array(1.0)
+
+    def termination(self, y):
+        return y[0] > self.ceiling
+
+    def terminal_cost(self, y):
+        return 10.0 * y[0]
+
+
+class Integrator(diffsim.AbstractEnv):
+    """``dy/dt = u``: a user's minimal env, with the default transition."""
+
+    control_dt: float = 0.1
+    episode_steps: int = 10
+    action_space = property(lambda self: diffsim.Box(-1.0, 1.0))
+
+    def vector_field(self, t, y, u):
+        return u
+
+    def initial_state(self, key):
+        return jnp.zeros(1)
+
+    def running_cost(self, t, y, u):
+        return y[0] ** 2
+
+
+ROCKET = """
+import jax.numpy as jnp, jax.random as jr
+import diffsim
+
+class Rocket(diffsim.AbstractEnv):
+    mass: float = diffsim.parameter(2.0, positive=True)
+    gravity: float = diffsim.parameter(9.81, positive=True)
+    control_dt: float = 0.1
+    episode_steps: int = 100
+
+    @property
+    def action_space(self):
+        return diffsim.Box(0.0, 40.0)
+
+    def vector_field(self, t, y, u):
+        return jnp.stack([y[1], u[0] / self.mass - self.gravity])
+
+    def initial_state(self, key):
+        return jnp.stack([jr.uniform(key, (), minval=0.0, maxval=1.0), 0.0])
+
+    def running_cost(self, t, y, u):
+        return (y[0] - 10.0) ** 2 + 0.01 * u[0] ** 2
+"""
+"""A user's env file, as `diffsim train rocket.py:Rocket` reads it."""
+
+
+def pendulum_policy(key: int = 0, env: Pendulum | None = None) -> Mirrored:
+    """The pendulum recipe's controller: a mirror-symmetric 64x64 MLP."""
+    env = Pendulum() if env is None else env
+    return Mirrored(
+        MLPPolicy.for_env(env, observation_scale=(1.0, 1.0, 8.0), key=jr.key(key)),
+        observation_signs=(1.0, -1.0, -1.0),
+        output_signs=(-1.0,),
+    )
