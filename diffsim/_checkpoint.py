@@ -56,6 +56,8 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: dict | None
 
     Example: ``diffsim.save_checkpoint("runs/policy.eqx", (env, controller), {"seed": 0})``.
     """
+    if metadata is not None and not isinstance(metadata, dict):
+        raise DiffsimError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
     path = Path(path)
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, _keys_as_data(tree))

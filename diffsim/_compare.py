@@ -27,6 +27,7 @@ import numpy as np
 from . import _validate as validate
 from ._checkpoint import save_checkpoint
 from ._env import AbstractEnv
+from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, MethodRun, resolve
 from ._recipe import Recipe
@@ -55,6 +56,10 @@ def prepare(
 ) -> tuple[Recipe, AbstractEnv, list[AbstractMethod]]:
     """Check everything before any work: the env, the methods (known, fitting the action
     space, their extras installed), the counts."""
+    if isinstance(methods, str):
+        raise DiffsimError(
+            f"methods must be a list of method names, e.g. ['dp', 'sac'], got {methods!r}"
+        )
     validate.positive_int("seeds", seeds)
     validate.positive_int("episodes", episodes)
     recipe = load_recipe(env)

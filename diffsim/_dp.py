@@ -12,23 +12,7 @@ import numpy as np
 from ._errors import DiffsimError
 from ._methods import AbstractMethod, curve_return, train_seeds
 from ._runner import _scan_steps, chunk_length
-from ._train import Trainer
-
-_RUNNER_OPTIONS = frozenset(
-    {
-        "eval_every",
-        "eval_episodes",
-        "eval_seed",
-        "keep_best",
-        "checkpoint",
-        "checkpoint_every",
-        "resume",
-        "metadata",
-        "progress",
-        "callback",
-    }
-)
-"""Options of :func:`diffsim.train` that are not the :class:`Trainer`'s."""
+from ._train import TRAINER_OPTIONS, Trainer
 
 
 def stack_controllers(recipe, env, keys):
@@ -60,7 +44,7 @@ class DP(AbstractMethod):
     def run(self, recipe, seeds, *, quick, log):
         iterations = recipe.quick_iterations if quick else recipe.iterations
         env = recipe.make_env()
-        options = {k: v for k, v in recipe.train_options.items() if k not in _RUNNER_OPTIONS}
+        options = {k: v for k, v in recipe.train_options.items() if k in TRAINER_OPTIONS}
         every = min(recipe.train_options.get("eval_every", 0) or iterations, iterations)
         trainer = Trainer(recipe.make_optimiser(iterations), **options)
         per_iteration = trainer.batch_size * trainer.window_for(env)

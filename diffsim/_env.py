@@ -208,6 +208,7 @@ def check_positive(**parameters: ArrayLike) -> dict[str, ArrayLike]:
     """
     checked = {}
     for name, value in parameters.items():
+        validate.numbers(name, value, "a positive, finite number")
         if isinstance(value, jax.core.Tracer):
             bad = ~jnp.all(jnp.isfinite(value) & (value > 0))
             checked[name] = eqx.error_if(value, bad, f"{name} must be positive and finite")
@@ -234,6 +235,7 @@ def parameter(default: float, *, positive: bool = False):
     Returns:
         An equinox field for a class attribute of an :class:`AbstractEnv`.
     """
+    validate.numbers("a parameter's default", default, "a number or an array of numbers")
     metadata = {"positive": positive, "shape": np.shape(default)}
     return eqx.field(default=default, converter=jnp.asarray, metadata=metadata)
 

@@ -8,7 +8,7 @@ import jax
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from ._env import AbstractEnv
-from ._rollout import _as_vector
+from ._rollout import _as_vector, check_model
 
 StateMatrix = Float[Array, "n n"]
 InputMatrix = Float[Array, "n m"]
@@ -73,6 +73,7 @@ def linearise(
         A :class:`Linearisation`: ``A`` ``(n, n)`` and ``B`` ``(n, m)`` of the vector
         field, ``A_discrete`` and ``B_discrete`` of one control interval.
     """
+    check_model("linearise", env, needs_controller=False)
     y = _as_vector(env, y, env.state_size, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")
 

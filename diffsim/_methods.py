@@ -27,7 +27,7 @@ from ._errors import DiffsimError
 from ._evaluate import initial_states
 from ._recipe import Recipe
 from ._registry import named_entry_points
-from ._rollout import Controller, rollout
+from ._rollout import Controller, check_model, rollout
 from ._stateful import AbstractStatefulController
 from ._timing import Stopwatch
 
@@ -172,6 +172,7 @@ def curve_return(
     Returns:
         A scalar, the mean return.
     """
+    check_model("curve_return", env, controller)
     states = initial_states(env, CURVE_EPISODES, CURVE_SEED)
     return jnp.mean(jax.vmap(lambda y: rollout(env, controller, y).episode_return)(states))
 

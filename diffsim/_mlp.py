@@ -7,8 +7,11 @@ from collections.abc import Callable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
+from . import _validate as validate
+from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._spaces import AbstractActionSpace, Box
 
@@ -57,10 +60,23 @@ class MLPPolicy(eqx.Module):
         observation_scale: Sequence[float | int] | Float[Array, " o"] | None = None,
         key: PRNGKeyArray,
     ):
-        self.width, self.depth = width, depth
-        self.observation_scale = (
-            None if observation_scale is None else jnp.asarray(observation_scale, dtype=float)
+        validate.positive_int("observation_size", observation_size)
+        validate.instance(
+            "action_space", action_space, AbstractActionSpace, "a diffsim.Box or diffsim.Discrete"
         )
+        validate.positive_int("width", width)
+        validate.nonnegative_int("depth", depth)
+        validate.prng_key("key", key)
+        self.width, self.depth = width, depth
+        self.observation_scale = None
+        if observation_scale is not None:
+            scale = validate.numbers("observation_scale", observation_scale)
+            if scale.shape != (observation_size,) or not np.all(scale > 0):
+                raise DiffsimError(
+                    f"observation_scale must be {observation_size} positive numbers, one per "
+                    f"observation component, got {observation_scale!r}"
+                )
+            self.observation_scale = jnp.asarray(scale, dtype=float)
         self.mlp = eqx.nn.MLP(
             observation_size, action_space.controller_size, width, depth, activation, key=key
         )
@@ -78,6 +94,10 @@ class MLPPolicy(eqx.Module):
     @classmethod
     def for_env(cls, env, *, key: PRNGKeyArray, **kwargs) -> MLPPolicy:
         """A policy sized for ``env``'s observations and action space."""
+        if not isinstance(env, AbstractEnv):
+            raise DiffsimError(
+                f"MLPPolicy.for_env needs a diffsim.AbstractEnv, got {type(env).__name__}"
+            )
         return cls(env.observation_size, env.action_space, key=key, **kwargs)
 
     def __call__(

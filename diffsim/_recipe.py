@@ -9,7 +9,9 @@ from typing import Any
 import jax.random as jr
 import optax
 
+from . import _validate as validate
 from ._env import AbstractEnv
+from ._errors import DiffsimError
 from ._fit import History
 from ._rollout import Controller
 from ._train import train
@@ -62,6 +64,17 @@ class Recipe:
     metrics: dict[str, Callable] = dataclasses.field(default_factory=dict)
     method_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        validate.instance("name", self.name, str, "the env's name on the command line")
+        for name in ("make_env", "make_controller", "make_optimiser"):
+            validate.callable_(name, getattr(self, name), "a function (see Recipe)")
+        validate.positive_int("iterations", self.iterations)
+        validate.positive_int("quick_iterations", self.quick_iterations)
+        for name in ("train_options", "metrics", "method_options"):
+            validate.instance(name, getattr(self, name), dict, "a dict")
+        for threshold in self.thresholds:
+            validate.numbers("thresholds", threshold, "mean returns (numbers)")
+
     def run(
         self, seed: int = 0, *, quick: bool = False, progress: bool = True, **train_options
     ) -> tuple[AbstractEnv, Controller, History]:
@@ -101,5 +114,11 @@ def adam_cosine(
     Example: ``diffsim.adam_cosine(1e-2, 300)``; in a recipe,
     ``make_optimiser=functools.partial(diffsim.adam_cosine, 1e-2)``.
     """
+    validate.positive_float("learning_rate", learning_rate)
+    validate.positive_int("iterations", iterations)
+    validate.positive_float("clip", clip)
+    validate.numbers("final_fraction", final_fraction)
+    if not 0 <= final_fraction <= 1:
+        raise DiffsimError(f"final_fraction must be between 0 and 1, got {final_fraction!r}")
     schedule = optax.cosine_decay_schedule(learning_rate, iterations, alpha=final_fraction)
     return optax.chain(optax.clip_by_global_norm(clip), optax.adam(schedule))

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from . import _validate as validate
 from ._env import AbstractEnv
 from ._errors import DiffsimError, first_line
 from ._mlp import MLPPolicy
@@ -76,6 +77,11 @@ def load_recipe(spec: str) -> Recipe:
 
     Example: ``diffsim.load_recipe("my_env.py:Rocket").run(seed=0)``.
     """
+    if not isinstance(spec, str):
+        raise DiffsimError(
+            f"the env must be named by a string (an installed recipe such as 'pendulum', or "
+            f"'path/to/file.py:Name'), got {spec!r:.60}"
+        )
     if ":" not in spec:
         known = recipes()
         if spec in known:
@@ -136,7 +142,11 @@ def default_recipe(name: str, make_env: Callable[[], AbstractEnv]) -> Recipe:
     """
     from ._spaces import Discrete, StraightThrough
 
+    validate.instance("name", name, str, "the env's name on the command line, a string")
+    validate.callable_("make_env", make_env, "a function make_env() -> env")
     env = make_env()
+    if not isinstance(env, AbstractEnv):
+        raise DiffsimError(f"make_env() must return a diffsim.AbstractEnv, got {env!r:.60}")
     options = dict(
         batch_size=64,
         window=min(env.episode_steps, 50),

@@ -55,6 +55,7 @@ def control(
             :func:`rollout` carries it).
     """
     check_model("control", env, controller)
+    y = _check_state(env, y, "state")
     if isinstance(controller, AbstractStatefulController):
         raise DiffsimError(
             f"{type(controller).__name__} is a stateful controller: call "
@@ -171,6 +172,9 @@ class ClosedLoop(eqx.Module):
     estimator: AbstractEstimator | None = None
     key: PRNGKeyArray | None = None
 
+    def __check_init__(self):
+        check_model("ClosedLoop", self.env, self.controller)
+
     @property
     def control_dt(self) -> float:
         return self.env.control_dt
@@ -246,6 +250,7 @@ def _as_vector(
 ) -> Float[Array, " k"]:
     """``x`` as a float vector of ``size`` (lists and integer arrays converted), or a
     :class:`DiffsimError` naming the shape: never a broadcast."""
+    validate.numbers(name, x, f"numbers, shape ({size},)")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(float)
@@ -295,6 +300,7 @@ def step(
         cost charged at ``(t, y, u)``, and whether the next state ends the episode.
     """
     check_model("step", env, needs_controller=False)
+    validate.numbers("t (s)", t, "a number of seconds")
     env = with_parameter_checks(env)
     y = _check_state(env, y, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")
@@ -400,11 +406,23 @@ def rollout(
             f"{type(controller).__name__} is a stateful controller, stepped once per control "
             "interval: use mode='zoh'"
         )
+    if isinstance(start_step, int):
+        validate.nonnegative_int("start_step", start_step)
+        if start_step >= env.episode_steps:
+            raise DiffsimError(
+                f"start_step {start_step} is not inside {type(env).__name__}'s episode of "
+                f"{env.episode_steps} steps"
+            )
     if num_steps is None:
         if not isinstance(start_step, int):
             raise DiffsimError("pass num_steps when start_step is traced")
         num_steps = env.episode_steps - start_step
     validate.positive_int("num_steps", num_steps)
+    if estimator is not None:
+        validate.instance(
+            "estimator", estimator, AbstractEstimator, "a diffsim.StraightThrough() or "
+            "diffsim.GumbelSoftmax(), or None"
+        )
     if estimator is not None and estimator.needs_key and key is None:
         raise DiffsimError(f"{type(estimator).__name__} needs key= in rollout")
     if key is not None:

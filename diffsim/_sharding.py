@@ -30,6 +30,11 @@ def as_mesh(devices: Devices) -> Mesh | None:
     """``devices`` as a mesh (one axis, ``"batch"``, for a list), ``None`` for ``None``."""
     if devices is None or isinstance(devices, Mesh):
         return devices
+    if isinstance(devices, str):
+        raise DiffsimError(
+            f"devices must be jax devices, e.g. jax.devices() for all of them, got {devices!r} "
+            "(a string names devices on the command line only: --devices all)"
+        )
     if isinstance(devices, jax.Device):
         devices = [devices]
     devices = list(devices) if isinstance(devices, Sequence) else None

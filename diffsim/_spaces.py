@@ -9,8 +9,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
+from . import _validate as validate
 from ._errors import DiffsimError
 
 
@@ -74,8 +76,12 @@ class Box(AbstractActionSpace):
     high: Float[Array, " m"]
 
     def __init__(self, low, high):
+        low = validate.numbers("Box's low", low, "numbers (the lowest controls)")
+        high = validate.numbers("Box's high", high, "numbers (the highest controls)")
         self.low = jnp.atleast_1d(jnp.asarray(low, dtype=float))
         self.high = jnp.atleast_1d(jnp.asarray(high, dtype=float))
+        if isinstance(low, np.ndarray) and isinstance(high, np.ndarray) and np.any(low > high):
+            raise DiffsimError(f"Box's low must not exceed its high, got low {low} and high {high}")
         if self.low.shape != self.high.shape or self.low.ndim != 1:
             raise DiffsimError(
                 f"Box bounds must be vectors of one shape, got {self.low.shape} and "
@@ -126,6 +132,7 @@ class Discrete(AbstractActionSpace):
     values: Float[Array, "n m"]
 
     def __init__(self, values):
+        values = validate.numbers("Discrete's values", values, "numbers, one control per row")
         values = jnp.asarray(values, dtype=float)
         if values.ndim == 1:
             values = values[:, None]
@@ -230,6 +237,10 @@ class GumbelSoftmax(AbstractEstimator):
     temperature: float = 1.0
     hard: bool = eqx.field(static=True, default=True)
     needs_key: ClassVar[bool] = True
+
+    def __check_init__(self):
+        if not isinstance(self.temperature, jax.core.Tracer):
+            validate.positive_float("temperature", self.temperature)
 
     def __call__(self, logits, *, key=None):
         if key is None:

@@ -13,6 +13,8 @@ import jax.random as jr
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
+from ._errors import DiffsimError
+
 Loss = Callable[[PyTree, PyTree, PRNGKeyArray], tuple[Float[Array, ""], PyTree]]
 """``loss(model, carry, key) -> (value, next_carry)``: a scalar to minimise, and what the
 next step starts from (e.g. episodes in progress; ``None`` when nothing is carried)."""
@@ -95,9 +97,15 @@ def where_mask(model: PyTree, where: Callable[[PyTree], PyTree] | None) -> PyTre
     if where is None:
         return jax.tree_util.tree_map(lambda _: True, model)
     mask = jax.tree_util.tree_map(lambda _: False, model)
-    return eqx.tree_at(
-        where, mask, replace_fn=lambda node: jax.tree_util.tree_map(lambda _: True, node)
-    )
+    try:
+        return eqx.tree_at(
+            where, mask, replace_fn=lambda node: jax.tree_util.tree_map(lambda _: True, node)
+        )
+    except (AttributeError, TypeError, ValueError, IndexError) as error:
+        raise DiffsimError(
+            f"where must select nodes of the model, as for eqx.tree_at (e.g. lambda model: "
+            f"model.weight): {type(error).__name__}: {error}"
+        ) from None
 
 
 def optimiser_step(

@@ -9,9 +9,10 @@ from typing import Any
 import equinox as eqx
 import jax
 
+from . import _validate as validate
 from ._env import AbstractEnv
 from ._evaluate import initial_states
-from ._rollout import Controller, _act
+from ._rollout import Controller, _act, check_model
 from ._stateful import AbstractStatefulController
 
 _COMPILE_EVENTS = frozenset(
@@ -86,6 +87,8 @@ def seconds_per_step(
     Example: ``diffsim.seconds_per_step(env, policy)`` (tens of microseconds for a small
     network on a CPU) against ``diffsim.seconds_per_step(env, mpc)`` (milliseconds).
     """
+    check_model("seconds_per_step", env, controller)
+    validate.positive_int("repeats", repeats)
     y = initial_states(env, 1, seed)[0]
     stateful = isinstance(controller, AbstractStatefulController)
     memory = controller.init() if stateful else None

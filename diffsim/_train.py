@@ -32,6 +32,18 @@ Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 """``objective(env, trajectory) -> loss`` for one (window of an) episode."""
 
 
+TRAINER_OPTIONS = (
+    "batch_size",
+    "window",
+    "carry_state",
+    "trainable",
+    "objective",
+    "estimator",
+    "devices",
+)
+"""The keyword arguments of :class:`Trainer` that :func:`train` passes through."""
+
+
 def mean_step_cost(env: AbstractEnv, trajectory: Trajectory) -> Float[Array, ""]:
     """The default objective: the total cost of the window (running costs of the steps
     taken, plus the terminal cost where the episode ended) per control step.
@@ -193,6 +205,7 @@ class Trainer(eqx.Module):
 
     def step(self, state: TrainState) -> tuple[TrainState, dict[str, Float[Array, ""]]]:
         """One update; pure. Returns the next state and ``{"loss", "grad_norm"}``."""
+        validate.instance("state", state, TrainState, "a diffsim.TrainState from Trainer.init")
         return optimiser_step(self._loss, self.optimiser, state)
 
     def controller(self, state: TrainState) -> Controller:
@@ -306,6 +319,14 @@ def train(
     iterations=300, batch_size=128, window=50)``.
     """
     check_model("train", env, controller)
+    unknown = sorted(set(trainer_options) - set(TRAINER_OPTIONS))
+    if unknown:
+        raise DiffsimError(
+            f"train got unknown options {unknown}: its options are the Trainer's "
+            f"({', '.join(TRAINER_OPTIONS)}) and its own (see help(diffsim.train))"
+        )
+    if callback is not None:
+        validate.callable_("callback", callback, "a function callback(iteration, metrics)")
     validate.positive_int("iterations", iterations)
     validate.positive_int("eval_episodes", eval_episodes)
     validate.nonnegative_int("eval_every", eval_every)

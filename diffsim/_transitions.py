@@ -94,6 +94,12 @@ class AbstractTransition(eqx.Module):
         )
 
 
+def _check_solver(solver) -> None:
+    validate.instance(
+        "solver", solver, dfx.AbstractSolver, "a diffrax solver such as diffrax.Tsit5()"
+    )
+
+
 def _held_control_field(t, y, args):
     dynamics, u = args
     return dynamics.vector_field(t, y, u)
@@ -122,6 +128,7 @@ class ODEStep(AbstractTransition):
     substeps: int = eqx.field(static=True, default=1)
 
     def __check_init__(self):
+        _check_solver(self.solver)
         validate.positive_int("substeps", self.substeps)
 
     def __call__(self, dynamics, t, y, u):
@@ -212,6 +219,26 @@ class ODESolve(AbstractTransition):
 
     event_tolerance: float = eqx.field(static=True, default=1e-8)
     """Tolerance (s and state units) of the Newton root find that locates events."""
+
+    def __check_init__(self):
+        _check_solver(self.solver)
+        validate.instance(
+            "stepsize_controller",
+            self.stepsize_controller,
+            dfx.AbstractStepSizeController,
+            "a diffrax step-size controller such as diffrax.PIDController(rtol=1e-6, "
+            "atol=1e-6) or diffrax.ConstantStepSize()",
+        )
+        validate.instance(
+            "adjoint",
+            self.adjoint,
+            dfx.AbstractAdjoint,
+            "a diffrax adjoint such as diffrax.RecursiveCheckpointAdjoint()",
+        )
+        validate.positive_int("max_steps", self.max_steps)
+        if self.dt0 is not None:
+            validate.positive_float("dt0 (s)", self.dt0)
+        validate.positive_float("event_tolerance", self.event_tolerance)
 
     def __call__(self, dynamics, t, y, u):
         solution = self.solve(

@@ -77,6 +77,29 @@ def instance(name: str, value: Any, kind: type | tuple[type, ...], expected: str
     return value
 
 
+def numbers(name: str, value: Any, expected: str = "numbers") -> Any:
+    """``value`` as a float64 NumPy array, if it holds only numbers (traced values are
+    returned as they are: they are numbers by construction)."""
+    import jax
+
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(value, (str, bytes)):
+        raise DiffsimError(f"{name} must be {expected}, got {value!r}")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DiffsimError(f"{name} must be {expected}, got {_show(value)}") from None
+
+
+def callable_(name: str, value: Any, expected: str) -> Any:
+    """``value`` if it can be called; ``expected`` describes the call, e.g.
+    ``"a function callback(iteration, metrics)"``."""
+    if not callable(value):
+        raise DiffsimError(f"{name} must be {expected}, got {_show(value)}")
+    return value
+
+
 def optimiser(name: str, value: Any) -> Any:
     """``value`` if it is an optax transformation."""
     import optax

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import dataclasses
+
+from ._errors import DiffsimError
 
 
-class Quantity(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Quantity:
     """One component of a state, an observation or a control.
 
     Attributes:
@@ -20,13 +23,21 @@ class Quantity(NamedTuple):
     unit: str = ""
     angle: bool = False
 
+    def __post_init__(self):
+        for field, value in (("name", self.name), ("unit", self.unit)):
+            if not isinstance(value, str):
+                raise DiffsimError(f"a Quantity's {field} must be a string, got {value!r}")
+        if not isinstance(self.angle, bool):
+            raise DiffsimError(f"a Quantity's angle must be True or False, got {self.angle!r}")
+
     @property
     def label(self) -> str:
         """``"name (unit)"``, or the name alone without a unit."""
         return f"{self.name} ({self.unit})" if self.unit else self.name
 
 
-class Variables(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Variables:
     """The :class:`Quantity` of every component of an env's states ``(n,)``, observations
     ``(o,)`` and controls ``(m,)``: what plots, tables and the RL adapters call them
     (:attr:`diffsim.AbstractEnv.variables`).
@@ -47,6 +58,17 @@ class Variables(NamedTuple):
     states: tuple[Quantity, ...]
     observations: tuple[Quantity, ...]
     controls: tuple[Quantity, ...]
+
+    def __post_init__(self):
+        for field in ("states", "observations", "controls"):
+            value = getattr(self, field)
+            if not isinstance(value, (tuple, list)) or not all(
+                isinstance(q, Quantity) for q in value
+            ):
+                raise DiffsimError(
+                    f"Variables' {field} must be a tuple of diffsim.Quantity, got {value!r:.80}"
+                )
+            object.__setattr__(self, field, tuple(value))
 
     @classmethod
     def indexed(cls, states: int, observations: int, controls: int) -> Variables:

@@ -145,6 +145,8 @@ def test_documentation_stays_inside_the_project():
 def test_site_renders_in_a_headless_browser(site, tmp_path):
     check_site = _load("check_site")
     if check_site.find_browser() is None:
+        if os.environ.get("DIFFSIM_REQUIRE_BROWSER"):  # CI installs it: its absence is a failure
+            pytest.fail("DIFFSIM_REQUIRE_BROWSER is set but no Chromium is installed")
         pytest.skip("no Chromium installed (Debian: apt-get install chromium)")
     report = check_site.check_site(site, screenshots=tmp_path)
     assert report == {page: [] for page in report}, report

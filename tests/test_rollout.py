@@ -355,5 +355,5 @@ def test_an_event_ends_the_episode_at_the_exact_crossing_with_gradients_through_
     # the RL view ends the episode too, and a transition that cannot locate events refuses
     _, _, terminated = diffsim.step(Drop(), 0.0, jnp.array([2.0, 0.0]), jnp.zeros(1))
     assert bool(terminated)
-    with pytest.raises(diffsim.DiffsimError, match="use diffsim.ODESolve"):
+    with pytest.raises(diffsim.DiffsimError, match=r"use transition=diffsim.ODESolve\(\)"):
         diffsim.step(Drop(transition=diffsim.ODEStep()), 0.0, jnp.array([2.0, 0.0]), jnp.zeros(1))

@@ -126,6 +126,8 @@ class LQR(eqx.Module):
                 controllability matrix), an observation from which the state deviation
                 cannot be recovered, or a Riccati equation without a stabilising solution.
         """
+        if not isinstance(env, AbstractEnv):
+            raise DiffsimError(f"LQR.from_env needs a diffsim.AbstractEnv, got {env!r:.60}")
         space = env.action_space
         if not isinstance(space, Box):
             raise DiffsimError(

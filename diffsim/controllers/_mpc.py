@@ -102,9 +102,16 @@ class MPC(AbstractStatefulController):
                 for :class:`diffsim.Trainer` (e.g. a shaped loss where the env's cost has no
                 gradient).
         """
+        if not isinstance(env, AbstractEnv):
+            raise DiffsimError(f"MPC plans through a diffsim.AbstractEnv, got {env!r:.60}")
         for name, value in (("horizon", horizon), ("iterations", iterations)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DiffsimError(f"MPC {name} must be a positive integer, got {value!r}")
+        if not isinstance(optimiser, optax.GradientTransformation):
+            raise DiffsimError(
+                f"MPC optimiser must be an optax.GradientTransformation such as "
+                f"optax.adam(0.1), got {optimiser!r:.60}"
+            )
         if not isinstance(env.action_space, Box):
             raise DiffsimError(
                 f"MPC plans continuous controls (a Box action space); {type(env).__name__} "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
-from diffsim import Controller
+from diffsim import Controller, DiffsimError
 
 
 class Mirrored(eqx.Module):
@@ -23,6 +24,7 @@ class Mirrored(eqx.Module):
     Example:
         ```python
         import jax.numpy as jnp
+import numpy as np
         import jax.random as jr
         import diffsim
         from diffsim import MLPPolicy
@@ -41,6 +43,15 @@ class Mirrored(eqx.Module):
     output_signs: Float[Array, " k"]
 
     def __init__(self, policy: Controller, observation_signs, output_signs):
+        if not callable(policy):
+            raise DiffsimError(
+                f"Mirrored needs a policy callable as policy(t, observation), got {policy!r:.60}"
+            )
+        signs_by_name = {"observation_signs": observation_signs, "output_signs": output_signs}
+        for name, signs in signs_by_name.items():
+            values = np.asarray(signs, dtype=object)
+            if values.ndim != 1 or not all(value in (1, -1) for value in values):
+                raise DiffsimError(f"{name} must be a sequence of +1 and -1, got {signs!r}")
         self.policy = policy
         self.observation_signs = jnp.asarray(observation_signs, dtype=float)
         self.output_signs = jnp.asarray(output_signs, dtype=float)

@@ -32,6 +32,7 @@ from diffsim import (
     AbstractEnv,
     AbstractTransition,
     Box,
+    DiffsimError,
     MLPPolicy,
     ODEStep,
     Quantity,
@@ -77,6 +78,13 @@ class Epidemic(AbstractEnv):
     transition: AbstractTransition = ODEStep(substeps=2)
     control_dt: float = eqx.field(static=True, default=1.0)
     episode_steps: int = eqx.field(static=True, default=200)
+
+    def __check_init__(self):
+        reduction = self.max_reduction
+        if not isinstance(reduction, jax.core.Tracer) and not bool(jnp.all(reduction <= 1)):
+            raise DiffsimError(
+                f"max_reduction is a fraction of contacts, at most 1, got {reduction}"
+            )
 
     @property
     def variables(self) -> Variables:

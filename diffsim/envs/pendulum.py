@@ -84,6 +84,14 @@ class Pendulum(AbstractEnv):
     def __check_init__(self):
         if self.clip_torque:
             check_positive(max_torque=self.max_torque)
+        start = tuple(self.start) if isinstance(self.start, (tuple, list)) else ()
+        if len(start) != 2 or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in start
+        ):
+            raise DiffsimError(
+                f"start must be two non-negative half-widths (theta rad, theta_dot rad/s), "
+                f"got {self.start!r}"
+            )
 
     @property
     def action_space(self) -> Box:

@@ -82,6 +82,24 @@ class Aim(eqx.Module):
     steps: Int[Array, "*batch"]
 
 
+class _Search(eqx.Module):
+    """The carry of :func:`aim`'s loop: one probe (a shot and its derivative) per turn."""
+
+    turn: Int[Array, ""]  # 0, 1: slopes at 20 and 40 degrees; 2, 3: the two ends; then Newton
+    slopes: Float[Array, "2"]
+    theta: Float[Array, ""]
+    ends: Float[Array, "2"]
+    branch: Int[Array, ""]
+    origin: Float[Array, "2"]
+    span: Float[Array, "2"]
+    x: Float[Array, ""]  # the Newton iterate, in [0, 1]
+    steps: Int[Array, ""]  # Newton steps taken
+    stop: Bool[Array, ""]  # Newton has stopped: the next probe is the answer's shot
+    done: Bool[Array, ""]
+    distance: Float[Array, ""]  # of the answer's shot
+    status: Int[Array, ""]
+
+
 def aim(
     target: Real[ArrayLike, ""],
     wind: Real[ArrayLike, ""],
@@ -93,8 +111,8 @@ def aim(
     (``ANGLE_BOUNDS`` x ``WEIGHT_BOUNDS``) that hit ``target`` (m) under ``wind`` (m/s).
 
     One equation in two unknowns has a curve of solutions; this picks one by three
-    one-dimensional searches, each a bounded ``optimistix.Newton`` root find on a
-    distance that is monotone along it:
+    one-dimensional searches, each a bounded Newton root find (``optimistix.Newton``'s
+    iteration and stopping rule) on a distance that is monotone along it:
 
     1. the best angle ``theta`` for the wind: the root of d distance / d angle at the
        heaviest weight, from one secant step between 20 and 40 degrees (distance is
@@ -105,6 +123,10 @@ def aim(
        the angle towards the true peak at 500 lb (Newton cannot overshoot on that concave
        side; if the target is beyond the peak it stops there, and the answer is the
        farthest shot with ``reachable`` false).
+
+    Every shot it takes (the two slopes, the two ends, each Newton step and the answer's
+    shot) is one turn of a single loop around one forward-mode derivative of the
+    simulator, which is therefore compiled once.
 
     Scalars in, an :class:`Aim` out; jit-able and vmappable over targets and winds. It
     never raises on values: a ``target`` (m) that is not positive and finite, or a
@@ -124,53 +146,123 @@ def aim(
     valid = (target > 0) & jnp.isfinite(target) & (jnp.abs(wind) <= WIND_LIMIT)
     target = jnp.where(valid, target, 60.0)
     wind = jnp.where(valid, wind, 0.0)
-    low_angle, high_angle = (jnp.asarray(x, dtype=target.dtype) for x in ANGLE_BOUNDS)
-    light, heavy = (jnp.asarray(x, dtype=target.dtype) for x in WEIGHT_BOUNDS)
+    dtype = target.dtype
+    low_angle, high_angle = (jnp.asarray(x, dtype=dtype) for x in ANGLE_BOUNDS)
+    light, heavy = (jnp.asarray(x, dtype=dtype) for x in WEIGHT_BOUNDS)
+    zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
+    tol = 1e-4 if dtype == jnp.float32 else 1e-8  # Newton's atol on x (rtol 0)
 
-    def distance(angle, weight):
-        return simulate(wind, angle, weight, tb).distance
+    def probe(origin, span, x):
+        """The shot at ``(angle, weight) = origin + x * span`` and d distance / d x."""
 
-    slopes = jax.vmap(lambda a: jax.jvp(lambda a: distance(a, heavy), (a,), (1.0,))[1])(
-        jnp.array([20.0, 40.0], dtype=target.dtype)
+        def shot(x):
+            angle, weight = origin + x * span
+            return simulate(wind, angle, weight, tb)
+
+        shot, tangent = jax.jvp(shot, (x,), (one,))
+        return shot, tangent.distance
+
+    def turn(search: _Search) -> _Search:
+        k = search.turn
+        newton = k >= 4
+        # What this turn shoots: (20 deg, heavy) and (40 deg, heavy) along the angle,
+        # (theta, light) and (theta, heavy), then the Newton iterate along the search line.
+        origin = jnp.select(
+            [k == 0, k == 1, k == 2, k == 3],
+            [
+                jnp.stack([20.0 * one, heavy]),
+                jnp.stack([40.0 * one, heavy]),
+                jnp.stack([search.theta, light]),
+                jnp.stack([search.theta, heavy]),
+            ],
+            search.origin,
+        )
+        span = jnp.where(newton, search.span, jnp.stack([one, zero]))
+        shot, slope = probe(origin, span, jnp.where(newton, search.x, zero))
+
+        # 1. the best angle, after the second slope
+        slopes = jnp.where(jnp.arange(2) == k, slope, search.slopes)
+        denominator = jnp.where(slopes[0] == slopes[1], 1.0, slopes[0] - slopes[1])
+        theta = jnp.clip(20.0 + 20.0 * slopes[0] / denominator, low_angle + 1.0, 60.0)
+        theta = jnp.where(k == 1, theta, search.theta)
+        # 2. the two ends; after the second, the branch and its search line
+        ends = jnp.where(jnp.arange(2) + 2 == k, shot.distance, search.ends)
+        short_end, far_end = ends
+        branch = jnp.where(target < short_end, SHORT, jnp.where(target <= far_end, MIDDLE, FAR))
+        # One unknown x in [0, 1] per branch: (angle, weight) = origin + x * span.
+        line_origin = jnp.where(
+            branch == FAR, jnp.stack([theta, heavy]), jnp.stack([theta, light])
+        )
+        line_span = jnp.where(
+            branch == SHORT,
+            jnp.stack([high_angle - theta, 0.0]),
+            jnp.where(
+                branch == MIDDLE,
+                jnp.stack([0.0, heavy - light]),
+                jnp.stack([low_angle - theta, 0.0]),
+            ),
+        )
+        fraction = (target - short_end) / jnp.where(
+            far_end == short_end, 1.0, far_end - short_end
+        )
+        x0 = jnp.where(branch == SHORT, 1.0, jnp.where(branch == MIDDLE, fraction, 0.0))
+        x0 = jnp.clip(x0, 0.0, 1.0)
+        # 3. a Newton step (as optimistix.Newton's, bounds [0, 1]) unless it has stopped
+        x = search.x
+        f = shot.distance - target
+        new_x = jnp.clip(x - f / slope, 0.0, 1.0)
+        difference = x - new_x
+        converged = (jnp.abs(difference) / (tol + 0.0 * jnp.abs(x)) < 1) & (jnp.abs(f) / tol < 1)
+        steps = search.steps + 1
+        stepping = newton & ~search.stop
+        finishing = newton & search.stop
+        started = k == 3  # the search line is set: Newton starts from x0
+        return _Search(
+            turn=k + 1,
+            slopes=slopes,
+            theta=theta,
+            ends=ends,
+            branch=jnp.where(started, branch, search.branch),
+            origin=jnp.where(started, line_origin, search.origin),
+            span=jnp.where(started, line_span, search.span),
+            x=jnp.where(started, x0, jnp.where(stepping, new_x, x)),
+            steps=jnp.where(stepping, steps, search.steps),
+            stop=jnp.where(
+                started,
+                ~jnp.isfinite(x0) | (max_steps <= 0),
+                jnp.where(
+                    stepping,
+                    converged | ~jnp.isfinite(x) | (steps >= max_steps),
+                    search.stop,
+                ),
+            ),
+            done=finishing,
+            distance=jnp.where(finishing, shot.distance, search.distance),
+            status=jnp.where(finishing, shot.status, search.status),
+        )
+
+    nan = jnp.full((), jnp.nan, dtype)
+    start = _Search(
+        turn=jnp.array(0),
+        slopes=jnp.full((2,), jnp.nan, dtype),
+        theta=nan,
+        ends=jnp.full((2,), jnp.nan, dtype),
+        branch=jnp.array(MIDDLE),
+        origin=jnp.full((2,), jnp.nan, dtype),
+        span=jnp.full((2,), jnp.nan, dtype),
+        x=nan,
+        steps=jnp.array(0),
+        stop=jnp.array(False),
+        done=jnp.array(False),
+        distance=nan,
+        status=jnp.array(OK),
     )
-    theta = 20.0 + 20.0 * slopes[0] / jnp.where(slopes[0] == slopes[1], 1.0, slopes[0] - slopes[1])
-    theta = jnp.clip(theta, low_angle + 1.0, 60.0)
-    short_end, far_end = jax.vmap(distance, in_axes=(None, 0))(theta, jnp.stack([light, heavy]))
-    branch = jnp.where(target < short_end, SHORT, jnp.where(target <= far_end, MIDDLE, FAR))
-
-    # One unknown x in [0, 1] per branch: (angle, weight) = origin + x * span.
-    origin = jnp.stack([theta, light])
-    span = jnp.where(
-        branch == SHORT,
-        jnp.stack([high_angle - theta, 0.0]),
-        jnp.where(
-            branch == MIDDLE,
-            jnp.stack([0.0, heavy - light]),
-            jnp.stack([low_angle - theta, 0.0]),
-        ),
+    search = jax.lax.while_loop(lambda search: ~search.done, turn, start)
+    angle, weight = search.origin + jnp.clip(search.x, 0.0, 1.0) * search.span
+    angle, weight, distance = (
+        jnp.where(valid, x, jnp.nan) for x in (angle, weight, search.distance)
     )
-    origin = jnp.where(branch == FAR, jnp.stack([theta, heavy]), origin)
-    fraction = (target - short_end) / jnp.where(far_end == short_end, 1.0, far_end - short_end)
-    x0 = jnp.where(branch == SHORT, 1.0, jnp.where(branch == MIDDLE, fraction, 0.0))
-    x0 = jnp.clip(x0, 0.0, 1.0)
-
-    def residual(x, _):
-        angle, weight = origin + x * span
-        return distance(angle, weight) - target
-
-    tol = 1e-4 if target.dtype == jnp.float32 else 1e-8
-    solution = optx.root_find(
-        residual,
-        optx.Newton(rtol=0.0, atol=tol),
-        x0,
-        options=dict(lower=jnp.zeros_like(x0), upper=jnp.ones_like(x0)),
-        max_steps=max_steps,
-        throw=False,
-    )
-    angle, weight = origin + jnp.clip(solution.value, 0.0, 1.0) * span
-    shot = simulate(wind, angle, weight, tb)
-    angle, weight, distance = (jnp.where(valid, x, jnp.nan) for x in (angle, weight, shot.distance))
-    status = jnp.where(valid, shot.status, INVALID_INPUT)
+    status = jnp.where(valid, search.status, INVALID_INPUT)
     miss = jnp.abs(distance - target)
     return Aim(
         angle=angle,
@@ -179,8 +271,8 @@ def aim(
         miss=miss,
         reachable=(miss <= REACH_TOLERANCE) & (status == OK),
         status=status,
-        branch=branch,
-        steps=solution.stats["num_steps"],
+        branch=search.branch,
+        steps=search.steps,
     )
 
 

@@ -698,11 +698,13 @@ class _BracketedNewton(optx.AbstractRootFinder):
     orients the bracket (``lower`` has the other sign) without evaluating ``lower``; a
     zero there (no event: a batch element that ends at ``upper``) or another start
     gives plain Newton clipped to the bounds. Stops when a step is shorter than
-    ``atol + rtol |t|`` (time units): no tolerance on the function's value, whose scale
-    differs from event to event."""
+    ``atol + rtol |t|`` (time units; ``t`` the time since the shot started, the phase's
+    own time plus ``time_offset``, its start): no tolerance on the function's value,
+    whose scale differs from event to event."""
 
     rtol: float
     atol: float
+    time_offset: Float[ArrayLike, ""] = 0.0
     norm = staticmethod(jnp.abs)
 
     def init(self, fn, y, args, options, f_struct, aux_struct, tags):
@@ -742,7 +744,7 @@ class _BracketedNewton(optx.AbstractRootFinder):
         return new_y, new_state, aux
 
     def terminate(self, fn, y, args, options, state, tags):
-        small = jnp.abs(state.diff) <= self.atol + self.rtol * jnp.abs(y)
+        small = jnp.abs(state.diff) <= self.atol + self.rtol * jnp.abs(y + self.time_offset)
         return small, optx.RESULTS.successful
 
     def postprocess(self, fn, y, aux, args, options, state, tags, result):
@@ -808,19 +810,29 @@ def _gated_phase_bwd(residuals, grad_obj, perturbed, inputs, field, cond_fn, dur
 
 
 def _solve_phase(field, cond_fn, y0, t0, duration, args):
-    """:func:`_adaptive_phase` without the gradient gate."""
+    """:func:`_adaptive_phase` without the gradient gate.
+
+    The solve runs in the phase's own time, from 0 to ``duration`` (Python numbers), and
+    ``t0`` is added afterwards: the fields do not depend on time, and the events only
+    through :func:`_finite_event`'s placeholder, positive either way. Concrete times
+    matter for compiling: with a traced ``t0`` diffrax checks ``(t1 - t0) * dt0 >= 0``
+    at run time with ``eqx.error_if``, a host callback, and JAX never writes a program
+    holding a host callback to its persistent compilation cache (``diffsim aim`` and
+    ``diffsim shoot`` then compiled from scratch on every run). The event tolerance
+    keeps measuring ``|t|`` from the shot's start (``time_offset``)."""
     rtol, atol = _event_tolerance(y0.dtype)
+    root_finder = _BracketedNewton(rtol=rtol, atol=atol, time_offset=t0)
     solution = args.trebuchet.numerics.solve(
         dfx.ODETerm(field),
-        t0,
-        t0 + duration,
+        0.0,
+        duration,
         y0,
         args,
         saveat=dfx.SaveAt(t1=True),
-        event=dfx.Event(cond_fn, root_finder=_BracketedNewton(rtol=rtol, atol=atol)),
+        event=dfx.Event(cond_fn, root_finder=root_finder),
         throw=False,
     )
-    t_end, y_end = solution.ts[-1], solution.ys[-1]
+    t_end, y_end = t0 + solution.ts[-1], solution.ys[-1]
     result = solution.result
     imprecise = (result == dfx.RESULTS.nonlinear_max_steps_reached) | (
         result == dfx.RESULTS.nonlinear_divergence
