@@ -16,7 +16,7 @@ from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
 from ._identify import Identification, identify
 from ._linearise import Linearisation, linearise
-from ._methods import AbstractMethod, MethodRun, curve_return, train_seeds
+from ._methods import AbstractMethod, MethodRun, curve_return, load_trained, train_seeds
 from ._mlp import MLPPolicy
 from ._recipe import Recipe, adam_cosine
 from ._record import Record
@@ -90,6 +90,7 @@ __all__ = [
     "linearise",
     "load_checkpoint",
     "load_recipe",
+    "load_trained",
     "mean_step_cost",
     "parameter",
     "read_metadata",

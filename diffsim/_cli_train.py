@@ -9,10 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import jax.random as jr
-
 from . import _validate as validate
-from ._checkpoint import load_checkpoint, read_metadata
+from ._checkpoint import read_metadata
 from ._errors import CommandInterrupted, DiffsimError
 from ._evaluate import evaluate, initial_states
 from ._recipe import Recipe, adam_cosine
@@ -176,16 +174,9 @@ def _devices(spec: str) -> list:
 def _validate_evaluate(args) -> None:
     validate.seed("--seed", args.seed)
     validate.positive_int("--episodes", args.episodes)
-    args.recipe = load_recipe(args.env)
-    _check_trained_on(args.checkpoint, args.env, args.recipe)
+    from ._methods import load_trained
 
-
-def _check_trained_on(path: Path, name: str, recipe: Recipe) -> None:
-    metadata = read_metadata(path)
-    env_type = type(recipe.make_env()).__name__
-    if metadata.get("env", name) != name or metadata.get("env_type", env_type) != env_type:
-        trained_on = metadata.get("env") or metadata.get("env_type")
-        raise DiffsimError(f"{path} was trained on {trained_on!r}, not {name!r}")
+    args.loaded = load_trained(args.env, args.checkpoint)  # checked: the file and its env
 
 
 def _train(args) -> dict:
@@ -260,16 +251,7 @@ def _write_plots(out: Path, env, controller, history) -> list[str]:
 
 
 def _evaluate(args) -> dict:
-    recipe = args.recipe
-    like = recipe.make_env()
-    metadata = read_metadata(args.checkpoint)
-    if "method" in metadata:  # written by `diffsim compare`: the method rebuilds its structure
-        from ._methods import controller_template
-
-        template = controller_template(recipe, like, metadata)
-    else:
-        template = recipe.make_controller(like, jr.key(0))
-    env, controller = load_checkpoint(args.checkpoint, (like, template))
+    env, controller = args.loaded
     result = evaluate(env, controller, episodes=args.episodes, seed=args.seed)
     return {"mean": result.mean, "std": result.std, "episodes": result.episodes}
 

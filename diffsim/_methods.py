@@ -12,6 +12,7 @@ fixed episodes, wall-clock with compilation kept apart.
 import abc
 import dataclasses
 import functools
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,11 +23,12 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, Float, PyTree
 
+from ._checkpoint import load_checkpoint, read_metadata
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import initial_states
 from ._recipe import Recipe
-from ._registry import named_entry_points
+from ._registry import load_recipe, named_entry_points
 from ._rollout import Controller, check_model, rollout
 from ._stateful import AbstractStatefulController
 from ._timing import Stopwatch
@@ -292,6 +294,37 @@ def resolve(names: Sequence[str] | None, recipe: Recipe, env: AbstractEnv) -> li
         if method not in chosen:
             chosen.append(method)
     return chosen
+
+
+def load_trained(
+    env: str, path: str | os.PathLike
+) -> tuple[AbstractEnv, Controller | AbstractStatefulController]:
+    """The env and controller saved at ``path`` for the env named ``env`` (an installed
+    recipe's name or ``path/to/file.py:Name``): by ``diffsim train`` (the recipe's
+    controller), ``diffsim.train`` with a recipe's controller, or ``diffsim compare`` (any
+    method, its structure rebuilt from the checkpoint's metadata). What ``diffsim eval``
+    evaluates.
+
+    Args:
+        env: the env's name, as for :func:`diffsim.load_recipe`.
+        path: the checkpoint file.
+
+    Returns:
+        ``(env, controller)`` with the saved values.
+
+    Raises:
+        DiffsimError: a missing, corrupt or foreign file, or one trained on another env.
+
+    Example: ``env, policy = diffsim.load_trained("pendulum", "runs/pendulum/controller.eqx")``.
+    """
+    recipe = load_recipe(env)
+    like = recipe.make_env()
+    metadata = read_metadata(path)
+    env_type = type(like).__name__
+    if metadata.get("env", env) != env or metadata.get("env_type", env_type) != env_type:
+        trained_on = metadata.get("env") or metadata.get("env_type")
+        raise DiffsimError(f"{path} was trained on {trained_on!r}, not {env!r}")
+    return load_checkpoint(path, (like, controller_template(recipe, like, metadata)))
 
 
 def controller_template(

@@ -25,7 +25,19 @@ from ._state import TrainState
 from ._timing import Stopwatch
 
 
-class TrainingDiverged(DiffsimError):
+class _Stopped:
+    """What a stopped run carries: the state reached, its metrics, and its model."""
+
+    state: TrainState
+    history: History
+    env: Any
+    controller: Any
+
+    def _carry(self, state: TrainState, history: History, env: Any, controller: Any) -> None:
+        self.state, self.history, self.env, self.controller = state, history, env, controller
+
+
+class TrainingDiverged(DiffsimError, _Stopped):
     """The loss or gradient became NaN or infinite. Nothing is lost: the attributes hold
     the last finite state of the run.
 
@@ -52,11 +64,6 @@ class TrainingDiverged(DiffsimError):
         ```
     """
 
-    state: TrainState
-    history: History
-    env: Any
-    controller: Any
-
     def __init__(
         self,
         message: str,
@@ -67,10 +74,10 @@ class TrainingDiverged(DiffsimError):
         controller: Any = None,
     ):
         super().__init__(message)
-        self.state, self.history, self.env, self.controller = state, history, env, controller
+        self._carry(state, history, env, controller)
 
 
-class TrainingInterrupted(KeyboardInterrupt):
+class TrainingInterrupted(KeyboardInterrupt, _Stopped):
     """Training stopped on SIGINT (Ctrl-C, a notebook's interrupt) or SIGTERM, at the end
     of the compiled call in progress, after saving its work.
 
@@ -93,12 +100,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         ```
     """
 
-    state: TrainState
-    history: History
     signal_number: int
     checkpoint: str | None
-    env: Any
-    controller: Any
 
     def __init__(
         self,
@@ -112,9 +115,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         controller: Any = None,
     ):
         super().__init__(message)
-        self.state, self.history = state, history
+        self._carry(state, history, env, controller)
         self.signal_number, self.checkpoint = signal_number, checkpoint
-        self.env, self.controller = env, controller
 
 
 class TrainingWarning(UserWarning):

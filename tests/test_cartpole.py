@@ -179,29 +179,33 @@ def test_gumbel_softmax_samples_the_softmax_and_differentiates_the_relaxation():
 
 QUICK_STEPS = 800
 """Training env steps of the quick recipe: 50 updates, 2 episodes x windows of 8 steps."""
-BALANCED_STEPS = 450
-"""What the quick run must reach: mean steps balanced over 200 evaluation episodes."""
+SEEDS = 8
+MEDIAN_BALANCED = 450
+"""The median over 8 seeds of the quick run's mean steps balanced (200 episodes) must reach
+this. Measured over 16 seeds trained together: 366 to 500, median 499; 3 of 16 below 450
+(seeds 0-7: median 499.5, seeds 8-15: 498.5). One seed's outcome is not asserted: float
+rounding on another CPU may move a seed from the top of that spread to its bottom."""
 
 
-TRAINING_SEED = 3
-"""A seed whose untrained policy falls at once (3 of the first 16 random linear policies
-happen to balance untrained, seed 3 is not one of them)."""
+def test_short_training_balances_in_the_median_of_eight_seeds():
+    from diffsim._methods import methods
 
-
-def test_short_training_run_balances():
-    env = cartpole.recipe.make_env()
-    untrained = cartpole.recipe.make_controller(env, jr.split(jr.key(TRAINING_SEED))[0])
-    before = diffsim.evaluate(env, untrained, episodes=200, seed=0).mean
-    env, controller, history = cartpole.recipe.run(TRAINING_SEED, quick=True, progress=False)
-    after = diffsim.evaluate(env, controller, episodes=200, seed=0)
-    assert history.total_env_steps == QUICK_STEPS
-    assert before < 100, before
-    assert after.mean >= BALANCED_STEPS, after.mean
+    recipe = cartpole.recipe
+    env = recipe.make_env()
+    runs = methods()["dp"].run(recipe, list(range(SEEDS)), quick=True, log=lambda line: None)
+    starts = [recipe.make_controller(env, jr.split(jr.key(seed))[0]) for seed in range(SEEDS)]
+    untrained = [diffsim.evaluate(env, policy, episodes=200).mean for policy in starts]
+    trained = [diffsim.evaluate(r.env, r.controller, episodes=200, seed=0).mean for r in runs]
+    assert all(run.env_steps == QUICK_STEPS for run in runs)
+    assert np.median(untrained) < 100, untrained
+    assert np.median(trained) >= MEDIAN_BALANCED, trained
     # gradients reached the policy through every hard choice (a plain arg-max gives 0),
     # and evaluation used hard pushes of exactly +-10 N
-    assert min(history.grad_norm) > 1e-6
-    trajectory = diffsim.rollout(env, controller, env.initial_state(jr.key(3)))
+    trajectory = diffsim.rollout(env, runs[0].controller, env.initial_state(jr.key(3)))
     np.testing.assert_array_equal(jnp.abs(trajectory.controls), 10.0)
+    moved = jax.tree.leaves(eqx.filter(runs[0].controller, eqx.is_array))
+    start = jax.tree.leaves(eqx.filter(starts[0], eqx.is_array))
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(moved, start, strict=True)) > 1e-3
 
 
 def _swingup_trajectory(theta, x, terminated_at=None):

@@ -81,8 +81,9 @@ def test_batch_of_envs_as_gymnax_params_steps_each_env_with_its_own_physics():
 
 def test_rejax_ppo_trains_on_a_diffsim_env_and_beats_the_random_policy():
     """rejax PPO on the diffsim CartPole, evaluated by diffsim's protocol (200 fixed
-    episodes, greedy actions): measured 480.3 after 40,960 steps (8 s on 2 CPU cores),
-    against 21.9 for random pushes and 9.4 for always pushing right."""
+    episodes, greedy actions), against 21.9 for random pushes. Measured after 40,960 steps
+    over 8 training seeds: 224 to 500 (median 494): the margin of 100 lies below every
+    seed's, so float rounding on another CPU cannot turn a pass into a failure."""
     rejax = pytest.importorskip("rejax")
     env = CartPole(transition=CartPoleGymEuler())
     algorithm = rejax.PPO.create(
@@ -97,7 +98,7 @@ def test_rejax_ppo_trains_on_a_diffsim_env_and_beats_the_random_policy():
         trained, _ = jax.jit(algorithm.train)(jr.key(0))
     ppo = diffsim.evaluate(env, rl.policy_from_rejax(algorithm, trained), episodes=200, seed=0)
     baseline = _random_policy_return(env)
-    assert ppo.mean > baseline + 200.0, (ppo.mean, baseline)
+    assert ppo.mean > baseline + 100.0, (ppo.mean, baseline)
 
 
 def _random_policy_return(env, episodes=200):

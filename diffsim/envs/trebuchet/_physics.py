@@ -18,7 +18,6 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import lineax as lx
 import optimistix as optx
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
@@ -483,19 +482,52 @@ def _root_tolerance(dtype):
     return (1e-5, 1e-4) if dtype == jnp.float32 else (1e-10, 1e-10)
 
 
-class _FiniteScalarSolve(lx.Diagonal):
-    """The event time's implicit derivative (a 1 x 1 solve) with a non-finite result
-    replaced by zero. A failed shot's later phases may send a NaN cotangent back to an
-    event (``0 * inf`` in a blown-up state); lineax raises on one, inside ``jit``, where
-    the shot should just have its NaN distance. A finite shot never has one."""
-
-    def compute(self, state, vector, options):
-        solution, result, stats = super().compute(state, vector, options)
-        solution = jax.tree.map(lambda x: jnp.where(jnp.isfinite(x), x, 0.0), solution)
-        return solution, result, stats
+def _frozen(tree):
+    """``tree`` with the derivatives of its floating-point arrays stopped."""
+    return jax.tree.map(
+        lambda x: jax.lax.stop_gradient(x) if eqx.is_inexact_array(x) else x, tree
+    )
 
 
-_EVENT_ADJOINT = optx.ImplicitAdjoint(linear_solver=_FiniteScalarSolve())
+@jax.custom_jvp
+def _implicit_root(root, value, slope):
+    """``root``, a zero of an event function ``g`` found with derivatives stopped, given
+    the derivative of the implicit function theorem: ``d root = -d value / slope`` with
+    ``value = g(root)`` (differentiated with respect to everything but ``root``) and
+    ``slope = g'(root)``."""
+    del value, slope
+    return root
+
+
+@_implicit_root.defjvp
+def _implicit_root_jvp(primals, tangents):
+    root, value, slope = primals
+    _, value_dot, _ = tangents
+    return root, -value_dot / slope
+
+
+def _locate(g, inputs, solver, start, options, max_steps):
+    """The root of ``g(t, inputs)`` by ``optimistix.root_find`` with ``solver`` from
+    ``start`` (``options``: its bracket), and the optimistix result.
+
+    The root is found on ``inputs`` with their derivatives stopped and then given its
+    implicit derivative by :func:`_implicit_root`, as optimistix's ``ImplicitAdjoint``
+    would, but without its tangent solve: a lineax ``linear_solve`` with ``throw=True``,
+    an ``eqx.error_if`` whose host callback kept every compiled derivative of a shot
+    (``diffsim shoot --grad``, ``diffsim aim``) out of JAX's persistent compilation
+    cache. A non-finite derivative is a NaN gradient, never an exception."""
+    solution = optx.root_find(
+        g,
+        solver,
+        jax.lax.stop_gradient(start),
+        _frozen(inputs),
+        options=_frozen(options),
+        throw=False,
+        max_steps=max_steps,
+    )
+    root = solution.value
+    value, slope = jax.jvp(lambda t: g(t, inputs), (root,), (jnp.ones_like(root),))
+    return _implicit_root(root, value, jax.lax.stop_gradient(slope)), solution.result
 
 
 def _euler_hermite_phase(field, condition, y0, t0, args, n_steps, dt):
@@ -534,8 +566,10 @@ def _euler_hermite_phase(field, condition, y0, t0, args, n_steps, dt):
     # A "crossing" into a NaN state is no event to locate (the shot fails on its NaN
     # landing); a NaN must not reach the root finder, whose derivative would raise on it.
     usable = found & jnp.all(jnp.isfinite(jnp.concatenate([y_n, f_n, y_n1, f_n1])))
+    bracket = (t_n, y_n, f_n, y_n1, f_n1, usable, args)
 
-    def value(fraction):
+    def value(fraction, bracket):
+        t_n, y_n, f_n, y_n1, f_n1, usable, args = bracket
         tau = t_n + fraction * dt
         g = condition(t_n, y_n, tau, _hermite(t_n, dt, y_n, f_n, y_n1, f_n1, tau), args)[0]
         # Without an event the bracket is a placeholder: solve a harmless equation.
@@ -544,22 +578,21 @@ def _euler_hermite_phase(field, condition, y0, t0, args, n_steps, dt):
     # The condition may jump at the step's start (the ground phase's backward-difference
     # tension is defined as zero there); a root "at" the jump is the step's start.
     low, high = 1e-4, 1.0
-    g_low, g_high = value(low), value(high)
+    g_low, g_high = value(low, bracket), value(high, bracket)
     g_start = condition(t_n, y_n, t_n, y_n, args)[0]
     at_start = jnp.sign(g_low) != jnp.sign(g_start)
     denominator = jnp.where(g_low == g_high, 1.0, g_low - g_high)
     guess = jnp.clip(low + (high - low) * g_low / denominator, low, high)
     rtol, atol = _root_tolerance(y0.dtype)
-    solution = optx.root_find(
-        lambda fraction, _: value(fraction),
+    root, _ = _locate(
+        value,
+        bracket,
         optx.Newton(rtol=rtol, atol=atol),
         guess,
-        options=dict(lower=low, upper=high),
-        throw=False,
+        dict(lower=low, upper=high),
         max_steps=32,
-        adjoint=_EVENT_ADJOINT,
     )
-    fraction = jnp.where(at_start, 0.0, solution.value)
+    fraction = jnp.where(at_start, 0.0, root)
     t_event = jnp.where(found, t_n + fraction * dt, t_end)
     y_event = jnp.where(found, _hermite(t_n, dt, y_n, f_n, y_n1, f_n1, t_event), y_end)
     return t_event, y_event, found, failed
@@ -814,32 +847,62 @@ def _solve_phase(field, cond_fn, y0, t0, duration, args):
 
     The solve runs in the phase's own time, from 0 to ``duration`` (Python numbers), and
     ``t0`` is added afterwards: the fields do not depend on time, and the events only
-    through :func:`_finite_event`'s placeholder, positive either way. Concrete times
-    matter for compiling: with a traced ``t0`` diffrax checks ``(t1 - t0) * dt0 >= 0``
+    through :func:`_finite_event`'s placeholder, positive either way. A concrete start
+    matters for compiling: with a traced ``t0`` diffrax checks ``(t1 - t0) * dt0 >= 0``
     at run time with ``eqx.error_if``, a host callback, and JAX never writes a program
-    holding a host callback to its persistent compilation cache (``diffsim aim`` and
-    ``diffsim shoot`` then compiled from scratch on every run). The event tolerance
-    keeps measuring ``|t|`` from the shot's start (``time_offset``)."""
-    rtol, atol = _event_tolerance(y0.dtype)
-    root_finder = _BracketedNewton(rtol=rtol, atol=atol, time_offset=t0)
+    holding a host callback to its persistent compilation cache.
+
+    diffrax stops at the end of the step in which the event function changed sign (its
+    event without a root finder); the event is then located on that step's dense
+    interpolant by :class:`_BracketedNewton`, started at the step's end with the step as
+    its bracket, as diffrax's own event root find does, but with the derivative of
+    :func:`_locate` (diffrax's would put lineax's checked tangent solve, another host
+    callback, into every derivative of a shot). The event tolerance keeps measuring
+    ``|t|`` from the shot's start (``time_offset``)."""
     solution = args.trebuchet.numerics.solve(
         dfx.ODETerm(field),
         0.0,
         duration,
         y0,
         args,
-        saveat=dfx.SaveAt(t1=True),
-        event=dfx.Event(cond_fn, root_finder=root_finder),
+        saveat=dfx.SaveAt(t1=True, dense=True),
+        event=dfx.Event(cond_fn),
         throw=False,
     )
-    t_end, y_end = t0 + solution.ts[-1], solution.ys[-1]
-    result = solution.result
+    t_step, y_step = solution.ts[-1], solution.ys[-1]
+    happened = solution.event_mask
+    dense = solution.interpolation
+    last = jnp.maximum(dense.ts_size - 2, 0)  # the last step: [ts[last], ts[last + 1]]
+    step = dense.interpolation_cls(
+        t0=dense.ts[last], t1=dense.ts[last + 1], **jax.tree.map(lambda x: x[last], dense.infos)
+    )
+
+    def event(t, inputs):
+        step, args, happened, t_step = inputs
+        # No event: the root is the end of the step (diffrax's convention).
+        return jnp.where(happened, cond_fn(t, step.evaluate(t), args), t_step - t)
+
+    rtol, atol = _event_tolerance(y0.dtype)
+    t_event, root_result = _locate(
+        event,
+        (step, args, happened, t_step),
+        _BracketedNewton(rtol=rtol, atol=atol, time_offset=jax.lax.stop_gradient(t0)),
+        t_step,
+        dict(lower=dense.ts[last], upper=t_step),
+        max_steps=256,
+    )
+    stepped = solution.stats["num_steps"] > 0
+    y_end = jax.lax.cond(happened & stepped, lambda: step.evaluate(t_event), lambda: y_step)
+    result = dfx.RESULTS.where(
+        root_result == optx.RESULTS.successful, solution.result, dfx.RESULTS.promote(root_result)
+    )
+    t_end = t0 + t_event
     imprecise = (result == dfx.RESULTS.nonlinear_max_steps_reached) | (
         result == dfx.RESULTS.nonlinear_divergence
     )
     failed = (result != dfx.RESULTS.successful) & (result != dfx.RESULTS.event_occurred)
     failed = failed | ~jnp.all(jnp.isfinite(y_end))  # diffrax may accept a NaN step
-    ended = solution.event_mask & ~failed | imprecise
+    ended = happened & ~failed | imprecise
     return t_end, y_end, ended, failed & ~imprecise, imprecise
 
 
