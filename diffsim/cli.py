@@ -21,12 +21,15 @@ from ._registry import command_plugins
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with two changes: option values such as ``-1e6`` are numbers, not options,
-    and a usage error is one line on stderr (exit status 2)."""
+    """argparse with two changes: option values such as ``-1e6`` or ``-inf`` are numbers, not
+    options (so that the command's own check can refuse a non-finite one by name), and a
+    usage error is one line on stderr (exit status 2)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+        self._negative_number_matcher = re.compile(
+            r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE
+        )
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
