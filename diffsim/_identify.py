@@ -20,6 +20,7 @@ from . import _validate as validate
 from ._env import AbstractEnv
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._record import Record
+from ._rollout import Trajectory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,17 @@ class Identification:
         continuity_gap: the largest mismatch (state units) between a segment's simulated
             end and the next segment's initial state.
         initial_states: the fitted initial state of each record, shape ``(records, n)``.
+        segment_steps: the control steps per shooting segment used.
+        predictions: for each record, the fitted model's observations at the record's
+            times, shape ``(T+1, o)``: each shooting segment simulated from its fitted
+            initial state under the recorded controls (what was compared to the data).
+        autocorrelation: the lag-one autocorrelation of the observation residuals, pooled
+            over components and segments: near 0 when what is left is measurement noise,
+            near 1 when the model cannot follow the data.
+        misfit: the model does not explain the data: the residuals are correlated in time
+            (``autocorrelation`` above ``max_autocorrelation``), or, with ``noise`` given,
+            their size exceeds the stated noise (``residual`` above ``max_residual``).
+            The values are then not a fit, and their standard errors mean nothing.
 
     Example: ``env, report = diffsim.identify(...)``; ``print(report)``;
     ``report.summary()`` for JSON.
@@ -64,6 +76,10 @@ class Identification:
     iterations: int
     continuity_gap: float
     initial_states: np.ndarray
+    segment_steps: int
+    predictions: tuple[np.ndarray, ...]
+    autocorrelation: float
+    misfit: bool
 
     @property
     def relative_errors(self) -> np.ndarray:
@@ -83,6 +99,9 @@ class Identification:
             "noise_variance": self.noise_variance,
             "iterations": self.iterations,
             "continuity_gap": self.continuity_gap,
+            "segment_steps": self.segment_steps,
+            "autocorrelation": self.autocorrelation,
+            "misfit": self.misfit,
         }
 
     def __str__(self) -> str:
@@ -96,6 +115,12 @@ class Identification:
             f"residual {self.residual:.3g} (noise-scaled RMS), {self.iterations} iterations, "
             f"continuity gap {self.continuity_gap:.2g}"
         )
+        lines.append(
+            f"residual autocorrelation {self.autocorrelation:.2f}, segments of "
+            f"{self.segment_steps} steps"
+        )
+        if self.misfit:
+            lines.append("MISFIT: the model does not explain the data (see misfit)")
         return "\n".join(lines)
 
 
@@ -310,7 +335,7 @@ def _solve(problem, solver, z0, args, max_steps):
 
 def identify(
     env: AbstractEnv,
-    data: Record | Sequence[Record],
+    data: Record | Trajectory | Sequence[Record | Trajectory],
     where: Callable[[AbstractEnv], PyTree[Array]],
     *,
     observe: Callable[[Float[Array, " n"]], Float[Array, " o"]] | None = None,
@@ -323,6 +348,8 @@ def identify(
     max_steps: int = 200,
     rcond: float = 1e-8,
     max_relative_error: float = 1.0,
+    max_residual: float = 1.5,
+    max_autocorrelation: float = 0.5,
 ) -> tuple[AbstractEnv, Identification]:
     """Fit the env's parameters selected by ``where`` to recorded trajectories.
 
@@ -338,7 +365,8 @@ def identify(
     Args:
         env: the env whose parameters start the fit; its other fields stay fixed.
         data: one :class:`Record` or several (a sequence), sampled every
-            ``env.control_dt`` s.
+            ``env.control_dt`` s; a :class:`Trajectory` (from :func:`diffsim.rollout`)
+            is read as ``Record.from_trajectory(trajectory, observe)``.
         where: selects the parameters, as for ``eqx.tree_at``:
             ``lambda env: (env.m, env.l)``.
         observe: ``observe(state) -> observation``, what the records measured (default:
@@ -346,8 +374,11 @@ def identify(
         noise: the measurement noise's standard deviation per observation component
             (observation units, scalar or shape ``(o,)``): it weighs the components.
             Default 1. Its overall level is re-estimated from the residual.
-        segment_steps: control steps per shooting segment (default: the longest record,
-            single shooting).
+        segment_steps: control steps per shooting segment. Default: chosen from the
+            dynamics, as long as a state error grows at most ``e^2`` times over a segment
+            at the starting parameters (``2 / rate`` seconds, ``rate`` the largest
+            eigenvalue modulus of the one-step map's linearisation ``(A - I) / dt`` along
+            the records), so that a wrong starting guess cannot drift out of phase.
         state_guess: ``state_guess(observation) -> state``, the starting guess of each
             segment's initial state (default: the observation, when ``observe`` is the
             identity).
@@ -363,11 +394,15 @@ def identify(
             mark unidentifiable directions.
         max_relative_error: parameters whose standard error exceeds this fraction of
             their value are reported unidentifiable.
+        max_residual: with ``noise`` given, a noise-scaled RMS residual above this is a
+            misfit (the stated noise cannot explain what is left).
+        max_autocorrelation: a lag-one autocorrelation of the residuals above this is a
+            misfit (what is left is not noise).
 
     Returns:
         ``(fitted_env, report)``: the env with the fitted values, and an
-        :class:`Identification`. Unidentifiable parameters are listed in the report and
-        warned about.
+        :class:`Identification`. Unidentifiable parameters and a misfit are flagged in
+        the report and warned about.
 
     Raises:
         DiffsimError: for records that do not match the env (sampling interval, control
@@ -380,9 +415,16 @@ def identify(
         fitted, report = diffsim.identify(Pendulum(m=0.8, l=1.2), record,
                                           where=lambda env: (env.m, env.l), noise=0.01)
     """
-    records = [data] if isinstance(data, Record) else list(data)
-    if not records or not all(isinstance(r, Record) for r in records):
-        raise DiffsimError(f"data must be a diffsim.Record or a list of them, got {data!r:.80}")
+    single = isinstance(data, (Record, Trajectory))
+    records = [data] if single else list(data) if isinstance(data, (list, tuple)) else []
+    if not records or not all(isinstance(r, (Record, Trajectory)) for r in records):
+        raise DiffsimError(
+            "data must be a diffsim.Record or a diffsim.Trajectory, or a list of them, "
+            f"got {data!r:.80}"
+        )
+    records = [
+        Record.from_trajectory(r, observe) if isinstance(r, Trajectory) else r for r in records
+    ]
     parameters, names = _select(env, where, bounds)
     dtype = jnp.result_type(*_leaves(parameters, env))
     n, m = env.state_size, env.action_space.control_size
@@ -406,8 +448,10 @@ def identify(
                 f"holds controls for control_dt = {env.control_dt} s: resample the record"
             )
     longest = max(record.num_steps for record in records)
-    length = longest if segment_steps is None else segment_steps
-    validate.positive_int("segment_steps", length)
+    if segment_steps is not None:
+        validate.positive_int("segment_steps", segment_steps)
+    validate.positive_float("max_residual", max_residual)
+    validate.positive_float("max_autocorrelation", max_autocorrelation)
     noise_vector = _positive_vector("noise", 1.0 if noise is None else noise, o, dtype)
     if continuity is None:
         continuity = noise_vector / 10 if observe is None else 1e-3
@@ -419,6 +463,14 @@ def identify(
                 "state_guess=lambda observation: state"
             )
         state_guess = _identity
+    length = (
+        _segment_steps(env, records, state_guess, dtype, longest)
+        if segment_steps is None
+        else min(segment_steps, longest)
+    )
+    total = sum(record.num_steps for record in records)
+    coarse = max(2, -(-total * n // 2000)) if segment_steps is None else length
+    length = max(coarse, length - length % coarse)
     segments, firsts = _segments(records, length, dtype)
     starts = jax.vmap(state_guess)(segments.observations[:, 0])
     if starts.shape != (segments.times.shape[0], n):
@@ -436,10 +488,29 @@ def identify(
         solver = _DEFAULT_SOLVER
     problem = _Problem(parameters, observe_fn)
     theta0 = parameters.to_unconstrained(_leaves(parameters, env))
+    z0 = (theta0, starts.astype(dtype))
+    if coarse < length:
+        # short segments first: a nearly convex problem that finds the basin (non-smooth
+        # dynamics such as a speed limit leave local minima along longer segments)
+        short, short_firsts = _segments(records, coarse, dtype)
+        short_starts = jax.vmap(state_guess)(short.observations[:, 0]).astype(dtype)
+        with runtime_errors_as_diffsim_errors():
+            zc, result = _solve(
+                problem,
+                solver,
+                (theta0, short_starts),
+                (env, short, noise_vector, continuity_vector),
+                max_steps,
+            )[:2]
+        if result == optx.RESULTS.successful and np.all(np.isfinite(zc[0])):
+            ends = [*short_firsts[1:], short.times.shape[0]]
+            stride = length // coarse
+            starts = [zc[1][a:b:stride] for a, b in zip(short_firsts, ends, strict=True)]
+            z0 = (zc[0], jnp.concatenate(starts))
     args = (env, segments, noise_vector, continuity_vector)
     with runtime_errors_as_diffsim_errors():
         z, result, iterations, jacobian, first, final = _solve(
-            problem, solver, (theta0, starts.astype(dtype)), args, max_steps
+            problem, solver, z0, args, max_steps
         )
     if not all(bool(jnp.all(jnp.isfinite(r))) for r in first):
         raise DiffsimError(
@@ -465,7 +536,31 @@ def identify(
         np.asarray(continuity_vector),
         int(iterations),
     )
-    report = _flag(report, rcond, max_relative_error, records, firsts, z[1])
+    autocorrelation = _autocorrelation(flat[1], np.asarray(segments.counted))
+    counted = np.asarray(segments.counted)
+    left = np.sqrt(np.mean((flat[1] * np.asarray(noise_vector))[counted] ** 2, axis=0))
+    spread = np.std(np.concatenate([r.observations for r in records]), axis=0)
+    exact = bool(np.all(left <= 1e-4 * spread))  # fitted to rounding: nothing left to judge
+    misfit = not exact and (
+        autocorrelation > max_autocorrelation
+        or (noise is not None and report.residual > max_residual)
+    )
+    report = _flag(report, rcond, max_relative_error, firsts, z[1])
+    report = dataclasses.replace(
+        report,
+        segment_steps=length,
+        predictions=_predictions(segments, flat[1], np.asarray(noise_vector)),
+        autocorrelation=autocorrelation,
+        misfit=bool(misfit),
+    )
+    if misfit:
+        warnings.warn(
+            f"{type(env).__name__} does not explain the data: residual {report.residual:.3g} "
+            f"times the stated noise, lag-one autocorrelation {autocorrelation:.2f}; the "
+            "values are not a fit: check the model's structure, the fixed parameters and "
+            "the noise level",
+            stacklevel=2,
+        )
     if report.unidentifiable:
         warnings.warn(
             f"the data do not determine {', '.join(report.unidentifiable)}: see the "
@@ -536,7 +631,7 @@ class _Raw:
     iterations: int
 
 
-def _flag(raw, rcond, max_relative_error, records, firsts, starts):
+def _flag(raw, rcond, max_relative_error, firsts, starts):
     weak = raw.eigenvalues < rcond * max(1.0, float(np.max(raw.eigenvalues, initial=1.0)))
     in_weak = np.any(np.abs(raw.vectors[:, weak]) > 0.1, axis=1) | (raw.scale == 0)
     inverse = np.where(weak, 0.0, 1.0 / np.where(weak, 1.0, raw.eigenvalues))
@@ -560,4 +655,57 @@ def _flag(raw, rcond, max_relative_error, records, firsts, starts):
         iterations=raw.iterations,
         continuity_gap=raw.gap,
         initial_states=np.asarray(starts)[np.asarray(firsts)],
+        segment_steps=0,
+        predictions=(),
+        autocorrelation=0.0,
+        misfit=False,
     )
+
+
+def _predictions(segments, observed, noise):
+    """Each record's simulated observations, from the segments' noise-scaled residuals."""
+    counted = np.asarray(segments.counted)
+    predicted = np.asarray(segments.observations, np.float64) + observed * noise
+    rows = [predicted[s][counted[s]] for s in range(counted.shape[0])]
+    ends = list(np.flatnonzero(~np.asarray(segments.continues)) + 1)
+    starts = [0, *ends[:-1]]
+    return tuple(np.concatenate(rows[a:b]) for a, b in zip(starts, ends, strict=True))
+
+
+def _autocorrelation(observed, counted):
+    """Lag-one autocorrelation of the residuals ``(S, K, o)``, over pairs both counted."""
+    pairs = counted[:, 1:] & counted[:, :-1]
+    product = np.sum(observed[:, 1:] * observed[:, :-1] * pairs[:, :, None])
+    energy = np.sum(observed**2 * counted[:, :, None])
+    return float(product / energy) if energy > 0 else 0.0
+
+
+def _segment_steps(env, records, state_guess, dtype, longest):
+    """Control steps over which a state error grows at most e^2 times (see identify)."""
+    record = max(records, key=lambda r: r.num_steps)
+    every = max(1, record.num_steps // 64)
+    rows = np.arange(0, record.num_steps, every)
+    states = jax.vmap(state_guess)(jnp.asarray(record.observations[rows], dtype))
+    controls = jnp.asarray(record.controls[rows], dtype)
+    times = jnp.asarray(record.times[rows], dtype)
+    steps = np.asarray(_one_step_jacobians(env, times, states, controls), np.float64)
+    generators = (steps - np.eye(steps.shape[-1])) / env.control_dt
+    rate = float(np.max(np.abs(np.linalg.eigvals(generators)))) if np.all(
+        np.isfinite(generators)
+    ) else np.inf
+    if not np.isfinite(rate):
+        raise DiffsimError(
+            "the simulation of the records is not finite at the starting parameters: "
+            "start closer, or pass segment_steps"
+        )
+    if rate <= 0:
+        return longest
+    return int(np.clip(np.floor(2.0 / (rate * env.control_dt)), 2, longest))
+
+
+@eqx.filter_jit
+def _one_step_jacobians(env, times, states, controls):
+    def jacobian(t, y, u):
+        return jax.jacfwd(lambda x: env.transition(env, t, x, u))(y)
+
+    return jax.vmap(jacobian)(times, states, controls)

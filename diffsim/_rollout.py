@@ -105,8 +105,19 @@ def user_code(what: str, shape_hint: str) -> Iterator[None]:
         raise
     except (TypeError, ValueError, IndexError) as error:
         message = first_line(error)
+        if isinstance(error, jax.errors.JAXTypeError):
+            raise DiffsimError(
+                f"{what} fails under jax.jit: {type(error).__name__}: "
+                f"{message.rstrip('.')}; {TRACING_HINT}"
+            ) from error
         shaped = any(word in message for word in ("shape", "broadcast", "index", "dimension"))
         raise DiffsimError(f"{what} failed: {message}{shaped * shape_hint}") from error
+
+
+TRACING_HINT = (
+    "use jax.numpy rather than numpy or math, jnp.where or jax.lax.cond rather than a "
+    "Python if, and no float(), int() or bool() of arrays (parameters are traced too)"
+)
 
 
 def _index_hint(env: AbstractEnv) -> str:

@@ -13,6 +13,8 @@ from matplotlib import animation
 
 from ._env import AbstractEnv
 from ._errors import DiffsimError
+from ._identify import Identification
+from ._record import Record
 from ._rollout import Trajectory
 from ._train import History
 
@@ -99,6 +101,69 @@ def plot_trajectory(env: AbstractEnv, trajectory: Trajectory, *, axes=None):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="upper right")
     axes[1].legend(fontsize=8, loc="upper right")
+    return axes
+
+
+def plot_identification(
+    record: Record, report: Identification, *, record_index: int = 0, labels=None, axes=None
+):
+    """What :func:`diffsim.identify` fitted: one record against the fitted model's
+    simulation, the residuals, and each parameter with its 95 % confidence interval.
+
+    Args:
+        record: the record (as passed to ``identify``).
+        report: ``identify``'s report.
+        record_index: which of the fitted records ``record`` is.
+        labels: one label per observation component (default: ``y[i]``); for full-state
+            records, ``[q.label for q in env.variables.states]``.
+        axes: three matplotlib axes (default: a new figure).
+
+    Returns:
+        The axes.
+
+    Raises:
+        DiffsimError: for a record that is not the one fitted at ``record_index``.
+    """
+    observed = np.asarray(record.observations, np.float64)
+    if not 0 <= record_index < len(report.predictions) or (
+        report.predictions[record_index].shape != observed.shape
+    ):
+        raise DiffsimError(
+            f"record of shape {observed.shape} is not record {record_index} of the report "
+            f"(shapes {[p.shape for p in report.predictions]})"
+        )
+    predicted = report.predictions[record_index]
+    labels = labels or [f"y[{i}]" for i in range(observed.shape[1])]
+    if axes is None:
+        _, axes = plt.subplots(3, 1, figsize=(6, 7), constrained_layout=True)
+    times = np.asarray(record.times)
+    for i, label in enumerate(labels):
+        axes[0].plot(times, observed[:, i], ".", ms=3, color=f"C{i}", label=f"{label} (data)")
+        axes[0].plot(times, predicted[:, i], "-", lw=1, color=f"C{i}", label=f"{label} (fit)")
+        axes[1].plot(times, observed[:, i] - predicted[:, i], lw=0.8, color=f"C{i}", label=label)
+    axes[0].set_ylabel("observation")
+    axes[1].set_ylabel("data - fit")
+    axes[1].set_xlabel("time (s)")
+    interval = 1.96 * np.asarray(report.relative_errors) * 100
+    finite = np.isfinite(interval)
+    positions = np.arange(len(report.names))
+    axes[2].errorbar(
+        np.zeros(finite.sum()), positions[finite], xerr=interval[finite], fmt="o", capsize=4
+    )
+    axes[2].set_yticks(
+        positions,
+        [
+            f"{name} = {value:.4g}" + ("" if ok else " (unidentifiable)")
+            for name, value, ok in zip(report.names, report.values, finite, strict=True)
+        ],
+    )
+    axes[2].set_xlabel("95 % confidence interval (% of the value)")
+    axes[2].axvline(0, color="k", lw=0.5)
+    if report.misfit:
+        axes[0].set_title("MISFIT: the model does not explain the data", color="C3")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2, loc="upper right")
     return axes
 
 

@@ -42,7 +42,7 @@ from . import _validate as validate
 from ._env import AbstractEnv, cost_method
 from ._errors import DiffsimError, first_line, runtime_errors_as_diffsim_errors
 from ._mlp import MLPPolicy
-from ._rollout import Controller, control, rollout, step
+from ._rollout import TRACING_HINT, Controller, control, rollout, step
 from ._spaces import AbstractActionSpace, Discrete, StraightThrough, describe_outputs
 from ._variables import Quantity, Variables
 
@@ -225,7 +225,11 @@ _METHODS: dict[str, Callable] = {
     "controller": lambda env, controller, t, y, u, key, y_next: controller(t, env.observe(y)),
     "vector_field": lambda env, controller, t, y, u, key, y_next: env.vector_field(t, y, u),
     "transition": lambda env, controller, t, y, u, key, y_next: env.transition(env, t, y, u),
-    "running_cost": lambda env, controller, t, y, u, key, y_next: env.step_cost(t, y, u, y_next),
+    "running_cost": lambda env, controller, t, y, u, key, y_next: (
+        env.running_cost(t, y, u)
+        if cost_method(env) == "running_cost"
+        else env.step_cost(t, y, u, y_next)
+    ),
     "terminal_cost": lambda env, controller, t, y, u, key, y_next: env.terminal_cost(y),
     "termination": lambda env, controller, t, y, u, key, y_next: env.termination(y),
 }
@@ -236,10 +240,6 @@ that ``transition`` reaches from ``y`` under ``u``."""
 _TERMINATION_HINT = (
     "termination must return a JAX boolean, e.g. jnp.abs(y[0]) > 1 (combine conditions "
     "with | and &, not or/and)"
-)
-_TRACING_HINT = (
-    "use jax.numpy rather than numpy or math, jnp.where or jax.lax.cond rather than a "
-    "Python if, and no float(), int() or bool() of arrays (parameters are traced too)"
 )
 
 
@@ -497,7 +497,12 @@ class _Checker:
         )
         self.eager = {method: jnp.asarray(value) for method, value in eager.items()}
         # the public step, and termination where a rollout asks it: after the step
-        y1, cost, _ = _public("diffsim.step", step, self.env, t, y0, u)
+        try:
+            y1, cost, _ = _public("diffsim.step", step, self.env, t, y0, u)
+        except DiffsimError as error:
+            if isinstance(error.__cause__, jax.errors.JAXTypeError):  # name the method
+                self.traced("jax.jit", lambda f: f, t, y0, u, key, self.eager["transition"])
+            raise
         if not np.array_equal(np.asarray(y1), np.asarray(self.eager["transition"])) or not (
             np.array_equal(np.asarray(cost), np.asarray(self.eager["running_cost"]))
         ):
@@ -520,7 +525,7 @@ class _Checker:
             try:
                 eqx.filter_eval_shape(transform(function), self.env, self.controller, *inputs)
             except Exception as error:
-                hint = _TERMINATION_HINT if method == "termination" else _TRACING_HINT
+                hint = _TERMINATION_HINT if method == "termination" else TRACING_HINT
                 if not isinstance(error, jax.errors.JAXTypeError) and method != "termination":
                     hint = "it works when called eagerly" + (
                         " and under jax.jit" if how == "jax.vmap" else ""

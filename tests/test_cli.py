@@ -62,7 +62,10 @@ BAD_INPUTS = [
     (["train", "pendulum", "--seed", "-1"], "--seed must be a whole number from 0"),
     (["train", "pendulum", "--seed", "x"], "invalid int value: 'x'"),
     (["train", "pendulum", "--episodes", "0"], "--episodes must be a positive integer"),
-    (["train", "pendulum", "--checkpoint-every", "-3"], "--checkpoint-every must be 0 or more"),
+    (
+        ["train", "pendulum", "--checkpoint-every", "-3"],
+        "--checkpoint-every must be a non-negative integer, got -3",
+    ),
     (["train", "pendulum", "--out", "/proc/diffsim"], "is not a writable folder"),
     (["train", "pendulum", "--out", "{not_a_folder}/sub"], "is not a writable folder"),
     (["train", "pendulum", "--out", "{not_a_folder}"], "exists and is not a folder"),
@@ -219,7 +222,7 @@ def test_resume_refuses_a_checkpoint_of_another_seed(tmp_path):
         _train_command(tmp_path, "--resume", "--seed", "3"), capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "was trained with seed 0, not 3" in result.stderr.strip().splitlines()[-1]
+    assert "it was trained with --seed 0, not --seed 3" in result.stderr.strip().splitlines()[-1]
 
 
 def test_a_user_env_in_a_file_trains_and_evaluates_from_the_command_line(files, tmp_path):

@@ -257,7 +257,8 @@ def test_lqr_is_a_compare_method_with_the_running_cost_as_weights(tmp_path, caps
     assert evaluated["mean"] == pytest.approx(row["mean_return"], rel=1e-6)
     assert cli.main(["compare", "cartpole", "--methods", "lqr", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "lqr needs continuous actions; cartpole has Discrete" in err and err.count("\n") == 1
+    assert "method 'lqr' needs continuous actions and an equilibrium" in err
+    assert err.count("\n") == 1
 
 
 def test_mpc_is_a_compare_method_and_its_checkpoint_re_evaluates(tmp_path, capsys):
@@ -290,4 +291,5 @@ def test_mpc_is_a_compare_method_and_its_checkpoint_re_evaluates(tmp_path, capsy
     assert "compute per control step" in (tmp_path / "table.md").read_text()
     assert cli.main(["compare", "cartpole", "--methods", "mpc", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert "mpc plans continuous controls; cartpole has Discrete" in err and err.count("\n") == 1
+    assert "method 'mpc' needs continuous actions, which cartpole (CartPole, Discrete" in err
+    assert err.count("\n") == 1

@@ -58,6 +58,10 @@ class RejaxPolicy(eqx.Module):
 
     Observation normalisation (``normalize_observations=True``) uses the running statistics
     frozen at the end of training, as rejax's own ``act`` does. ``t`` is ignored.
+
+    Example: built by :func:`policy_from_rejax` from a trained agent, then used as any
+    controller: ``diffsim.evaluate(env, policy_from_rejax(algo, train_state))``; the
+    ``ppo`` and ``sac`` methods of ``diffsim compare`` return one.
     """
 
     params: Any
