@@ -190,6 +190,7 @@ def _save(
     row = {
         "seed": run.seed,
         "mean_return": result.mean,
+        "median_return": float(np.median(np.asarray(result.returns))),
         "std_return": result.std,
         "checkpoint": str(checkpoint),
         "env_steps": run.env_steps,
@@ -238,14 +239,22 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def table(results: dict) -> str:
-    """The Markdown table of ``results``: per method, medians over seeds with the
-    interquartile range, the worst seed, budgets, seconds and the thresholds reached."""
+    """The Markdown table of ``results``: per method, the mean return over episodes (what
+    rl-baselines3-zoo publishes) and the median over episodes, each as the median over seeds
+    with the interquartile range; the worst seed; with an ``optimal`` row, every method's
+    gap to it; budgets, seconds and the thresholds reached."""
     thresholds = [threshold_key(t) for t in results["thresholds"]]
+    optimum = results["methods"].get("optimal")
+    best = None if not optimum else statistics.median(r["mean_return"] for r in optimum)
     header = [
         "method",
         "settings",
-        "final return, median [IQR]",
-        "worst seed",
+        "final return: mean over episodes, median over seeds [IQR]",
+        "median over episodes, median over seeds [IQR]",
+        "worst seed (mean)",
+    ]
+    header += ["gap to the optimum (mean)"] if best is not None else []
+    header += [
         "env steps",
         "train s",
         "compile s",
@@ -268,12 +277,17 @@ def table(results: dict) -> str:
     ]
     for name, rows in results["methods"].items():
         low, median, high = _quartiles([r["mean_return"] for r in rows])
+        by_episode = _quartiles([r.get("median_return", float("nan")) for r in rows])
         together = rows[0]["seeds_in_program"]
         cells = [
             name,
             results["settings"].get(name, ""),
             f"{median:.1f} [{low:.1f}, {high:.1f}]",
+            f"{by_episode[1]:.1f} [{by_episode[0]:.1f}, {by_episode[2]:.1f}]",
             f"{min(r['mean_return'] for r in rows):.1f}",
+        ]
+        cells += [f"{best - median:.1f}"] if best is not None else []
+        cells += [
             f"{statistics.median(r['env_steps'] for r in rows):,.0f}",
             f"{statistics.median(r['train_seconds'] for r in rows):.1f}"
             + (f" ({together} seeds)" if together > 1 else ""),

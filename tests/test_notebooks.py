@@ -38,7 +38,19 @@ def test_every_notebook_has_a_checked_result():
     assert sorted(RESULTS) == [path.name for path in NOTEBOOKS]
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+# the longest quick runs (compilation, mostly) are in `make test-all`, to keep `make test`
+# within its budget; their stored outputs are checked in every run (tests/test_docs.py)
+SLOW_NOTEBOOKS = {"trebuchet.ipynb", "controllers.ipynb", "dp_vs_rl.ipynb", "cartpole.ipynb"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_NOTEBOOKS else p
+        for p in NOTEBOOKS
+    ],
+    ids=[p.name for p in NOTEBOOKS],
+)
 def test_notebook_runs_in_quick_mode_and_reports_its_result(path, monkeypatch):
     monkeypatch.setenv("DIFFSIM_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")

@@ -52,6 +52,7 @@ def test_accurate_numerics_land_the_reference_shot_about_36_cm_shorter():
     assert 0.3 < shift < 0.45
 
 
+@pytest.mark.slow  # three compilations of the float64 machine, about 3 minutes
 @pytest.mark.usefixtures("x64")
 def test_gradients_match_finite_differences_in_reverse_and_forward_mode():
     tb = tr.trebuchet()
@@ -98,6 +99,7 @@ def _dense_phase(field, y0, t0, t1, args):
     return solution.ys
 
 
+@pytest.mark.slow  # about 2 minutes of compilation
 @pytest.mark.usefixtures("x64")
 def test_energy_is_conserved_on_the_ground_in_the_hang_phase_and_in_flight_without_drag():
     tb = tr.trebuchet()
@@ -126,6 +128,7 @@ def test_energy_is_conserved_on_the_ground_in_the_hang_phase_and_in_flight_witho
     np.testing.assert_allclose(specific, specific[0], rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_too_light_a_counterweight_reports_a_slack_sling_not_a_nan():
     """The reference machine here; the faithful one in the finite-difference test."""
     tb = tr.trebuchet_jl()
@@ -143,6 +146,7 @@ def test_too_light_a_counterweight_reports_a_slack_sling_not_a_nan():
     assert float(gradient) == 0.0
 
 
+@pytest.mark.slow
 def test_which_statuses_are_failures_with_a_nan_distance():
     """Time limits too short for a phase: a failure (NaN) except the reference's release
     at the hang phase's limit, which Trebuchet.jl defined and which keeps its distance."""
@@ -168,6 +172,7 @@ def test_which_statuses_are_failures_with_a_nan_distance():
     assert "outside the model's domain" in tr.STATUS_MESSAGES[7]
 
 
+@pytest.mark.slow
 def test_direct_aiming_hits_reachable_targets_and_says_when_it_cannot():
     aim = jax.jit(tr.aim)  # the scalar function compiles in about half the time of its vmap
     targets = jnp.array([80.0, 25.0, 60.0, 100.0])
@@ -193,6 +198,7 @@ def test_direct_aiming_hits_reachable_targets_and_says_when_it_cannot():
         assert np.isnan([bad.angle, bad.weight, bad.distance, bad.miss]).all()
 
 
+@pytest.mark.slow
 def test_a_short_aimer_training_run_reduces_the_miss():
     target, wind = tr.test_set(64, seed=1)
     untrained = tr.Aimer(key=jr.split(jr.PRNGKey(0))[0])  # train_aimer's initialisation

@@ -100,11 +100,8 @@ extreme = st.tuples(  # inside the domain, far outside the box
 )
 
 
-@pytest.mark.parametrize(
-    # the faithful machine's compilations take 50 s: in `make test-all`
-    "preset",
-    [pytest.param("faithful", marks=pytest.mark.slow), "trebuchet_jl"],
-)
+@pytest.mark.slow  # the faithful machine's compilations take 50 s: in `make test-all`
+@pytest.mark.parametrize("preset", ["faithful", "trebuchet_jl"])
 def test_shots_in_the_box_are_ok_with_finite_gradients(preset):
     @SETTINGS
     @given(_batch(box))
@@ -118,7 +115,11 @@ def test_shots_in_the_box_are_ok_with_finite_gradients(preset):
     check()
 
 
-@pytest.mark.parametrize("preset", ["faithful", "trebuchet_jl"])
+@pytest.mark.parametrize(
+    # the faithful machine's compilations take 50 s or more: in `make test-all`
+    "preset",
+    [pytest.param("faithful", marks=pytest.mark.slow), "trebuchet_jl"],
+)
 def test_inputs_outside_the_domain_give_nan_and_a_zero_gradient(preset):
     @SETTINGS
     @given(_batch(invalid()))

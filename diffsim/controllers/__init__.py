@@ -1,10 +1,12 @@
 """Controllers: ``eqx.Module`` policies callable as ``controller(t, observation)``, and the
-control engineer's baselines (LQR, residual control on top of it, MPC)."""
+control engineer's baselines (LQR, residual control on top of it, MPC) and the optimum of small
+problems by value iteration."""
 
 from ._lqr import LQR, lqr_gain, solve_dare
 from ._mpc import MPC, MPCState
 from ._residual import Residual
 from ._symmetric import Mirrored
+from ._value_iteration import ValueIteration
 
 __all__ = [
     "LQR",
@@ -12,6 +14,7 @@ __all__ = [
     "MPCState",
     "Mirrored",
     "Residual",
+    "ValueIteration",
     "lqr_gain",
     "solve_dare",
 ]

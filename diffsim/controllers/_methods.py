@@ -1,5 +1,5 @@
 """Classical controllers as methods of ``diffsim compare`` (registered under the entry-point
-group ``diffsim.methods`` in ``pyproject.toml``): ``lqr`` and ``mpc``."""
+group ``diffsim.methods`` in ``pyproject.toml``): ``lqr``, ``mpc`` and ``optimal``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from diffsim import AbstractEnv, AbstractMethod, DiffsimError, MethodRun, Recipe
 
 from ._lqr import LQR
 from ._mpc import MPC
+from ._value_iteration import ValueIteration
 
 
 def cost_weights(env: AbstractEnv, y_eq, u_eq) -> tuple[jax.Array, jax.Array]:
@@ -158,3 +159,87 @@ class MPCMethod(AbstractMethod):
 
 mpc = MPCMethod()
 """The ``mpc`` method instance (the entry point ``diffsim.methods: mpc``)."""
+
+
+OPTIMAL_DEFAULTS = {"grid": (401, 401), "actions": 41}
+"""``optimal``'s grid where a recipe's ``method_options["optimal"]`` gives none (quick mode:
+``(101, 101)`` nodes and 21 controls). On the pendulum, refining 401 x 401 nodes to
+801 x 801 changes the mean return by 0.3 (``benchmarks/optimal.py``)."""
+
+
+def _optimal_spec(recipe: Recipe, quick: bool) -> dict:
+    options = OPTIMAL_DEFAULTS | recipe.method_options.get("optimal", {})
+    grid, actions = ((101, 101), 21) if quick else (options["grid"], options["actions"])
+    return {"grid": list(grid), "actions": actions}
+
+
+def optimal_for(recipe: Recipe, env: AbstractEnv, spec: dict) -> ValueIteration:
+    """The unsolved :class:`ValueIteration` on the grid of ``spec`` (keys ``grid``,
+    ``actions``), with the ranges of ``recipe.method_options["optimal"]["bounds"]``."""
+    bounds = recipe.method_options.get("optimal", {}).get("bounds")
+    return ValueIteration.unsolved(
+        env, bounds, grid=tuple(spec["grid"]), actions=spec["actions"]
+    )
+
+
+class OptimalMethod(AbstractMethod):
+    """``diffsim compare ENV --methods optimal``: the task's optimum, computed by value
+    iteration on a grid of states (:class:`ValueIteration`) and run as a greedy one-step
+    look-ahead through the env's own transition, evaluated by the same protocol on the
+    same episodes. Nothing is trained: one controller for every seed. Its row is the
+    physical limit, and ``compare`` reports every other method's gap to it. For envs with
+    a 2-dimensional state and one bounded control; a recipe gives the ranges of its
+    non-angle states as ``method_options["optimal"] = {"bounds": {name: (low, high)}}``
+    (and may set ``grid`` and ``actions``, over :data:`OPTIMAL_DEFAULTS`).
+
+    Example:
+        ```python
+        diffsim.compare("pendulum", methods=["dp", "optimal"], seeds=2, quick=True)
+        ```
+    """
+
+    name: str = "optimal"
+    trained: bool = False
+    by_default: bool = False
+    needs: str = "a 2-dimensional state and one bounded continuous control"
+
+    def fits(self, env: AbstractEnv) -> bool:
+        space = env.action_space
+        return (
+            env.state_size == 2
+            and isinstance(space, diffsim.Box)
+            and space.control_size == 1
+            and bool(jnp.all(space.bounded))
+        )
+
+    def check(self, recipe: Recipe, env: AbstractEnv) -> None:
+        optimal_for(recipe, env, _optimal_spec(recipe, quick=True))
+
+    def run(self, recipe, seeds, *, quick, log):
+        env = recipe.make_env()
+        spec = _optimal_spec(recipe, quick)
+        bounds = recipe.method_options.get("optimal", {}).get("bounds")
+        started = time.perf_counter()
+        controller = ValueIteration.solve(
+            env, bounds, grid=tuple(spec["grid"]), actions=spec["actions"]
+        )
+        seconds = time.perf_counter() - started
+        log(f"optimal: value iteration on {spec['grid']} nodes, {spec['actions']} controls, "
+            f"{seconds:.1f} s")
+        return [
+            MethodRun(seed, controller, env, 0, seconds, 0.0, [], [], [], spec) for seed in seeds
+        ]
+
+    def template(self, recipe, env, spec):
+        return optimal_for(recipe, env, spec or _optimal_spec(recipe, quick=False))
+
+    def describe(self, recipe, env, quick):
+        spec = _optimal_spec(recipe, quick)
+        return (
+            f"value iteration on {spec['grid'][0]} x {spec['grid'][1]} states and "
+            f"{spec['actions']} controls, greedy look-ahead: the optimum"
+        )
+
+
+optimal = OptimalMethod()
+"""The ``optimal`` method instance (the entry point ``diffsim.methods: optimal``)."""

@@ -242,6 +242,8 @@ recipe = Recipe(
         # a 1 s horizon, 30 Adam updates per step (a 2 s horizon stalls in a local minimum
         # that falls through: benchmarks/controllers.py)
         "mpc": dict(horizon=20, iterations=30, optimiser=optax.adam(0.1)),
+        # the speed saturates at max_speed = 8 rad/s; the angle is periodic
+        "optimal": dict(bounds={"theta_dot": (-8.0, 8.0)}),
         "sac": SAC_SETTINGS,
         "ppo": PPO_SETTINGS,
     },
