@@ -22,9 +22,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+from jax.experimental import multihost_utils
 from jaxtyping import PyTree
 
 from ._errors import DiffsimError
+from ._sharding import gather
 
 _MAGIC = b"diffsim-checkpoint 2\n"
 
@@ -54,13 +56,28 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: dict | None
         DiffsimError: metadata that is not JSON-serialisable, or a path that cannot be
             written.
 
+    In a run of several processes (``jax.distributed``), every process calls it: the
+    arrays spread over processes are gathered (a collective), and process 0 alone writes.
+
     Example: ``diffsim.save_checkpoint("runs/policy.eqx", (env, controller), {"seed": 0})``.
     """
     if metadata is not None and not isinstance(metadata, dict):
         raise DiffsimError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
     path = Path(path)
+    tree = gather(_keys_as_data(tree))
+    if jax.process_count() == 1:
+        return _write(path, tree, metadata)
+    try:  # of several processes, the first writes; all wait until it has
+        if jax.process_index() == 0:
+            _write(path, tree, metadata)
+    finally:
+        multihost_utils.sync_global_devices(f"diffsim checkpoint {path}")
+    return path
+
+
+def _write(path: Path, tree: PyTree, metadata: dict | None) -> Path:
     buffer = io.BytesIO()
-    eqx.tree_serialise_leaves(buffer, _keys_as_data(tree))
+    eqx.tree_serialise_leaves(buffer, tree)
     arrays = buffer.getvalue()
     try:
         header = json.dumps(

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from . import _validate as validate
 from ._checkpoint import read_metadata
-from ._errors import CommandInterrupted, DiffsimError
+from ._errors import CommandInterrupted, DiffsimError, first_line
 from ._evaluate import evaluate, initial_states
 from ._recipe import Recipe, adam_cosine
 from ._registry import load_recipe, recipes
 from ._rollout import rollout
 from ._runner import TrainingInterrupted
-from ._sharding import as_mesh, check_divisible
+from ._sharding import as_mesh, check_divisible, gather
 from ._train import check_same_settings
 
 ENV_HELP = (
@@ -76,6 +76,22 @@ def add_commands(subparsers) -> None:
         help="split the batch over devices: 'all' (jax.devices()) or a count N (the first N); "
         "the batch size must be a multiple of it",
     )
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a run of several processes, found from the cluster's environment "
+        "(SLURM, Open MPI, ...; jax.distributed.initialize()); with --devices all the "
+        "batch is split over every process's devices",
+    )
+    train.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="join a run of several processes coordinated at HOST:PORT (process 0's "
+        "address), with --num-processes and --process-id",
+    )
+    train.add_argument("--num-processes", type=int, default=None, help="processes in the run")
+    train.add_argument("--process-id", type=int, default=None, help="this process, 0 to N-1")
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(run=_train, validate=_validate_train)
 
@@ -114,7 +130,36 @@ def _output_folder(args) -> Path:
     return Path("runs") / args.env if args.out is None else args.out
 
 
+def _join_processes(args) -> None:
+    """``--distributed`` or ``--coordinator/--num-processes/--process-id``: join the run
+    of several processes (``jax.distributed.initialize``) before JAX touches a device."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if all(value is None for value in explicit) and not args.distributed:
+        return
+    if any(value is not None for value in explicit):
+        if any(value is None for value in explicit):
+            raise DiffsimError(
+                "--coordinator, --num-processes and --process-id go together, got "
+                f"{args.coordinator!r}, {args.num_processes!r}, {args.process_id!r}"
+            )
+        validate.positive_int("--num-processes", args.num_processes)
+        if not 0 <= args.process_id < args.num_processes:
+            raise DiffsimError(
+                f"--process-id must be from 0 to {args.num_processes - 1}, got {args.process_id}"
+            )
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit():
+            raise DiffsimError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    import jax
+
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (RuntimeError, ValueError) as error:
+        raise DiffsimError(f"cannot join the distributed run: {first_line(error)}") from None
+
+
 def _validate_train(args) -> None:
+    _join_processes(args)
     validate.seed("--seed", args.seed)
     for name in ("episodes", "iterations", "batch_size", "window"):
         validate.optional_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
@@ -180,6 +225,8 @@ def _validate_evaluate(args) -> None:
 
 
 def _train(args) -> dict:
+    import jax
+
     recipe = args.recipe
     episodes = recipe.eval_episodes if args.episodes is None else args.episodes
     out = _output_folder(args)
@@ -204,7 +251,9 @@ def _train(args) -> dict:
             128 + interrupted.signal_number,
         ) from None
     wall = time.perf_counter() - started
-    (out / "history.json").write_text(json.dumps(history.to_dict()))
+    first = jax.process_index() == 0  # of several processes, the first writes the files
+    if first:
+        (out / "history.json").write_text(json.dumps(history.to_dict()))
     devices = recipe.train_options.get("devices")
     result = evaluate(env, controller, episodes=episodes, seed=recipe.eval_seed, devices=devices)
     summary = {
@@ -221,7 +270,9 @@ def _train(args) -> dict:
         "evaluation": result.summary(),
     }
     if args.plots:
-        summary["plots"] = _write_plots(out, env, controller, history)
+        env, controller = gather((env, controller))
+        if first:
+            summary["plots"] = _write_plots(out, env, controller, history)
     return summary
 
 

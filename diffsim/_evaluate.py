@@ -13,7 +13,7 @@ from . import _validate as validate
 from ._env import AbstractEnv, batch_size
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._rollout import Controller, check_model, rollout
-from ._sharding import Devices, as_mesh, shard_batch
+from ._sharding import Devices, as_mesh, gather, shard_batch
 from ._stateful import AbstractStatefulController
 
 
@@ -158,7 +158,7 @@ def evaluate(
             keys = jnp.concatenate([keys, jnp.repeat(keys[:1], padding)])
             keys = shard_batch(keys, mesh)
         returns, lengths = _returns(env, controller, keys, batch_size(env) is not None)
-        returns, lengths = returns[..., :episodes], lengths[..., :episodes]
+        returns, lengths = gather((returns[..., :episodes], lengths[..., :episodes]))
     if not bool(jnp.all(jnp.isfinite(returns))):
         bad = int(jnp.sum(~jnp.isfinite(returns)))
         raise DiffsimError(f"{bad} of {returns.size} evaluation episodes gave a non-finite return")

@@ -3,7 +3,9 @@
 The batch axis of the carried episodes and of their keys is sharded over every axis of a
 ``jax.sharding.Mesh``; the model and optimiser state are replicated. Everything else
 (the vmapped rollouts, the mean over the batch, the all-reduce of the gradient) follows
-from XLA's SPMD partitioner, so the program is the single-device one.
+from XLA's SPMD partitioner, so the program is the single-device one. The same holds over
+several processes (``jax.distributed.initialize``, then ``jax.devices()`` lists every
+process's devices): every process runs the same program on its share of the batch.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 import equinox as eqx
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import PyTree
 
@@ -76,3 +79,15 @@ def _constrain(tree: PyTree, sharding: NamedSharding) -> PyTree:
         return jax.lax.with_sharding_constraint(x, sharding) if eqx.is_array(x) else x
 
     return jax.tree.map(constrain, tree)
+
+
+def gather(tree: PyTree) -> PyTree:
+    """Every array of ``tree`` that is spread over several processes, whole on this one
+    (a collective: every process calls it); everything else unchanged."""
+
+    def whole(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return multihost_utils.process_allgather(x, tiled=True)
+        return x
+
+    return jax.tree.map(whole, tree) if jax.process_count() > 1 else tree

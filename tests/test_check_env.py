@@ -5,7 +5,6 @@ back (or, for a plain float field, a ContractWarning naming the field)."""
 import re
 import warnings
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -17,6 +16,8 @@ import diffsim
 from diffsim import MLPPolicy
 from diffsim.envs import Acrobot, CartPole, Epidemic, Pendulum, PlanarQuadrotor, cartpole, pendulum
 from diffsim.testing import ContractWarning, check_env
+
+from helpers import Oscillator
 
 ALL_CHECKS = (
     "fields",
@@ -153,33 +154,6 @@ def test_every_shipped_env_passes(env, sizes, zero_gradients, fd_groups):
 
 # ---------------------------------------------------------------------------------------
 # A correct toy env, and the ways users break it
-
-
-class Oscillator(diffsim.AbstractEnv):
-    """A 1 kg mass on a spring of ``stiffness`` (N/m) with ``damping`` (N s/m), pushed by a
-    force ``u`` in [-1, 1] N. State ``(x, v)``: position (m) and speed (m/s)."""
-
-    stiffness: Float[Array, ""] = diffsim.parameter(4.0, positive=True)
-    damping: Float[Array, ""] = diffsim.parameter(0.5)
-    control_dt: float = eqx.field(static=True, default=0.1)
-    episode_steps: int = eqx.field(static=True, default=50)
-    transition: diffsim.AbstractTransition = diffsim.ODEStep()
-
-    @property
-    def action_space(self):
-        return diffsim.Box(-1.0, 1.0)
-
-    def vector_field(self, t, y, u):
-        return jnp.stack([y[1], -self.stiffness * y[0] - self.damping * y[1] + u[0]])
-
-    def initial_state(self, key):
-        return jr.uniform(key, (2,), minval=-1.0, maxval=1.0)
-
-    def running_cost(self, t, y, u):
-        return y[0] ** 2 + 0.1 * y[1] ** 2 + 0.01 * u[0] ** 2
-
-    def termination(self, y):
-        return jnp.abs(y[0]) > 3.0
 
 
 class CostOfShape1(Oscillator):

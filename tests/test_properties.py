@@ -18,6 +18,8 @@ from diffsim.envs import CartPole, Pendulum
 from diffsim.envs.cartpole import GymEuler as CartPoleGymEuler
 from diffsim.envs.pendulum import GymEuler as PendulumGymEuler
 
+from helpers import Integrator
+
 FAST = settings(max_examples=25, deadline=None)
 
 
@@ -132,24 +134,6 @@ def test_non_physical_timing_is_rejected(control_dt, episode_steps, which):
         Pendulum(**{which: value})
 
 
-class Drifting(diffsim.AbstractEnv):
-    """A user's env (not type-checked by the suite's import hook): timing of any type."""
-
-    control_dt: float = 0.1
-    episode_steps: int = 10
-    transition: diffsim.AbstractTransition = diffsim.ODEStep()
-    action_space = property(lambda self: diffsim.Box(-1.0, 1.0))
-
-    def vector_field(self, t, y, u):
-        return u
-
-    def initial_state(self, key):
-        return jnp.zeros(1)
-
-    def running_cost(self, t, y, u):
-        return y[0] ** 2
-
-
 @pytest.mark.parametrize(
     "settings_, says",
     [
@@ -162,7 +146,7 @@ class Drifting(diffsim.AbstractEnv):
 )
 def test_user_envs_get_the_same_checks(settings_, says):
     with pytest.raises(diffsim.DiffsimError, match=says):
-        Drifting(**settings_)
+        Integrator(**settings_)
 
 
 @FAST

@@ -13,6 +13,8 @@ from diffsim import MLPPolicy
 from diffsim.envs import Pendulum
 from diffsim.envs.pendulum import GymEuler
 
+from helpers import Rising
+
 HORIZON = 40
 
 
@@ -153,36 +155,8 @@ def test_a_new_transition_is_one_small_class():
     )
 
 
-class Falling(diffsim.AbstractEnv):
-    """Rises at 1 m/s; ends above 0.35 m; costs 1 per step and 10 times the height at the end."""
-
-    control_dt: float = 0.1
-    episode_steps: int = 10
-    transition: diffsim.AbstractTransition = diffsim.ODEStep()
-    ceiling: float = eqx.field(static=True, default=0.35)
-
-    @property
-    def action_space(self):
-        return diffsim.Box(-1.0, 1.0)
-
-    def vector_field(self, t, y, u):
-        return jnp.ones(1)
-
-    def initial_state(self, key):
-        return jnp.zeros(1)
-
-    def running_cost(self, t, y, u):
-        return jnp.array(1.0)
-
-    def terminal_cost(self, y):
-        return 10.0 * y[0]
-
-    def termination(self, y):
-        return y[0] > self.ceiling
-
-
 def test_termination_freezes_state_masks_costs_and_charges_the_terminal_cost_once():
-    trajectory = diffsim.rollout(Falling(), lambda t, o: jnp.zeros(1), jnp.zeros(1))
+    trajectory = diffsim.rollout(Rising(), lambda t, o: jnp.zeros(1), jnp.zeros(1))
     assert int(trajectory.length) == 4
     assert bool(trajectory.terminated)
     np.testing.assert_allclose(trajectory.states[4:, 0], 0.4, rtol=1e-5)
@@ -192,7 +166,7 @@ def test_termination_freezes_state_masks_costs_and_charges_the_terminal_cost_onc
 
 
 def test_terminal_cost_is_charged_once_at_the_horizon():
-    env = Falling(ceiling=100.0)
+    env = Rising(ceiling=100.0)
     full = diffsim.rollout(env, lambda t, o: jnp.zeros(1), jnp.zeros(1))
     assert not bool(full.terminated) and int(full.length) == 10
     assert float(full.total_cost) == pytest.approx(10.0 + 10.0 * 1.0, rel=1e-5)
@@ -291,7 +265,7 @@ def test_linearisation_matches_the_analytic_jacobians_and_the_exact_zero_order_h
 
 
 def test_a_step_cost_may_charge_the_state_the_step_reaches():
-    class Landing(Falling):
+    class Landing(Rising):
         def step_cost(self, t, y, u, y_next):
             return 100.0 * y_next[0] - y[0]
 
