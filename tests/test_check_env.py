@@ -110,6 +110,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("max_vel_1", "max_vel_2", "max_torque"),
             ("controller", "parameters", "initial state"),
             id="acrobot-continuous",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             PlanarQuadrotor(),

@@ -216,6 +216,7 @@ def test_an_interrupted_training_process_saves_and_resumes_to_the_same_bits(
     assert summary["evaluation"] == json.loads(uninterrupted.stdout)["evaluation"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_another_seed(tmp_path):
     subprocess.run(_train_command(tmp_path), check=True, capture_output=True)
     result = subprocess.run(

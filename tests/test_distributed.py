@@ -85,6 +85,7 @@ def test_one_checkpoint_is_written_and_a_resume_continues_the_run(runs):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # the API test above runs in `make test`
 def test_the_command_line_joins_a_run_of_two_processes(tmp_path):
     port = _free_port()
     command = [

@@ -40,7 +40,14 @@ def test_every_notebook_has_a_checked_result():
 
 # the longest quick runs (compilation, mostly) are in `make test-all`, to keep `make test`
 # within its budget; their stored outputs are checked in every run (tests/test_docs.py)
-SLOW_NOTEBOOKS = {"trebuchet.ipynb", "controllers.ipynb", "dp_vs_rl.ipynb", "cartpole.ipynb"}
+SLOW_NOTEBOOKS = {
+    "trebuchet.ipynb",
+    "controllers.ipynb",
+    "dp_vs_rl.ipynb",
+    "cartpole.ipynb",
+    "custom_env.ipynb",
+    "system_identification.ipynb",
+}
 
 
 @pytest.mark.parametrize(

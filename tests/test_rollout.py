@@ -308,6 +308,7 @@ class Drop(diffsim.AbstractEnv):
         return y[0]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("x64")
 def test_an_event_ends_the_episode_at_the_exact_crossing_with_gradients_through_it():
     def impact(height, g=9.81):

@@ -142,7 +142,14 @@ REPEATED = {
 }
 
 
-@pytest.mark.parametrize("argv", REPEATED.values(), ids=REPEATED.keys())
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(argv, marks=pytest.mark.slow) if name == "shoot --grad" else argv
+        for name, argv in REPEATED.items()
+    ],
+    ids=REPEATED.keys(),
+)
 def test_a_repeated_command_hits_the_persistent_compilation_cache(tmp_path, argv):
     """Every trebuchet command's second run compiles nothing: no program of theirs holds a
     host callback (which JAX never caches), so the second run writes no new entry."""

@@ -135,7 +135,9 @@ def test_inputs_outside_the_domain_give_nan_and_a_zero_gradient(preset):
     check()
 
 
-@pytest.mark.parametrize("preset", ["faithful", "trebuchet_jl"])
+@pytest.mark.parametrize(
+    "preset", [pytest.param("faithful", marks=pytest.mark.slow), "trebuchet_jl"]
+)
 def test_extreme_valid_inputs_give_a_number_or_a_failure_never_an_exception(preset):
     @SETTINGS
     @given(_batch(extreme))
