@@ -177,8 +177,9 @@ def _train_command(out, *extra):
     "signal_number, status",
     [
         # the same handler catches both; Ctrl-C's path runs in `make test-all`
+        # (the in-process resume to the same bits is in test_train.py, in `make test`)
         pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow),
-        (signal.SIGTERM, 143),
+        pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow),
     ],
 )
 def test_an_interrupted_training_process_saves_and_resumes_to_the_same_bits(
