@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import _validate as validate
-from ._cli_train import ENV_HELP, check_writable_folder
+from ._cli_train import ENV_HELP, check_writable_folder, devices
 from ._errors import DiffsimError
 
 
@@ -32,6 +32,12 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="short budgets (tests, demos)")
     parser.add_argument(
+        "--devices",
+        default=None,
+        help="split each dp seed's batch over devices: 'all' (jax.devices()) or a count N "
+        "(the first N); the recipe's batch size must be a multiple of it",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="output folder (default runs/compare/ENV)"
     )
     parser.add_argument("--json", action="store_true", help="print results.json")
@@ -57,7 +63,14 @@ def _validate(args) -> None:
         args.method_names = [m.strip() for m in args.methods.split(",") if m.strip()]
         if not args.method_names:
             raise DiffsimError(f"--methods names no method: {args.methods!r}")
-    prepare(args.env, args.method_names, seeds=args.seeds, episodes=args.episodes)
+    args.device_list = None if args.devices is None else devices(args.devices)
+    prepare(
+        args.env,
+        args.method_names,
+        seeds=args.seeds,
+        episodes=args.episodes,
+        devices=args.device_list,
+    )
     if args.out is None:
         args.out = default_out(args.env)
     check_writable_folder(args.out)
@@ -74,6 +87,7 @@ def _compare(args) -> dict:
         episodes=args.episodes,
         quick=args.quick,
         out=args.out,
+        devices=args.device_list,
     )
     if args.json:
         return results

@@ -195,12 +195,12 @@ def _with_overrides(recipe: Recipe, args) -> Recipe:
     if args.lr is not None:
         changes["make_optimiser"] = functools.partial(adam_cosine, args.lr)
     if args.devices is not None:
-        options["devices"] = _devices(args.devices)
+        options["devices"] = devices(args.devices)
         check_divisible(as_mesh(options["devices"]), options.get("batch_size", 64), "batch size")
     return dataclasses.replace(recipe, **changes)
 
 
-def _devices(spec: str) -> list:
+def devices(spec: str) -> list:
     """``--devices``: ``all`` or how many of ``jax.devices()``."""
     import jax
 

@@ -10,6 +10,7 @@ matplotlib for the plots and, for the RL methods, rejax).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -33,6 +34,7 @@ from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, MethodRun, res
 from ._recipe import Recipe
 from ._registry import load_recipe
 from ._rollout import Controller, rollout
+from ._sharding import Devices, as_mesh, check_divisible
 from ._stateful import AbstractStatefulController
 from ._timing import Stopwatch, seconds_per_step
 
@@ -52,10 +54,16 @@ def threshold_key(value: float) -> str:
 
 
 def prepare(
-    env: str, methods: Sequence[str] | None, *, seeds: int, episodes: int
+    env: str,
+    methods: Sequence[str] | None,
+    *,
+    seeds: int,
+    episodes: int,
+    devices: Devices = None,
 ) -> tuple[Recipe, AbstractEnv, list[AbstractMethod]]:
     """Check everything before any work: the env, the methods (known, fitting the action
-    space, their extras installed), the counts."""
+    space, their extras installed), the counts, the devices (the recipe's batch must split
+    over them; the recipe returned trains on them)."""
     if isinstance(methods, str):
         raise DiffsimError(
             f"methods must be a list of method names, e.g. ['dp', 'sac'], got {methods!r}"
@@ -63,6 +71,11 @@ def prepare(
     validate.positive_int("seeds", seeds)
     validate.positive_int("episodes", episodes)
     recipe = load_recipe(env)
+    if devices is not None:
+        mesh = as_mesh(devices)
+        check_divisible(mesh, recipe.train_options.get("batch_size", 64), "the recipe's batch_size")
+        options = recipe.train_options | {"devices": mesh}
+        recipe = dataclasses.replace(recipe, train_options=options)
     instance = recipe.make_env()
     return recipe, instance, resolve(methods, recipe, instance)
 
@@ -76,6 +89,7 @@ def compare(
     episodes: int = 1000,
     quick: bool = False,
     out: str | os.PathLike | None = None,
+    devices: Devices = None,
     log: Callable[[str], None] | None = _stderr,
 ) -> dict:
     """Train every method on ``env`` for seeds ``0 .. seeds-1``, evaluate and save each
@@ -93,6 +107,10 @@ def compare(
             from ``eval_seed``, deterministic policy, the same for every method.
         quick: short budgets (tests, notebooks); numbers are not comparable with full runs.
         out: output folder.
+        devices: split each ``dp`` seed's batch over these devices (``jax.devices()``, a
+            list of devices or a ``jax.sharding.Mesh``, as for :class:`diffsim.Trainer`):
+            the seeds stay one vmapped program, each seed's episodes sharded along the
+            batch axis. The other methods run on JAX's default device.
         log: receives one progress line at a time (default: stderr); ``None`` is silent.
 
     Returns:
@@ -102,7 +120,9 @@ def compare(
 
     Example: ``diffsim.compare("pendulum", methods=["dp", "sac"], seeds=3)``.
     """
-    recipe, instance, chosen = prepare(env, methods, seeds=seeds, episodes=episodes)
+    recipe, instance, chosen = prepare(
+        env, methods, seeds=seeds, episodes=episodes, devices=devices
+    )
     out = default_out(env) if out is None else Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda line: None)

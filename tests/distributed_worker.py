@@ -4,8 +4,9 @@ every device of every process, as a user's script does after ``jax.distributed.i
     python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR
 
 Runs with ``4 / NUM_PROCESSES`` CPU devices per process: a whole run of 6 updates, the same
-run stopped by SIGINT after 3 and resumed from its checkpoint, and an evaluation; prints
-one JSON line.
+run stopped by SIGINT after 3 and resumed from its checkpoint, an evaluation, and 3 seeds
+trained together (``vmap`` of ``Trainer.step``) with each seed's batch split over the
+devices, beside each seed trained alone on one device; prints one JSON line.
 """
 
 import json
@@ -21,7 +22,10 @@ import jax  # noqa: E402
 if processes > 1:
     jax.distributed.initialize(f"localhost:{port}", processes, process_id)
 
+import equinox as eqx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import jax.random as jr  # noqa: E402
+import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import diffsim  # noqa: E402
@@ -51,6 +55,35 @@ except diffsim.TrainingInterrupted as stopped:
     interrupted_at = diffsim.read_metadata(stopped.checkpoint)["iteration"]
 _, _, resumed = train(f"{out}/part.eqx", resume=f"{out}/part.eqx")
 evaluation = diffsim.evaluate(env, controller, episodes=12, seed=0, devices=jax.devices())
+
+
+def seeds_trained(devices, seeds=(0, 1, 2), updates=3):
+    """Per-update losses (seeds, updates) and final parameters of ``seeds`` trained together."""
+    trainer = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=10, devices=devices)
+    policies = [diffsim.MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(s)) for s in seeds]
+    arrays = [eqx.filter(policy, eqx.is_array) for policy in policies]
+    stacked = eqx.combine(
+        jax.tree.map(lambda *leaves: jnp.stack(leaves), *arrays),
+        eqx.filter(policies[0], eqx.is_array, inverse=True),
+    )
+    keys = jnp.stack([jr.key(100 + s) for s in seeds])
+    states = eqx.filter_vmap(trainer.init, in_axes=(None, eqx.if_array(0), 0))(env, stacked, keys)
+    step = eqx.filter_jit(eqx.filter_vmap(trainer.step))
+    losses = []
+    for _ in range(updates):
+        states, metrics = step(states)
+        losses.append(np.asarray(metrics["loss"]).tolist())
+    params = [np.asarray(x).tolist() for x in jax.tree.leaves(states.params)]
+    sharded = len(states.carry.states.sharding.device_set)
+    return np.transpose(losses).tolist(), params, sharded
+
+
+seed_losses, seed_params, seed_devices = seeds_trained(jax.devices())
+alone = (
+    [seeds_trained(jax.devices()[:1], seeds=(s,))[0][0] for s in (0, 1, 2)]
+    if processes == 1
+    else None
+)  # the single process's are the reference
 print(
     json.dumps(
         {
@@ -63,6 +96,10 @@ print(
             "resumed_loss": resumed.loss,
             "evaluation": evaluation.mean,
             "episodes": int(evaluation.returns.shape[-1]),
+            "seed_losses": seed_losses,
+            "seed_params": seed_params,
+            "seed_devices": seed_devices,
+            "seed_losses_alone": alone,
         }
     )
 )

@@ -85,6 +85,19 @@ def test_one_checkpoint_is_written_and_a_resume_continues_the_run(runs):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def test_seeds_vmapped_with_each_batch_split_over_two_processes(runs):
+    first, second = runs["two"]
+    single = runs["one"]
+    assert first["seed_devices"] == 4  # every seed's episodes over both processes' devices
+    assert first["seed_losses"] == second["seed_losses"]
+    np.testing.assert_allclose(first["seed_losses"], single["seed_losses"], rtol=1e-5)
+    for a, b in zip(first["seed_params"], single["seed_params"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # each seed of the vmapped, sharded run is that seed trained alone on one device
+    np.testing.assert_allclose(first["seed_losses"], single["seed_losses_alone"], rtol=1e-5)
+    assert len({tuple(losses) for losses in first["seed_losses"]}) == 3  # three runs
+
+
 @pytest.mark.slow  # the API test above runs in `make test`
 def test_the_command_line_joins_a_run_of_two_processes(tmp_path):
     port = _free_port()

@@ -66,6 +66,18 @@ _DATA_PARALLEL = textwrap.dedent(
         out["indivisible"] = None
     except diffsim.DiffsimError as error:
         out["indivisible"] = str(error)
+    import sys, tempfile
+    folder = tempfile.mkdtemp()
+    results = diffsim.compare(
+        "pendulum", methods=["dp"], seeds=2, quick=True, episodes=20, out=folder,
+        devices=jax.devices(), log=None,
+    )
+    out["compare"] = results["methods"]["dp"]
+    try:
+        diffsim.compare("pendulum", methods=["dp"], quick=True, devices=jax.devices()[:3])
+        out["compare_indivisible"] = None
+    except diffsim.DiffsimError as error:
+        out["compare_indivisible"] = str(error)
     print(json.dumps(out))
     """
 )
@@ -118,6 +130,20 @@ def test_evaluation_is_the_same_on_four_devices(data_parallel):
 def test_batch_not_divisible_by_device_count_is_an_error(data_parallel):
     message = data_parallel["indivisible"]
     assert message is not None and "batch_size=6" in message and "4 devices" in message
+    assert data_parallel["compare_indivisible"] == (
+        "the recipe's batch_size=128 does not split over 3 devices: use a multiple of 3"
+    )
+
+
+def test_compare_trains_its_seeds_with_each_batch_split_over_four_devices(data_parallel):
+    rows = data_parallel["compare"]
+    assert [row["seed"] for row in rows] == [0, 1]
+    env = Pendulum()
+    for row in rows:  # the saved controller is the one evaluated
+        policy = diffsim.load_trained("pendulum", row["checkpoint"])[1]
+        evaluation = diffsim.evaluate(env, policy, episodes=20, seed=0)
+        assert evaluation.mean == pytest.approx(row["mean_return"], rel=1e-4)
+    assert rows[0]["mean_return"] != rows[1]["mean_return"]
 
 
 def test_bad_devices_are_errors():
