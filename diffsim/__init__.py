@@ -23,6 +23,7 @@ from ._record import Record
 from ._registry import default_recipe, load_recipe, recipes
 from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
 from ._runner import History, TrainingDiverged, TrainingInterrupted, TrainingWarning
+from ._shac import SHAC, SHACState, ValueMLP, lambda_returns
 from ._spaces import (
     AbstractActionSpace,
     AbstractEstimator,
@@ -72,6 +73,10 @@ __all__ = [
     "StraightThrough",
     "TrainState",
     "Trainer",
+    "SHAC",
+    "SHACState",
+    "ValueMLP",
+    "lambda_returns",
     "TrainingDiverged",
     "TrainingInterrupted",
     "TrainingWarning",

@@ -12,6 +12,8 @@ import numpy as np
 from ._errors import DiffsimError
 from ._methods import AbstractMethod, curve_return, train_seeds
 from ._runner import _scan_steps, chunk_length
+from ._shac import SHAC
+from ._spaces import Box
 from ._train import TRAINER_OPTIONS, Trainer
 
 
@@ -23,6 +25,57 @@ def stack_controllers(recipe, env, keys):
     arrays = [eqx.filter(controller, eqx.is_array) for controller in built]
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *arrays)
     return eqx.combine(stacked, eqx.filter(built[0], eqx.is_array, inverse=True))
+
+
+def train_vmapped(name, recipe, seeds, trainer, iterations: int, every: int, log):
+    """Every seed of ``trainer`` (a :class:`Trainer` or anything with its ``init``/``step``
+    and ``window_for``/``batch_size``) in one compiled program, each seed's controller
+    built by the recipe and its training key split from ``key(seed)``, as
+    :meth:`Recipe.run` starts it; evaluated every ``every`` updates."""
+    env = recipe.make_env()
+    per_iteration = trainer.batch_size * trainer.window_for(env)
+    split = [jr.split(jr.key(seed)) for seed in seeds]
+    controllers = stack_controllers(recipe, env, [key for key, _ in split])
+    train_keys = jnp.stack([key for _, key in split])
+    chunk = chunk_length(iterations, every)
+    steps = eqx.filter_jit(
+        eqx.filter_vmap(
+            lambda state, stop: _scan_steps(trainer.step, state, stop, chunk),
+            in_axes=(eqx.if_array(0), None),
+        )
+    )
+    start = eqx.filter_vmap(trainer.init, in_axes=(None, eqx.if_array(0), 0))
+
+    def init():
+        return eqx.filter_jit(start)(env, controllers, train_keys)
+
+    def advance(states):
+        done = int(states.iteration[0])
+        stop = min(done + every - done % every, iterations)
+        while done < stop:
+            states, (_, active, finite) = steps(states, jnp.asarray(stop, jnp.int32))
+            active, finite = jax.device_get((active, finite))
+            if not finite[active].all():
+                bad = sorted({seeds[i] for i in np.nonzero(~finite & active)[0]})
+                raise DiffsimError(
+                    f"{name}: non-finite loss or gradient for seeds {bad} before update "
+                    f"{done + chunk}; try a smaller learning rate or a shorter window"
+                )
+            done = int(states.iteration[0])
+        return states
+
+    return train_seeds(
+        name,
+        seeds,
+        init,
+        advance,
+        eqx.filter_jit(eqx.filter_vmap(lambda state: curve_return(*state.model))),
+        lambda states: int(states.iteration[0]) * per_iteration,
+        lambda state: state.model,
+        points=-(-iterations // every),
+        spec={"recipe": recipe.name},
+        log=log,
+    )
 
 
 class DP(AbstractMethod):
@@ -43,54 +96,10 @@ class DP(AbstractMethod):
 
     def run(self, recipe, seeds, *, quick, log):
         iterations = recipe.quick_iterations if quick else recipe.iterations
-        env = recipe.make_env()
         options = {k: v for k, v in recipe.train_options.items() if k in TRAINER_OPTIONS}
         every = min(recipe.train_options.get("eval_every", 0) or iterations, iterations)
         trainer = Trainer(recipe.make_optimiser(iterations), **options)
-        per_iteration = trainer.batch_size * trainer.window_for(env)
-        split = [jr.split(jr.key(seed)) for seed in seeds]
-        controllers = stack_controllers(recipe, env, [key for key, _ in split])
-        train_keys = jnp.stack([key for _, key in split])
-        chunk = chunk_length(iterations, every)
-        steps = eqx.filter_jit(
-            eqx.filter_vmap(
-                lambda state, stop: _scan_steps(trainer.step, state, stop, chunk),
-                in_axes=(eqx.if_array(0), None),
-            )
-        )
-
-        start = eqx.filter_vmap(trainer.init, in_axes=(None, eqx.if_array(0), 0))
-
-        def init():
-            return eqx.filter_jit(start)(env, controllers, train_keys)
-
-        def advance(states):
-            done = int(states.iteration[0])
-            stop = min(done + every - done % every, iterations)
-            while done < stop:
-                states, (_, active, finite) = steps(states, jnp.asarray(stop, jnp.int32))
-                active, finite = jax.device_get((active, finite))
-                if not finite[active].all():
-                    bad = sorted({seeds[i] for i in np.nonzero(~finite & active)[0]})
-                    raise DiffsimError(
-                        f"dp: non-finite loss or gradient for seeds {bad} before update "
-                        f"{done + chunk}; try a smaller learning rate or a shorter window"
-                    )
-                done = int(states.iteration[0])
-            return states
-
-        return train_seeds(
-            self.name,
-            seeds,
-            init,
-            advance,
-            eqx.filter_jit(eqx.filter_vmap(lambda state: curve_return(*state.model))),
-            lambda states: int(states.iteration[0]) * per_iteration,
-            lambda state: state.model,
-            points=-(-iterations // every),
-            spec={"recipe": recipe.name},
-            log=log,
-        )
+        return train_vmapped(self.name, recipe, seeds, trainer, iterations, every, log)
 
     def template(self, recipe, env, spec):
         return recipe.make_controller(env, jr.key(0))
@@ -103,5 +112,65 @@ class DP(AbstractMethod):
         return f"the `{recipe.name}` recipe, {iterations} updates, {steps:,} env steps"
 
 
+class SHACMethod(AbstractMethod):
+    """``shac``: short-horizon actor-critic (:class:`diffsim.SHAC`) from the env recipe's
+    controller, every seed in one compiled program, with the settings of the recipe's
+    ``method_options["shac"]``: ``optimiser`` and ``critic_optimiser`` (optax objects),
+    ``iterations`` and ``quick_iterations``, and any other keyword argument of
+    :class:`diffsim.SHAC` (``batch_size``, ``window``, ``gamma``, ``lam``,
+    ``critic_updates``, ``target_step_size``, ``observation_scale``, ``value_scale``,
+    ...); ``eval_every`` (updates between learning-curve points) optional."""
+
+    name: str = "shac"
+    trained: bool = True
+    by_default: bool = False
+    needs: str = "continuous actions and SHAC settings in its recipe's method_options"
+
+    def fits(self, env):
+        return isinstance(env.action_space, Box)
+
+    def check(self, recipe, env):
+        settings = recipe.method_options.get("shac")
+        if settings is None:
+            raise DiffsimError(
+                f"shac: the {recipe.name!r} recipe has no method_options['shac'] (the "
+                "optimisers, budget and SHAC settings for this env)"
+            )
+        missing = sorted({"optimiser", "critic_optimiser", "iterations"} - set(settings))
+        if missing:
+            raise DiffsimError(f"shac: the {recipe.name!r} recipe's settings lack {missing}")
+
+    def _settings(self, recipe, quick):
+        settings = dict(recipe.method_options["shac"])
+        iterations = settings.pop("iterations")
+        quick_iterations = settings.pop("quick_iterations", max(1, iterations // 10))
+        every = settings.pop("eval_every", 0)
+        return settings, quick_iterations if quick else iterations, every
+
+    def run(self, recipe, seeds, *, quick, log):
+        settings, iterations, every = self._settings(recipe, quick)
+        devices = recipe.train_options.get("devices")
+        shac = SHAC(
+            settings.pop("optimiser"), settings.pop("critic_optimiser"), devices=devices,
+            **settings,
+        )  # fmt: skip
+        every = min(every or iterations, iterations)
+        return train_vmapped(self.name, recipe, seeds, shac, iterations, every, log)
+
+    def template(self, recipe, env, spec):
+        return recipe.make_controller(env, jr.key(0))
+
+    def describe(self, recipe, env, quick):
+        settings, iterations, _ = self._settings(recipe, quick)
+        batch, window = settings.get("batch_size", 64), settings.get("window", 25)
+        return (
+            f"SHAC from the `{recipe.name}` recipe's controller, {iterations} updates of "
+            f"{batch} x {window} steps, {iterations * batch * window:,} env steps"
+        )
+
+
 dp = DP()
 """The ``dp`` method instance (the entry point ``diffsim.methods: dp``)."""
+
+shac = SHACMethod()
+"""The ``shac`` method instance (the entry point ``diffsim.methods: shac``)."""

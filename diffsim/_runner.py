@@ -213,8 +213,9 @@ def _scan_steps(step, state, stop, length):
     """``length`` steps of ``step`` in one compiled scan; steps at or past ``stop`` and
     steps with a non-finite loss or gradient leave the state unchanged."""
 
-    def take(state):
-        return step(state)
+    def take(state):  # the metrics every step reports (a step may report more)
+        state, metrics = step(state)
+        return state, {"loss": metrics["loss"], "grad_norm": metrics["grad_norm"]}
 
     def skip(state):
         return state, {"loss": jnp.zeros((), float), "grad_norm": jnp.zeros((), float)}

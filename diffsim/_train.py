@@ -225,13 +225,22 @@ class Trainer(eqx.Module):
         states = jax.vmap(env.initial_state)(keys)
         return shard_batch(Episodes(states, jnp.zeros(self.batch_size, jnp.int32)), self.mesh)
 
-    def _loss(self, model, episodes: Episodes, key: PRNGKeyArray):
-        env, controller = model
+    def windows(
+        self, env: AbstractEnv, controller: Controller, episodes: Episodes, key: PRNGKeyArray
+    ) -> tuple[Trajectory, Episodes]:
+        """One window of every episode in ``episodes``, and the episodes the next window
+        starts from (continued, or fresh where one ended; without ``carry_state``, all
+        fresh). The gradient flows through the window, not into the next episodes. What
+        :meth:`step` differentiates, and what :class:`diffsim.SHAC` builds on.
+
+        Returns:
+            The trajectories (leading axis ``batch_size``) and the next :class:`Episodes`.
+        """
         window = self.window_for(env)
         window_key, reset_key = jr.split(key)
 
         def one(y, steps, key):
-            trajectory = rollout(
+            return rollout(
                 env,
                 controller,
                 y,
@@ -240,19 +249,23 @@ class Trainer(eqx.Module):
                 estimator=self.estimator,
                 key=key,
             )
-            return self.objective(env, trajectory), trajectory
 
         episodes = shard_batch(episodes, self.mesh)
         keys = shard_batch(jr.split(window_key, self.batch_size), self.mesh)
-        losses, trajectories = jax.vmap(one)(episodes.states, episodes.steps, keys)
+        trajectories = jax.vmap(one)(episodes.states, episodes.steps, keys)
         fresh = self._fresh(jax.lax.stop_gradient(env), reset_key)
         if self.carry_state:
             steps = episodes.steps + window
             finished = trajectories.terminated | (steps >= env.episode_steps)
             states = jnp.where(finished[:, None], fresh.states, trajectories.final_state)
             fresh = Episodes(jax.lax.stop_gradient(states), jnp.where(finished, 0, steps))
-        return jnp.mean(losses), shard_batch(fresh, self.mesh)
+        return trajectories, shard_batch(fresh, self.mesh)
 
+    def _loss(self, model, episodes: Episodes, key: PRNGKeyArray):
+        env, controller = model
+        trajectories, episodes = self.windows(env, controller, episodes, key)
+        losses = jax.vmap(self.objective, in_axes=(None, 0))(env, trajectories)
+        return jnp.mean(losses), episodes
 
 def train(
     env: AbstractEnv,

@@ -1,0 +1,162 @@
+"""SHAC: TD(lambda) targets against hand computations, the value masked at termination and
+used at truncation, gradients cut at each window's start, vmapped seeds equal to separate
+runs, and bad settings refused."""
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+
+import diffsim
+from diffsim import MLPPolicy
+from diffsim.envs import Pendulum
+
+from helpers import Rising
+
+GAMMA, LAM = 0.9, 0.5
+
+
+def test_lambda_returns_by_hand():
+    costs, values = jnp.array([1.0, 2.0, 3.0]), jnp.array([10.0, 20.0, 30.0, 40.0])
+    never, none = jnp.zeros(3, bool), jnp.zeros(3)
+    targets = diffsim.lambda_returns(costs, values, never, none, GAMMA, LAM)
+    g2 = 3 + GAMMA * 40  # the window's end: bootstrap from V(s_3)
+    g1 = 2 + GAMMA * ((1 - LAM) * 30 + LAM * g2)
+    g0 = 1 + GAMMA * ((1 - LAM) * 20 + LAM * g1)
+    np.testing.assert_allclose(targets, [g0, g1, g2], rtol=1e-6)
+    # lam = 1: the discounted costs of the window plus the discounted last value
+    monte_carlo = diffsim.lambda_returns(costs, values, never, none, GAMMA, 1.0)
+    assert monte_carlo[0] == pytest.approx(1 + GAMMA * 2 + GAMMA**2 * 3 + GAMMA**3 * 40)
+    # lam = 0: one-step TD targets
+    td = diffsim.lambda_returns(costs, values, never, none, GAMMA, 0.0)
+    np.testing.assert_allclose(td, costs + GAMMA * values[1:], rtol=1e-6)
+
+
+def test_lambda_returns_stop_at_a_termination():
+    costs, values = jnp.array([1.0, 2.0, 3.0]), jnp.array([10.0, 20.0, 30.0, 40.0])
+    ends, end_costs = jnp.array([False, True, False]), jnp.array([0.0, 5.0, 0.0])
+    targets = diffsim.lambda_returns(costs, values, ends, end_costs, GAMMA, LAM)
+    assert targets[1] == pytest.approx(2 + 5)  # its cost and terminal cost, no value beyond
+    assert targets[0] == pytest.approx(1 + GAMMA * ((1 - LAM) * 20 + LAM * 7))
+
+
+def _window(env, start_step=0, steps=5):
+    policy = MLPPolicy.for_env(env, width=4, depth=1, key=jr.key(0))
+    return diffsim.rollout(env, policy, jnp.zeros(1), num_steps=steps, start_step=start_step)
+
+
+def test_actor_loss_masks_the_value_at_termination_and_uses_it_at_truncation():
+    shac = diffsim.SHAC(optax.adam(1e-3), optax.adam(1e-3), window=5, gamma=GAMMA)
+    value = jnp.array(100.0)
+    discounted = sum(GAMMA**t for t in range(4))
+    # Rising ends above 0.35 m: at its 4th step (0.4 m), terminal cost 10 x 0.4
+    ended = _window(Rising())
+    assert bool(ended.terminated) and int(ended.length) == 4
+    loss = shac._window_cost(ended, value)
+    assert float(loss) == pytest.approx((discounted + GAMMA**3 * 4.0) / 5, rel=1e-5)
+    # cut by the window: the value of where it stands, discounted by the window
+    cut = _window(Rising(ceiling=100.0))
+    assert not bool(cut.terminated)
+    expected = (discounted + GAMMA**4 + GAMMA**5 * 100.0) / 5
+    assert float(shac._window_cost(cut, value)) == pytest.approx(expected, rel=1e-5)
+    # cut by the horizon (steps 5-9 of 10): its terminal cost, and the value beyond
+    horizon = _window(Rising(ceiling=100.0), start_step=5)
+    terminal = 10.0 * float(horizon.final_state[0])
+    expected = (discounted + GAMMA**4 + GAMMA**4 * terminal + GAMMA**5 * 100.0) / 5
+    assert float(shac._window_cost(horizon, value)) == pytest.approx(expected, rel=1e-5)
+
+
+def _shac(**options):
+    options = dict(batch_size=8, window=25, critic_updates=4, observation_scale=(1, 1, 8),
+                   value_scale=100.0) | options  # fmt: skip
+    return diffsim.SHAC(optax.adam(3e-3), optax.adam(3e-3), **options)
+
+
+def test_the_actor_gradient_starts_at_the_window():
+    env, shac = Pendulum(), _shac()
+    state = shac.init(env, MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(0)), jr.key(1))
+    step = eqx.filter_jit(shac.step)
+    state, _ = step(state)  # now the episodes are carried from the first window
+    critic = state.critic
+    target = eqx.combine(critic.carry, critic.frozen, critic.static)
+    _, step_key = jr.split(state.actor.key)
+
+    def loss(params):  # the carried states are constants: nothing flows into the last window
+        env_, policy = eqx.combine(params, state.actor.frozen, state.actor.static)
+        trajectories, _ = shac.trainer.windows(env_, policy, state.actor.carry, step_key)
+        values = jax.vmap(lambda y: target(env.observe(y)))(trajectories.final_state)
+        return jnp.mean(jax.vmap(shac._window_cost)(trajectories, values))
+
+    expected = optax.tree.norm(jax.grad(loss)(state.actor.params))
+    _, metrics = step(state)
+    assert float(metrics["grad_norm"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(metrics["grad_norm"]) > 0
+
+
+def test_vmapped_seeds_equal_separate_runs():
+    env, shac = Pendulum(), _shac()
+    policies = [MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(s)) for s in range(3)]
+    keys = jnp.stack([jr.key(10 + s) for s in range(3)])
+    step = eqx.filter_jit(lambda s: jax.lax.scan(lambda s, _: shac.step(s), s, None, length=3))
+    alone = []
+    for policy, key in zip(policies, keys, strict=True):
+        _, metrics = step(shac.init(env, policy, key))
+        alone.append(metrics["critic_loss"])
+    arrays = [eqx.filter(policy, eqx.is_array) for policy in policies]
+    stacked = eqx.combine(
+        jax.tree.map(lambda *leaves: jnp.stack(leaves), *arrays),
+        eqx.filter(policies[0], eqx.is_array, inverse=True),
+    )
+    states = eqx.filter_vmap(shac.init, in_axes=(None, eqx.if_array(0), 0))(env, stacked, keys)
+    _, metrics = eqx.filter_vmap(step)(states)
+    np.testing.assert_allclose(metrics["critic_loss"], np.stack(alone), rtol=1e-4)
+    assert metrics["loss"].shape == (3, 3)
+
+
+def test_the_critic_learns_the_window_targets():
+    env, shac = Pendulum(), _shac(critic_updates=50)
+    state = shac.init(env, MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(0)), jr.key(1))
+    _, metrics = eqx.filter_jit(shac.step)(state)
+    first = eqx.filter_jit(_shac(critic_updates=1).step)(state)[1]["critic_loss"]
+    assert float(metrics["critic_loss"]) < 0.5 * float(first)  # 50 updates halve the error
+
+
+def test_a_window_that_does_not_divide_the_episode_is_an_error():
+    env = Pendulum()
+    with pytest.raises(
+        diffsim.DiffsimError, match="window=32 must divide Pendulum's episode of 200"
+    ):
+        diffsim.SHAC(optax.adam(1e-3), optax.adam(1e-3), window=32).init(
+            env, MLPPolicy.for_env(env, key=jr.key(0)), jr.key(1)
+        )
+
+
+def test_compare_shac_checkpoints_reevaluate_to_their_reported_returns(tmp_path, capsys):
+    from diffsim import cli
+
+    results = diffsim.compare(
+        "pendulum", methods=["shac"], seeds=2, quick=True, episodes=20, out=tmp_path, log=None
+    )
+    rows = results["methods"]["shac"]
+    assert [row["seed"] for row in rows] == [0, 1]
+    assert rows[0]["env_steps"] == 40 * 1 * 25  # the recipe's quick budget: 40 updates of 1 x 25
+    for row in rows:
+        command = ["eval", "pendulum", row["checkpoint"], "--episodes", "20", "--seed", "0"]
+        assert cli.main([*command, "--json"]) == 0
+        evaluated = json.loads(capsys.readouterr().out)
+        assert evaluated["mean"] == pytest.approx(row["mean_return"], rel=1e-6)
+    assert rows[0]["mean_return"] != rows[1]["mean_return"]
+
+
+def test_compare_shac_without_the_recipes_settings_is_one_line_and_exit_status_2(capsys, tmp_path):
+    from diffsim import cli
+
+    assert cli.main(["compare", "quadrotor", "--methods", "shac", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "shac: the 'quadrotor' recipe has no method_options['shac']" in err
+    assert err.count("\n") == 1
