@@ -29,6 +29,7 @@ CONCEPTS = [
     ("Transitions and solvers", "concepts/transitions.md"),
     ("Rollouts", "concepts/rollouts.md"),
     ("Training", "concepts/training.md"),
+    ("Which differentiable method", "concepts/dp-methods.md"),
     ("Evaluation protocol", "concepts/evaluation.md"),
     ("Errors: nothing silent, nothing lost", "concepts/errors.md"),
     ("Scaling: devices, long horizons, float64", "concepts/scaling.md"),
