@@ -226,7 +226,11 @@ class Trainer(eqx.Module):
         return shard_batch(Episodes(states, jnp.zeros(self.batch_size, jnp.int32)), self.mesh)
 
     def windows(
-        self, env: AbstractEnv, controller: Controller, episodes: Episodes, key: PRNGKeyArray
+        self,
+        env: AbstractEnv,
+        controller: Controller | AbstractStatefulController,
+        episodes: Episodes,
+        key: PRNGKeyArray,
     ) -> tuple[Trajectory, Episodes]:
         """One window of every episode in ``episodes``, and the episodes the next window
         starts from (continued, or fresh where one ended; without ``carry_state``, all
