@@ -54,7 +54,8 @@ DISCRETE_SKIP = "finite_differences (controller)"
 
 
 # ---------------------------------------------------------------------------------------
-# Shipped envs
+# Shipped envs: `make test` checks the pendulum and the cart-pole (about 10 s each);
+# `make test-all` every env
 
 
 @pytest.mark.parametrize(
@@ -87,6 +88,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("controller", *CARTPOLE_PARAMETERS),
             ("controller", "parameters", "initial state"),
             id="cartpole-continuous",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             CartPole(task="swingup", action="continuous"),
@@ -94,6 +96,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("controller", *CARTPOLE_PARAMETERS),
             ("controller", "parameters", "initial state"),
             id="cartpole-swingup",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             CartPole(transition=cartpole.GymEuler()),
@@ -118,6 +121,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("max_thrust",),
             ("controller", "parameters", "initial state"),
             id="planar-quadrotor",
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             Epidemic(),
@@ -125,6 +129,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("max_reduction",),
             ("controller", "parameters", "initial state"),
             id="epidemic",
+            marks=pytest.mark.slow,
         ),
     ],
 )

@@ -234,6 +234,7 @@ def test_a_recipe_metric_is_the_fraction_of_episodes_meeting_it(quick):
     assert "| 0.375 [0.312, 0.438] |" in text
 
 
+@pytest.mark.slow  # 9 s: in `make test-all`
 def test_dp_builds_each_seeds_controller_outside_any_trace():
     """A recipe may build its controller with NumPy (the swing-up's LQR initialisation):
     `dp` builds one per seed eagerly, from the keys `Recipe.run` uses, then trains them in

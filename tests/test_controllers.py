@@ -262,6 +262,7 @@ def test_lqr_is_a_compare_method_with_the_running_cost_as_weights(tmp_path, caps
     assert err.count("\n") == 1
 
 
+@pytest.mark.slow  # 13 s: in `make test-all`
 def test_mpc_is_a_compare_method_and_its_checkpoint_re_evaluates(tmp_path, capsys):
     """`diffsim compare pendulum --methods mpc`: the pendulum recipe's MPC settings, one
     evaluation for every seed (the same controller), a compute time per step far above a

@@ -144,6 +144,7 @@ def test_vmapped_trainer_over_four_seeds_equals_four_separate_runs():
     assert not eqx.tree_equal(first, second)
 
 
+@pytest.mark.slow  # 10 s: in `make test-all`; test_scale checks train() against Trainer steps too
 def test_train_equals_a_hand_loop_of_trainer_steps():
     key, iterations = jr.key(11), 7
     state = TRAINER.init(Pendulum(), _policy(), key)

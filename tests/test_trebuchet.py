@@ -20,6 +20,7 @@ PUBLISHED_DISTANCE = 74.73  # m, shoot(-2, 45, 200) in the 2019 post
 PUBLISHED_GRADIENT = (4.02, -0.99, 0.052)  # per (m/s, degree, lb)
 
 
+@pytest.mark.slow  # 28 s of compilation; `diffsim shoot`'s test checks the same published numbers
 def test_reference_preset_reproduces_the_published_shot_and_gradient():
     tb = tr.trebuchet_jl()
     winds = jnp.array([-2.0, 0.0, 3.0])

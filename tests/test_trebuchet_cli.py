@@ -206,6 +206,7 @@ def test_aim_reports_an_unreachable_target(aim_runs):
     assert 20 < closest < 100
 
 
+@pytest.mark.slow  # 7 s: in `make test-all`
 def test_trajectory_ends_where_shoot_lands(reference_path, reference_shot):
     path = reference_path
     assert path.projectile[-1, 0] == pytest.approx(float(path.shot.distance), abs=0.01)
@@ -264,6 +265,7 @@ def test_animate_shot_draws_and_saves(tmp_path):
     assert (tmp_path / "shot.gif").stat().st_size > 0
 
 
+@pytest.mark.slow  # 7 s: in `make test-all`
 def test_plot_distance_returns_an_axis():
     ax = plot_distance(trebuchet_jl(), wind=-2.0, angles=(20.0, 70.0, 4), weights=(100, 400, 3))
     assert isinstance(ax, Axes)

@@ -155,11 +155,12 @@ def test_extreme_valid_inputs_give_a_number_or_a_failure_never_an_exception(pres
 @pytest.mark.parametrize(
     "preset, failing, published, published_gradient",
     [
-        (
+        pytest.param(  # its compilation takes 60 s: in `make test-all`
             "faithful",
             [(0.0, 0.01, 1e6), (0.0, 10.0, 1e6), (0.0, 45.0, 1e6)],
             71.12,
             (3.83, -0.95, 0.0772),
+            marks=pytest.mark.slow,
         ),
         (
             "trebuchet_jl",
