@@ -141,6 +141,7 @@ def test_residual_correction_never_exceeds_its_bound(pendulum_lqr):
     assert float(jnp.max(jnp.abs(corrections))) > 0.2
 
 
+@pytest.mark.slow  # 11 s: in `make test-all`
 def test_residual_training_improves_on_a_mistuned_base_and_leaves_it_fixed():
     env = BALANCE
     # an LQR designed for the wrong gravity (6 m/s^2, not 10): stable but too soft

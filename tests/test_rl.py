@@ -115,6 +115,7 @@ def _random_policy_return(env, episodes=200):
     return float(jnp.mean(jax.vmap(episode)(starts, jr.split(jr.key(1), episodes))))
 
 
+@pytest.mark.slow  # 10-18 s: in `make test-all`
 def test_rejax_policy_takes_rejax_own_action_without_exploration_noise():
     """Checked against rejax's ``act``: PPO with its noise scale driven to zero (so that
     ``act``'s sample is the mean) and non-trivial observation statistics; DQN greedy

@@ -115,11 +115,8 @@ def test_shots_in_the_box_are_ok_with_finite_gradients(preset):
     check()
 
 
-@pytest.mark.parametrize(
-    # the faithful machine's compilations take 50 s or more: in `make test-all`
-    "preset",
-    [pytest.param("faithful", marks=pytest.mark.slow), "trebuchet_jl"],
-)
+@pytest.mark.slow  # each machine's batched shot compiles for 30 s or more: in `make test-all`
+@pytest.mark.parametrize("preset", ["faithful", "trebuchet_jl"])
 def test_inputs_outside_the_domain_give_nan_and_a_zero_gradient(preset):
     @SETTINGS
     @given(_batch(invalid()))
@@ -135,9 +132,8 @@ def test_inputs_outside_the_domain_give_nan_and_a_zero_gradient(preset):
     check()
 
 
-@pytest.mark.parametrize(
-    "preset", [pytest.param("faithful", marks=pytest.mark.slow), "trebuchet_jl"]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["faithful", "trebuchet_jl"])
 def test_extreme_valid_inputs_give_a_number_or_a_failure_never_an_exception(preset):
     @SETTINGS
     @given(_batch(extreme))
@@ -152,15 +148,15 @@ def test_extreme_valid_inputs_give_a_number_or_a_failure_never_an_exception(pres
     check()
 
 
+@pytest.mark.slow  # `make test` checks a failed shot through `diffsim shoot` (test_trebuchet_cli)
 @pytest.mark.parametrize(
     "preset, failing, published, published_gradient",
     [
-        pytest.param(  # its compilation takes 60 s: in `make test-all`
+        (
             "faithful",
             [(0.0, 0.01, 1e6), (0.0, 10.0, 1e6), (0.0, 45.0, 1e6)],
             71.12,
             (3.83, -0.95, 0.0772),
-            marks=pytest.mark.slow,
         ),
         (
             "trebuchet_jl",
