@@ -16,7 +16,14 @@ from ._evaluate import Evaluation, evaluate, initial_states
 from ._fit import fit
 from ._identify import Identification, identify
 from ._linearise import Linearisation, linearise
-from ._methods import AbstractMethod, MethodRun, curve_return, load_trained, train_seeds
+from ._methods import (
+    CURVE_EPISODES,
+    AbstractMethod,
+    MethodRun,
+    curve_return,
+    load_trained,
+    train_seeds,
+)
 from ._mlp import MLPPolicy
 from ._recipe import Recipe, adam_cosine
 from ._record import Record
@@ -34,7 +41,7 @@ from ._spaces import (
 )
 from ._state import TrainState
 from ._stateful import AbstractStatefulController
-from ._timing import seconds_per_step
+from ._timing import Stopwatch, seconds_per_step
 from ._train import Episodes, Trainer, mean_step_cost, train
 from ._transitions import AbstractTransition, Dynamics, ODESolve, ODEStep
 from ._variables import Quantity, Variables
@@ -52,6 +59,7 @@ __all__ = [
     "AbstractEstimator",
     "AbstractTransition",
     "Box",
+    "CURVE_EPISODES",
     "ClosedLoop",
     "Controller",
     "DiffsimError",
@@ -71,6 +79,7 @@ __all__ = [
     "Recipe",
     "Record",
     "StraightThrough",
+    "Stopwatch",
     "TrainState",
     "Trainer",
     "SHAC",

@@ -38,12 +38,17 @@ class Stopwatch:
     compiling: ``seconds`` (wall-clock, compilation excluded) and ``compile_seconds``
     accumulate over every block timed with the same stopwatch.
 
-    Example::
+    Example:
+        ```python
+        import jax, jax.numpy as jnp
+        import diffsim
 
-        watch = Stopwatch()
+        double = jax.jit(lambda x: 2.0 * x)
+        watch = diffsim.Stopwatch()
         with watch:
-            state = jax.block_until_ready(step(state))
-        watch.seconds, watch.compile_seconds
+            jax.block_until_ready(double(jnp.ones(3)))   # compiled, then run
+        watch.seconds, watch.compile_seconds             # the run, and the compilation apart
+        ```
     """
 
     def __init__(self):

@@ -81,6 +81,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("controller", *CARTPOLE_PARAMETERS),
             ("parameters", "initial state"),
             id="cartpole-discrete",
+            marks=pytest.mark.slow,  # cartpole-gym-euler runs the same checks in make test
         ),
         pytest.param(
             CartPole(action="continuous"),

@@ -231,6 +231,7 @@ def test_mpc_needs_continuous_controls():
         MPC(CartPole(), horizon=5, iterations=5, optimiser=optax.adam(0.1))
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_lqr_is_a_compare_method_with_the_running_cost_as_weights(tmp_path, capsys):
     """`diffsim compare pendulum --methods lqr`: the gain is the LQR of the pendulum's own
     cost (Q = diag(1, 0.1), R = 0.001, up to the Hessian's factor 2), the checkpoint

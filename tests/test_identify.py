@@ -200,6 +200,7 @@ class DampedPendulum(Pendulum):
         return free.at[1].add(-3 * self.friction * y[1] / (self.m * self.l**2))
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_a_model_of_the_wrong_structure_is_a_misfit():
     truth = DampedPendulum(m=jnp.array(TRUE_M), l=jnp.array(TRUE_L))
     record, scale = record_of(truth, [3.0, 0.0], 0)
@@ -439,6 +440,7 @@ def test_from_trajectory_stops_at_termination_and_refuses_batches():
 # Property: on data nobody tuned it for, identify recovers the parameters or says it did not
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(
     m=st.floats(0.5, 2.0),

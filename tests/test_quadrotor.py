@@ -36,6 +36,7 @@ def test_hover_at_half_the_weight_per_rotor_is_an_equilibrium():
     np.testing.assert_allclose(climb, [0, 0, 0, 0, 0.01 * 9.81, 0], atol=1e-14)
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_the_declared_equilibrium_is_hover_at_the_waypoint_and_lqr_holds_it():
     """`equilibrium()` is a fixed point of one control interval; the LQR about it (the
     `lqr` method's, weights from the cost's Hessians) brings small offsets back: the

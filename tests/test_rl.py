@@ -79,6 +79,7 @@ def test_batch_of_envs_as_gymnax_params_steps_each_env_with_its_own_physics():
     assert len({round(float(v), 6) for v in next_states.y[:, 1] - states.y[:, 1]}) == 3
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_rejax_ppo_trains_on_a_diffsim_env_and_beats_the_random_policy():
     """rejax PPO on the diffsim CartPole, evaluated by diffsim's protocol (200 fixed
     episodes, greedy actions), against 21.9 for random pushes. Measured after 40,960 steps

@@ -98,6 +98,7 @@ def test_the_actor_gradient_starts_at_the_window():
     assert float(metrics["grad_norm"]) > 0
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_vmapped_seeds_equal_separate_runs():
     env, shac = Pendulum(), _shac()
     policies = [MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(s)) for s in range(3)]
@@ -118,6 +119,7 @@ def test_vmapped_seeds_equal_separate_runs():
     assert metrics["loss"].shape == (3, 3)
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_the_critic_learns_the_window_targets():
     env, shac = Pendulum(), _shac(critic_updates=50)
     state = shac.init(env, MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(0)), jr.key(1))
@@ -136,6 +138,7 @@ def test_a_window_that_does_not_divide_the_episode_is_an_error():
         )
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_compare_shac_checkpoints_reevaluate_to_their_reported_returns(tmp_path, capsys):
     from diffsim import cli
 

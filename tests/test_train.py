@@ -123,6 +123,7 @@ def _leaves_allclose(a, b, rtol=1e-4, atol=1e-5):
 TRAINER = diffsim.Trainer(optax.adam(1e-2), batch_size=8, window=10)
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
 def test_vmapped_trainer_over_four_seeds_equals_four_separate_runs():
     keys = jr.split(jr.key(7), 4)
     step = jax.jit(TRAINER.step)
