@@ -122,6 +122,7 @@ def test_the_policy_takes_brax_own_deterministic_action_on_the_control_bounds():
     assert float(jnp.std(ours)) > 0.01  # not a constant: the observations matter (0.03)
 
 
+@pytest.mark.slow  # 8-27 s (compilations): in `make test-all`
 def test_apg_compare_checkpoint_reevaluates_through_diffsim_eval(tmp_path, capsys):
     """A quick `diffsim compare pendulum --methods apg`: the learning curve's steps are
     brax's updates x episodes x unroll, and `diffsim eval` rebuilds the saved policy

@@ -81,7 +81,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("controller", *CARTPOLE_PARAMETERS),
             ("parameters", "initial state"),
             id="cartpole-discrete",
-            marks=pytest.mark.slow,  # cartpole-gym-euler runs the same checks in make test
+            marks=pytest.mark.slow,
         ),
         pytest.param(
             CartPole(action="continuous"),
@@ -105,6 +105,7 @@ DISCRETE_SKIP = "finite_differences (controller)"
             ("controller", *CARTPOLE_PARAMETERS),
             ("parameters", "initial state"),
             id="cartpole-gym-euler",
+            marks=pytest.mark.slow,  # tests/test_cartpole.py checks the same step against gym
         ),
         # the discrete Acrobot passes too (its cost is piecewise constant, like the
         # cart-pole's); its continuous variant exercises the same physics with gradients

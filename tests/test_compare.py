@@ -131,6 +131,7 @@ def test_budgets_and_progress_lines(quick):
             assert any(re.match(rf"{method} seed {seed}: mean return", ln) for ln in lines)
 
 
+@pytest.mark.slow  # 8-27 s (compilations): in `make test-all`
 @pytest.mark.parametrize("method", ["ppo"])  # sac: notebooks/dp_vs_rl.ipynb
 def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path, capsys):
     """PPO/SAC policies (weights and normalisation statistics moved away from any fresh

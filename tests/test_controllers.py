@@ -53,6 +53,7 @@ def test_lqr_gain_is_scipy_gain_of_the_transition_linearisation(x64):
     np.testing.assert_allclose(np.asarray(lqr.observation_gain), [[0.0, K[0, 0], K[0, 1]]])
 
 
+@pytest.mark.slow  # 8-27 s (compilations): in `make test-all`
 def test_lqr_balances_the_pendulum(pendulum_lqr):
     env = Pendulum()
     lin = diffsim.linearise(env, jnp.zeros(2), jnp.zeros(1))

@@ -174,6 +174,7 @@ def test_defaults_recover_parameters_that_single_shooting_misses(true_pendulum):
     assert np.max(np.abs(single.values - truth) / truth) > 0.1  # it did miss
 
 
+@pytest.mark.slow  # 8-27 s (compilations): in `make test-all`
 def test_a_rollout_trajectory_is_data(true_pendulum, swinging):
     trajectory = diffsim.rollout(true_pendulum, explore, jnp.array([3.0, 0.0]), num_steps=200)
     from_trajectory = diffsim.identify(Pendulum(), trajectory, masses_and_lengths)[1]

@@ -402,6 +402,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         diffsim.read_metadata(path)
 
 
+@pytest.mark.slow  # 8-27 s (compilations): in `make test-all`
 def test_cli_train_then_eval_round_trip(tmp_path, capsys):
     assert (
         main(["train", "pendulum", "--quick", "--json", "--out", str(tmp_path), "--episodes", "50"])

@@ -289,6 +289,67 @@ def acrobot_controller(env: Acrobot, key) -> MLPPolicy | Mirrored:
     )
 
 
+# rejax settings of `diffsim compare acrobot --methods ppo,dqn` (diffsim.rl's methods), in
+# rejax 0.1.3's names: rl-baselines3-zoo's tuned files (hyperparams/ppo.yml, dqn.yml,
+# Acrobot-v1), whose benchmark reports PPO -73.5 after 1M steps and DQN -76.6 after 100k,
+# with stable-baselines3's defaults for what they leave out.
+PPO_SETTINGS = dict(
+    # zoo: normalize true, n_envs 16, n_timesteps 1e6, n_steps 256, gae_lambda 0.94, gamma
+    # 0.99, n_epochs 4, ent_coef 0.0. SB3 PPO defaults: learning_rate 3e-4, batch_size 64
+    # (16 x 256 / 64 = 64 minibatches), clip_range 0.2, vf_coef 0.5, max_grad_norm 0.5,
+    # net_arch [64, 64] tanh.
+    steps=1_000_000,
+    quick_steps=8_192,
+    hidden=(64, 64),
+    activation="tanh",
+    settings=dict(
+        num_envs=16,
+        num_steps=256,
+        num_minibatches=64,
+        num_epochs=4,
+        learning_rate=3e-4,
+        gamma=0.99,
+        gae_lambda=0.94,
+        clip_eps=0.2,
+        ent_coef=0.0,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        normalize_observations=True,
+        normalize_rewards=True,
+    ),
+)
+DQN_SETTINGS = dict(
+    # zoo: n_timesteps 1e5, learning_rate 6.3e-4, batch_size 128, buffer_size 50000,
+    # learning_starts 0, gamma 0.99, target_update_interval 250, train_freq 4,
+    # gradient_steps -1 (as many gradient steps as env steps), exploration_fraction 0.12,
+    # exploration_final_eps 0.1, net_arch [256, 256]. SB3 DQN defaults: relu, hard target
+    # updates, max_grad_norm 10. In rejax: 4 envs stepped once, then 4 gradient steps (zoo's
+    # 4 steps then 4 updates); training starts after one batch (rejax samples the buffer
+    # only once it holds fill_buffer transitions); rejax's loss is L2 (SB3: Huber) and its
+    # max_grad_norm clips element-wise.
+    steps=100_000,
+    quick_steps=2_000,
+    hidden=(256, 256),
+    activation="relu",
+    settings=dict(
+        num_envs=4,
+        num_epochs=4,
+        learning_rate=6.3e-4,
+        batch_size=128,
+        buffer_size=50_000,
+        fill_buffer=128,
+        gamma=0.99,
+        target_update_freq=250,
+        polyak=0.0,
+        eps_start=1.0,
+        eps_end=0.1,
+        exploration_fraction=0.12,
+        max_grad_norm=10.0,
+        ddqn=False,
+    ),
+)
+
+
 recipe = Recipe(
     name="acrobot",
     make_env=Acrobot,
@@ -305,6 +366,10 @@ recipe = Recipe(
         eval_every=50,
         eval_episodes=100,
     ),
+    # gym's "solved" threshold for Acrobot-v1, what `diffsim compare` reports the cost of
+    # reaching
+    thresholds=(-100.0,),
+    method_options={"ppo": PPO_SETTINGS, "dqn": DQN_SETTINGS},
 )
 """``diffsim train acrobot``: Acrobot-v1 (gym's RK4 step, torques -1, 0, 1) through a
 straight-through Gumbel-softmax estimator (temperature 1), 32 carried episodes on windows
@@ -320,6 +385,8 @@ swingup_recipe = dataclasses.replace(
     train_options={
         k: v for k, v in recipe.train_options.items() if k not in ("estimator", "objective")
     },
+    thresholds=(),
+    method_options={},  # no zoo entry: the continuous-action fallbacks (diffsim.rl)
 )
 """``diffsim train acrobot-swingup``: the same set-up with any torque in ``[-1, 1]`` N m,
 trained on the env's own cost (:meth:`Acrobot.swingup_cost` per step), the policy made
