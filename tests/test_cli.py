@@ -130,6 +130,7 @@ def test_negative_numbers_in_scientific_notation_are_values():
     assert args.wind == -1e6
 
 
+@pytest.mark.slow  # 10-18 s (compilations): in `make test-all`
 def test_a_checkpoint_from_the_api_is_evaluated_by_the_cli(tmp_path, capsys):
     env = Pendulum()
     policy = Mirrored(

@@ -77,6 +77,7 @@ def _shac(**options):
     return diffsim.SHAC(optax.adam(3e-3), optax.adam(3e-3), **options)
 
 
+@pytest.mark.slow  # 10-18 s (compilations): in `make test-all`
 def test_the_actor_gradient_starts_at_the_window():
     env, shac = Pendulum(), _shac()
     state = shac.init(env, MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(0)), jr.key(1))
