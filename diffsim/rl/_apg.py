@@ -32,14 +32,13 @@ from diffsim import (
     CURVE_EPISODES,
     AbstractEnv,
     AbstractMethod,
-    Box,
     DiffsimError,
     MethodRun,
     Recipe,
     Stopwatch,
 )
 
-from ._brax import import_brax, scaled_control
+from ._brax import bounded, import_brax, scaled_control
 
 CURVE_POINTS = 10
 """Evaluations along a run: the learning curve of ``diffsim compare``."""
@@ -147,10 +146,7 @@ class APG(AbstractMethod):
     needs: str = "continuous actions with finite bounds"
 
     def fits(self, env):
-        space = env.action_space
-        return isinstance(space, Box) and bool(
-            jnp.all(jnp.isfinite(space.low)) & jnp.all(jnp.isfinite(space.high))
-        )
+        return bounded(env)
 
     def check(self, recipe, env):
         import_brax("method 'apg'")
@@ -183,6 +179,7 @@ class APG(AbstractMethod):
         points = 2 if quick else CURVE_POINTS
         per_point = math.ceil((config["quick_updates"] if quick else config["updates"]) / points)
         steps_per_update = options.get("num_envs", 1) * options.get("horizon_length", 32)
+        curve_steps = [p * per_point * steps_per_update for p in range(points + 1)]
         runs = []
         for seed in seeds:
             walltimes, returns, intervals = [], [], []
@@ -195,7 +192,7 @@ class APG(AbstractMethod):
                 walltimes.append(float(metrics.get("training/walltime", 0.0)))
                 returns.append(float(metrics["eval/episode_reward"]))
                 log(
-                    f"apg seed {seed}: {point * per_point * steps_per_update:,} env steps, "
+                    f"apg seed {seed}: {curve_steps[point]:,} env steps, "
                     f"curve return {returns[-1]:.1f}"
                 )
                 intervals.append(Stopwatch().__enter__())
@@ -220,10 +217,10 @@ class APG(AbstractMethod):
                     seed=seed,
                     controller=_policy(env, spec, normalizer, params),
                     env=env,
-                    env_steps=points * per_point * steps_per_update,
+                    env_steps=curve_steps[-1],
                     train_seconds=seconds[-1],
                     compile_seconds=everything.compile_seconds,
-                    curve_steps=[p * per_point * steps_per_update for p in range(points + 1)],
+                    curve_steps=curve_steps,
                     curve_seconds=seconds,
                     curve_returns=returns,
                     spec=spec,

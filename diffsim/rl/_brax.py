@@ -40,15 +40,23 @@ def scaled_control(low, high, action):
     return low + (jnp.asarray(action) + 1.0) * (high - low) / 2.0
 
 
+def bounded(env: AbstractEnv) -> bool:
+    """Whether brax can drive ``env``: continuous actions with finite bounds."""
+    space = env.action_space
+    return isinstance(space, Box) and bool(
+        jnp.all(jnp.isfinite(space.low)) & jnp.all(jnp.isfinite(space.high))
+    )
+
+
 def brax_env(env: AbstractEnv):
     """The brax ``Env`` class for ``env`` (see :func:`diffsim.rl.to_brax`)."""
-    if not isinstance(env.action_space, Box):
+    space = env.action_space
+    if not isinstance(space, Box):
         raise DiffsimError(
             f"to_brax needs continuous actions (a diffsim.Box); {type(env).__name__} has "
-            f"{type(env.action_space).__name__} actions"
+            f"{type(space).__name__} actions"
         )
-    space = env.action_space
-    if not (jnp.all(jnp.isfinite(space.low)) and jnp.all(jnp.isfinite(space.high))):
+    if not bounded(env):
         raise DiffsimError(
             f"to_brax maps actions in [-1, 1] to the control bounds, but "
             f"{type(env).__name__}'s are not finite: low {space.low}, high {space.high}"
