@@ -1,5 +1,6 @@
 """The RL bridge: functional, gymnax and gymnasium views of one diffsim env."""
 
+import functools
 import warnings
 
 import gymnasium
@@ -152,3 +153,79 @@ def test_rejax_policy_takes_rejax_own_action_without_exploration_noise():
     # and diffsim.evaluate runs it as a controller, hard discrete actions from the scores
     result = diffsim.evaluate(cartpole, rl.policy_from_rejax(dqn, state), episodes=4, seed=0)
     assert np.isfinite(result.mean)
+
+
+def _collect(algorithm, steps, *args):
+    """``steps`` calls of an off-policy rejax algorithm's ``collect_transitions`` from its
+    initial state (seed 0), stacked."""
+    state = algorithm.init_state(jr.key(0))
+    step = lambda ts, _: algorithm.collect_transitions(ts, *args)  # noqa: E731
+    return jax.lax.scan(step, state, None, steps)[1]
+
+
+def _pendulum_step(env, observation, action):
+    """The observation the pendulum reaches from ``observation`` under ``action``."""
+    y = jnp.array([jnp.arctan2(observation[1], observation[0]), observation[2]])
+    return env.observe(diffsim.step(env, 0.0, y, action)[0])
+
+
+@pytest.mark.filterwarnings("ignore:Explicitly requested dtype int64")
+def test_replay_stores_the_state_reached_where_the_time_limit_cuts_and_only_terminations():
+    """The ``sac`` and ``dqn`` methods' replay, as stable-baselines3's: the successor of the
+    step that the pendulum's time limit cuts (step 199) is the state that step reached
+    (the stored observation stepped with the stored action), not ``done``; rejax's own SAC
+    stores the next episode's first observation there, as ``done``. Every other transition
+    is rejax's. On the cart-pole, ``done`` is exactly where the pole falls."""
+    rejax = pytest.importorskip("rejax")
+    from diffsim.rl._bootstrap import algorithm
+    from diffsim.rl._gymnax import TimeLimitAwareEnv
+
+    env = Pendulum()
+    with jax.numpy_rank_promotion("allow"):  # rejax broadcasts implicitly
+        ours = _collect(algorithm(rejax, "SAC").create(env=TimeLimitAwareEnv(env)), 201)
+        theirs = _collect(rejax.SAC.create(env=rl.to_gymnax(env)), 201)
+    for field in ("obs", "action", "reward"):
+        np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field))
+    assert not np.any(ours.done)
+    assert np.flatnonzero(theirs.done[:, 0]).tolist() == [199]
+    reached = _pendulum_step(env, ours.obs[199, 0], ours.action[199, 0])
+    np.testing.assert_allclose(ours.next_obs[199, 0], reached, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(theirs.next_obs[199], ours.obs[200])  # the reset
+    assert np.max(np.abs(ours.next_obs[199] - ours.obs[200])) > 0.1
+    others = np.arange(201) != 199
+    np.testing.assert_array_equal(ours.next_obs[others], theirs.next_obs[others])
+
+    cartpole = CartPole()
+    with jax.numpy_rank_promotion("allow"):
+        dqn = algorithm(rejax, "DQN").create(env=TimeLimitAwareEnv(cartpole))
+        random_pushes = _collect(dqn, 300, 1.0, True)
+    fallen = jax.vmap(cartpole.termination)(random_pushes.next_obs[:, 0])
+    assert int(np.sum(random_pushes.done)) >= 5  # random pushes: about 22 steps per episode
+    np.testing.assert_array_equal(random_pushes.done[:, 0], fallen)
+
+
+def test_ppo_adds_the_discounted_value_of_the_state_reached_where_the_time_limit_cuts():
+    """The ``ppo`` method's rollouts, as stable-baselines3's PPO: where the time limit cuts
+    an episode (step 199 of the pendulum's), the reward gains ``gamma * V(s_reached)``,
+    the critic's value of the state that step reached; everything else is rejax's own."""
+    rejax = pytest.importorskip("rejax")
+    from diffsim.rl._bootstrap import algorithm
+    from diffsim.rl._gymnax import TimeLimitAwareEnv
+
+    env = Pendulum()
+    options = dict(num_envs=2, num_steps=256, gamma=0.9)
+    with jax.numpy_rank_promotion("allow"):
+        ppo = algorithm(rejax, "PPO").create(env=TimeLimitAwareEnv(env), **options)
+        state = ppo.init_state(jr.key(0))
+        _, ours = jax.jit(ppo.collect_trajectories)(state)
+        stock = rejax.PPO.create(env=rl.to_gymnax(env), **options)
+        _, theirs = jax.jit(stock.collect_trajectories)(stock.init_state(jr.key(0)))
+        for field in ("obs", "action", "log_prob", "value", "done"):
+            np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field))
+        action = jnp.clip(ours.action[199], -2.0, 2.0)
+        reached = jax.vmap(functools.partial(_pendulum_step, env))(ours.obs[199], action)
+        value = ppo.critic.apply(state.critic_ts.params, reached)
+    np.testing.assert_allclose(ours.reward[199] - theirs.reward[199], 0.9 * value, rtol=1e-5)
+    assert np.min(np.abs(value)) > 1e-3  # the value is really added
+    others = np.arange(256) != 199
+    np.testing.assert_array_equal(ours.reward[others], theirs.reward[others])

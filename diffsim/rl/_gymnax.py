@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from gymnax.environments import environment, spaces
+from jaxtyping import Array, Bool, Float
 
 from diffsim import AbstractEnv, Box, Discrete
 
@@ -29,7 +30,11 @@ class GymnaxEnv(environment.Environment):
 
     def step_env(self, key, state, action, params):
         observation, state, reward, terminated, truncated = rl.step(params.env, state, action)
-        info = {"discount": 1.0 - terminated.astype(reward.dtype), "truncated": truncated}
+        info = {
+            "discount": 1.0 - terminated.astype(reward.dtype),
+            "truncated": truncated,
+            "final_observation": jax.lax.stop_gradient(observation),
+        }
         return (
             jax.lax.stop_gradient(observation),
             jax.lax.stop_gradient(state),
@@ -66,3 +71,28 @@ class GymnaxEnv(environment.Environment):
     def observation_space(self, params=None):
         low, high = (params.env if params is not None else self._env).observation_bounds
         return spaces.Box(low, high, low.shape, jnp.float32)
+
+
+class Reached(eqx.Module):
+    """gymnax state of :class:`TimeLimitAwareEnv`: the env's state and what the step that
+    led to it reached, before gymnax's auto-reset replaced it."""
+
+    state: rl.EnvState
+    observation: Float[Array, " o"]
+    terminated: Bool[Array, ""]
+
+
+class TimeLimitAwareEnv(GymnaxEnv):
+    """A :class:`GymnaxEnv` whose state also holds the observation each step reached and
+    whether the episode terminated there: what an off-policy learner needs to bootstrap
+    its TD target where the time limit (not the env) ended the episode, as
+    stable-baselines3's replay buffer does (``handle_timeout_termination``)."""
+
+    def reset(self, key, params=None):
+        observation, state = super().reset(key, params)
+        return observation, Reached(state, observation, jnp.zeros((), bool))
+
+    def step(self, key, state, action, params=None):
+        observation, inner, reward, done, info = super().step(key, state.state, action, params)
+        reached = Reached(inner, info["final_observation"], info["discount"] == 0)
+        return observation, reached, reward, done, info

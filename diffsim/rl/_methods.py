@@ -153,11 +153,12 @@ def _build(env: AbstractEnv, spec: dict, *, total_timesteps: int):
     rejax = _require_rejax(spec["algorithm"].lower())
     from flax import linen as nn
 
-    from . import to_gymnax
+    from ._bootstrap import algorithm
+    from ._gymnax import TimeLimitAwareEnv
 
     hidden, activation = tuple(spec["hidden"]), spec["activation"]
     options = dict(
-        env=to_gymnax(env),
+        env=TimeLimitAwareEnv(env),
         total_timesteps=total_timesteps,
         eval_freq=total_timesteps,
         skip_initial_evaluation=True,
@@ -169,7 +170,7 @@ def _build(env: AbstractEnv, spec: dict, *, total_timesteps: int):
         options |= {"agent_kwargs": {"activation": activation}, "hidden_layer_sizes": hidden}
     else:
         options["agent_kwargs"] = {"activation": activation}
-    algo = getattr(rejax, spec["algorithm"]).create(**options)
+    algo = algorithm(rejax, spec["algorithm"]).create(**options)
     if spec["algorithm"] == "DQN":  # rejax 0.1.3 fixes DQN's hidden sizes at 64x64
         from rejax.algos.dqn import DiscreteQNetwork, EpsilonGreedyPolicy
 
