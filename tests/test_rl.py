@@ -177,8 +177,8 @@ def test_replay_stores_the_state_reached_where_the_time_limit_cuts_and_only_term
     stores the next episode's first observation there, as ``done``. Every other transition
     is rejax's. On the cart-pole, ``done`` is exactly where the pole falls."""
     rejax = pytest.importorskip("rejax")
-    from diffsim.rl._bootstrap import algorithm
     from diffsim.rl._gymnax import TimeLimitAwareEnv
+    from diffsim.rl._zoo import algorithm
 
     env = Pendulum()
     with jax.numpy_rank_promotion("allow"):  # rejax broadcasts implicitly
@@ -209,8 +209,8 @@ def test_ppo_adds_the_discounted_value_of_the_state_reached_where_the_time_limit
     an episode (step 199 of the pendulum's), the reward gains ``gamma * V(s_reached)``,
     the critic's value of the state that step reached; everything else is rejax's own."""
     rejax = pytest.importorskip("rejax")
-    from diffsim.rl._bootstrap import algorithm
     from diffsim.rl._gymnax import TimeLimitAwareEnv
+    from diffsim.rl._zoo import algorithm
 
     env = Pendulum()
     options = dict(num_envs=2, num_steps=256, gamma=0.9)
@@ -229,3 +229,47 @@ def test_ppo_adds_the_discounted_value_of_the_state_reached_where_the_time_limit
     assert np.min(np.abs(value)) > 1e-3  # the value is really added
     others = np.arange(256) != 199
     np.testing.assert_array_equal(ours.reward[others], theirs.reward[others])
+
+
+def test_ppo_value_loss_is_not_clipped_as_in_stable_baselines3():
+    """The ``ppo`` method's critic step descends ``vf_coef * mean((V - target)^2) / 2``, the
+    value free to move past ``clip_eps`` (stable-baselines3's ``clip_range_vf=None``); rejax's
+    own clips it, and there differs. Checked on one Adam step from targets 5 away from the
+    stored values, where rejax's clipped loss has no gradient at all."""
+    rejax = pytest.importorskip("rejax")
+    from rejax.algos.ppo import AdvantageMinibatch
+
+    from diffsim.rl._gymnax import TimeLimitAwareEnv
+    from diffsim.rl._zoo import algorithm
+
+    env = Pendulum()
+    with jax.numpy_rank_promotion("allow"):
+        ppo = algorithm(rejax, "PPO").create(env=TimeLimitAwareEnv(env), num_steps=8)
+        state = ppo.init_state(jr.key(0))
+        _, trajectories = ppo.collect_trajectories(state)
+        trajectories = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), trajectories)
+        shifted = trajectories.replace(value=trajectories.value - 5.0)
+        batch = AdvantageMinibatch(shifted, trajectories.reward, trajectories.value + 5.0)
+        ours = ppo.update_critic(state, batch).critic_ts.params
+
+        def loss(params):
+            value = ppo.critic.apply(params, trajectories.obs)
+            return 0.25 * jnp.mean((value - batch.targets) ** 2)  # vf_coef 0.5
+
+        grads = jax.grad(loss)(state.critic_ts.params)
+        expected = state.critic_ts.apply_gradients(grads=grads).params
+        stock = rejax.PPO.create(env=rl.to_gymnax(env), num_steps=8)
+        theirs = stock.update_critic(state, batch).critic_ts.params
+    for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    for got, before in zip(
+        jax.tree.leaves(theirs), jax.tree.leaves(state.critic_ts.params), strict=True
+    ):
+        np.testing.assert_array_equal(got, before)  # clipped: no gradient, no step
+    assert (
+        max(
+            np.max(np.abs(a - b))
+            for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True)
+        )
+        > 1e-4
+    )

@@ -177,8 +177,9 @@ def _pendulum_controller(env, key):
 # (zoo's use_sde: True) and no linear schedules: plain Gaussian exploration and constant rates
 # instead. These are also the settings of every continuous-action env whose recipe declares
 # none (diffsim.rl.FALLBACK_RECIPES). Like SB3, the methods bootstrap where the 200-step
-# limit cuts an episode (diffsim/rl/_bootstrap.py): without it SAC's median over 5 seeds was
-# -172.0, with it -142.0 (zoo: -157.0); PPO -219.4 and -198.3 (zoo, with gSDE: -172.2).
+# limit cuts an episode (diffsim/rl/_zoo.py): without it SAC's median over 5 seeds was
+# -172.0, with it -142.0 (zoo: -157.0); PPO -219.4 and -198.3, and -192.0 with
+# SB3's unclipped value loss (zoo, with gSDE: -172.2).
 SAC_SETTINGS = dict(
     # zoo: n_timesteps 20000, learning_rate 1e-3. SB3 SAC defaults: relu, learning_starts
     # 100, batch_size 256, tau 0.005, gamma 0.99, train_freq 1, gradient_steps 1, ent_coef

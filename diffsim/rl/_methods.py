@@ -153,8 +153,8 @@ def _build(env: AbstractEnv, spec: dict, *, total_timesteps: int):
     rejax = _require_rejax(spec["algorithm"].lower())
     from flax import linen as nn
 
-    from ._bootstrap import algorithm
     from ._gymnax import TimeLimitAwareEnv
+    from ._zoo import algorithm
 
     hidden, activation = tuple(spec["hidden"]), spec["activation"]
     options = dict(
