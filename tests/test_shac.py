@@ -160,7 +160,23 @@ def test_compare_shac_checkpoints_reevaluate_to_their_reported_returns(tmp_path,
 def test_compare_shac_without_the_recipes_settings_is_one_line_and_exit_status_2(capsys, tmp_path):
     from diffsim import cli
 
-    assert cli.main(["compare", "quadrotor", "--methods", "shac", "--out", str(tmp_path)]) == 2
+    argv = ["compare", "cartpole-swingup", "--methods", "shac", "--out", str(tmp_path)]
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert "shac: the 'quadrotor' recipe has no method_options['shac']" in err
+    assert "shac: the 'cartpole-swingup' recipe has no method_options['shac']" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["pendulum", "quadrotor"])
+def test_every_recipes_shac_settings_build_a_shac_that_starts(name):
+    """What `diffsim compare ENV --methods shac` builds from a recipe's settings: a SHAC
+    whose window divides the episode and whose critic reads the env's observations."""
+    recipe = diffsim.load_recipe(name)
+    settings = dict(recipe.method_options["shac"])
+    for key in ("iterations", "quick_iterations", "eval_every"):
+        settings.pop(key, None)
+    shac = diffsim.SHAC(settings.pop("optimiser"), settings.pop("critic_optimiser"), **settings)
+    env = recipe.make_env()
+    state = shac.init(env, recipe.make_controller(env, jr.key(0)), jr.key(1))
+    value = shac.critic(state)(env.observe(env.initial_state(jr.key(2))))
+    assert value.shape == () and np.isfinite(float(value))
