@@ -31,7 +31,7 @@ def algorithm(rejax, name: str):
     base = getattr(rejax, name)
     if name == "PPO":
 
-        class TimeLimitAware(base):
+        class AsStableBaselines3(base):
             def collect_trajectories(self, ts):
                 one = self.replace(num_steps=1)
 
@@ -59,11 +59,11 @@ def algorithm(rejax, name: str):
 
     else:
 
-        class TimeLimitAware(base):
+        class AsStableBaselines3(base):
             def collect_transitions(self, ts, *args, **kwargs):
                 ts, batch = super().collect_transitions(ts, *args, **kwargs)
                 reached = ts.env_state
                 return ts, batch._replace(next_obs=reached.observation, done=reached.terminated)
 
-    TimeLimitAware.__name__ = TimeLimitAware.__qualname__ = name
-    return TimeLimitAware
+    AsStableBaselines3.__name__ = AsStableBaselines3.__qualname__ = name
+    return AsStableBaselines3
