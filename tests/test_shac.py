@@ -167,7 +167,7 @@ def test_compare_shac_without_the_recipes_settings_is_one_line_and_exit_status_2
     assert err.count("\n") == 1
 
 
-@pytest.mark.parametrize("name", ["pendulum", "quadrotor"])
+@pytest.mark.parametrize("name", ["pendulum", "quadrotor", "acrobot-swingup"])
 def test_every_recipes_shac_settings_build_a_shac_that_starts(name):
     """What `diffsim compare ENV --methods shac` builds from a recipe's settings: a SHAC
     whose window divides the episode and whose critic reads the env's observations."""
