@@ -395,10 +395,6 @@ SWINGUP_SHAC_SETTINGS = dict(
     eval_every=50,
     batch_size=8,
     window=25,
-    gamma=0.99,
-    lam=0.95,
-    critic_updates=16,
-    target_step_size=0.8,
     observation_scale=OBSERVATION_SCALE,
     value_scale=30.0,
 )

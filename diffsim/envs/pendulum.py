@@ -234,7 +234,8 @@ PPO_SETTINGS = dict(
 # spent as 800 updates of one episode carried over 25-step windows (as for the
 # pendulum-sample-efficient recipe, the number of updates is what the swing-up needs); the
 # critic's output scaled by 30 (100 and 10 did worse on 5 seeds), SHAC's paper otherwise
-# (gamma 0.99, TD(0.95), 16 critic updates, target step 0.8, clipping at 1).
+# (diffsim.SHAC's defaults: gamma 0.99, TD(0.95), 16 critic updates, target step 0.8;
+# clipping at 1).
 SHAC_SETTINGS = dict(
     optimiser=optax.chain(optax.clip_by_global_norm(1.0), optax.adam(2e-3)),
     critic_optimiser=optax.adam(3e-3),
@@ -243,10 +244,6 @@ SHAC_SETTINGS = dict(
     eval_every=100,
     batch_size=1,
     window=25,
-    gamma=0.99,
-    lam=0.95,
-    critic_updates=16,
-    target_step_size=0.8,
     observation_scale=(1.0, 1.0, 8.0),
     value_scale=30.0,
 )

@@ -185,10 +185,6 @@ SHAC_SETTINGS = dict(
     eval_every=100,
     batch_size=8,
     window=20,
-    gamma=0.99,
-    lam=0.95,
-    critic_updates=16,
-    target_step_size=0.8,
     observation_scale=(2.0, 2.0, 1.0, 1.0, 2.0, 2.0, 5.0),
     value_scale=30.0,
 )
