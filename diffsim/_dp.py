@@ -147,14 +147,19 @@ class SHACMethod(AbstractMethod):
         every = settings.pop("eval_every", 0)
         return settings, quick_iterations if quick else iterations, every
 
-    def run(self, recipe, seeds, *, quick, log):
+    def build(self, recipe, quick):
+        """The :class:`diffsim.SHAC` that :meth:`run` trains from ``recipe``'s settings,
+        its number of updates and the updates between learning-curve points."""
         settings, iterations, every = self._settings(recipe, quick)
         devices = recipe.train_options.get("devices")
         shac = SHAC(
             settings.pop("optimiser"), settings.pop("critic_optimiser"), devices=devices,
             **settings,
         )  # fmt: skip
-        every = min(every or iterations, iterations)
+        return shac, iterations, min(every or iterations, iterations)
+
+    def run(self, recipe, seeds, *, quick, log):
+        shac, iterations, every = self.build(recipe, quick)
         return train_vmapped(self.name, recipe, seeds, shac, iterations, every, log)
 
     def template(self, recipe, env, spec):

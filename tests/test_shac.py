@@ -171,11 +171,11 @@ def test_compare_shac_without_the_recipes_settings_is_one_line_and_exit_status_2
 def test_every_recipes_shac_settings_build_a_shac_that_starts(name):
     """What `diffsim compare ENV --methods shac` builds from a recipe's settings: a SHAC
     whose window divides the episode and whose critic reads the env's observations."""
+    from diffsim._dp import shac as method
+
     recipe = diffsim.load_recipe(name)
-    settings = dict(recipe.method_options["shac"])
-    for key in ("iterations", "quick_iterations", "eval_every"):
-        settings.pop(key, None)
-    shac = diffsim.SHAC(settings.pop("optimiser"), settings.pop("critic_optimiser"), **settings)
+    method.check(recipe, recipe.make_env())
+    shac, _, _ = method.build(recipe, quick=False)
     env = recipe.make_env()
     state = shac.init(env, recipe.make_controller(env, jr.key(0)), jr.key(1))
     value = shac.critic(state)(env.observe(env.initial_state(jr.key(2))))

@@ -30,13 +30,14 @@ class GymnaxEnv(environment.Environment):
 
     def step_env(self, key, state, action, params):
         observation, state, reward, terminated, truncated = rl.step(params.env, state, action)
+        observation = jax.lax.stop_gradient(observation)
         info = {
             "discount": 1.0 - terminated.astype(reward.dtype),
             "truncated": truncated,
-            "final_observation": jax.lax.stop_gradient(observation),
+            "final_observation": observation,
         }
         return (
-            jax.lax.stop_gradient(observation),
+            observation,
             jax.lax.stop_gradient(state),
             reward,
             terminated | truncated,
