@@ -30,7 +30,7 @@ from ._record import Record
 from ._registry import default_recipe, load_recipe, recipes
 from ._rollout import ClosedLoop, Controller, Trajectory, control, rollout, step
 from ._runner import History, TrainingDiverged, TrainingInterrupted, TrainingWarning
-from ._shac import SHAC, SHACState, ValueMLP, lambda_returns
+from ._shac import SHAC, SHACState, StepCosts, ValueMLP, env_costs, lambda_returns
 from ._spaces import (
     AbstractActionSpace,
     AbstractEstimator,
@@ -84,8 +84,10 @@ __all__ = [
     "Trainer",
     "SHAC",
     "SHACState",
+    "StepCosts",
     "ValueMLP",
     "lambda_returns",
+    "env_costs",
     "TrainingDiverged",
     "TrainingInterrupted",
     "TrainingWarning",

@@ -10,7 +10,7 @@ estimator); the critic is one more :class:`diffsim.TrainState`, fitted by
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
@@ -167,6 +167,24 @@ class SHACState(eqx.Module):
         return self.actor.model
 
 
+StepCosts = Callable[[AbstractEnv, Trajectory], Float[Array, " T"]]
+"""``cost(env, trajectory) -> costs``: the cost of each step of one window, shape ``(T,)``."""
+
+
+def env_costs(env: AbstractEnv, trajectory: Trajectory) -> Float[Array, " T"]:
+    """The default step costs of :class:`SHAC`: the env's own running costs
+    (``trajectory.costs``).
+
+    Args:
+        env: the environment (unused; part of the signature).
+        trajectory: one window of an episode.
+
+    Returns:
+        The running cost of each step, shape ``(T,)``.
+    """
+    return trajectory.costs
+
+
 class SHAC(eqx.Module):
     """Short-horizon actor-critic: each ``step`` simulates ``batch_size`` carried episodes
     for a ``window`` of control steps, updates the controller on the window's discounted
@@ -188,10 +206,20 @@ class SHAC(eqx.Module):
             ``episode_steps``.
         gamma: discount per control step.
         lam: TD(lambda) weight of the critic's targets.
-        critic_updates: critic updates per step, on the whole window's data.
+        critic_updates: critic updates per step.
+        critic_batch_size: episodes of the window each critic update fits, drawn afresh
+            without replacement each update (SHAC's paper fits minibatches); default all
+            ``batch_size`` of them.
         target_step_size: how far the target critic moves to the critic per step.
         critic_width, critic_depth, observation_scale, value_scale: the
             :class:`ValueMLP` built by ``init``.
+        cost: the cost of each step that the actor minimises and the critic estimates,
+            ``cost(env, trajectory) -> (T,)`` for one window (default :func:`env_costs`,
+            the env's running costs). A surrogate where the env's cost has no useful
+            gradient (a step count), as :class:`diffsim.Trainer`'s ``objective``; costs
+            after a termination are not counted, so a surrogate should not make ending an
+            episode attractive (keep it at most 0, or charge the end in the env's
+            terminal cost).
         estimator: differentiable estimator for discrete action spaces.
         devices: split the batch over devices, as for :class:`diffsim.Trainer`.
 
@@ -209,11 +237,13 @@ class SHAC(eqx.Module):
     gamma: float = eqx.field(static=True)
     lam: float = eqx.field(static=True)
     critic_updates: int = eqx.field(static=True)
+    critic_batch_size: int | None = eqx.field(static=True)
     target_step_size: float = eqx.field(static=True)
     critic_width: int = eqx.field(static=True)
     critic_depth: int = eqx.field(static=True)
     observation_scale: tuple | None = eqx.field(static=True)
     value_scale: float = eqx.field(static=True)
+    cost: StepCosts = eqx.field(static=True)
 
     def __init__(
         self,
@@ -225,17 +255,30 @@ class SHAC(eqx.Module):
         gamma: float = 0.99,
         lam: float = 0.95,
         critic_updates: int = 16,
+        critic_batch_size: int | None = None,
         target_step_size: float = 0.8,
         critic_width: int = 64,
         critic_depth: int = 2,
         observation_scale: Sequence[float | int] | None = None,
         value_scale: float = 1.0,
+        cost: StepCosts = env_costs,
         estimator: AbstractEstimator | None = None,
         devices: Devices = None,
     ):
         validate.optimiser("critic_optimiser", critic_optimiser)
+        if not callable(cost):
+            raise DiffsimError(
+                f"cost must be a function cost(env, trajectory) -> step costs, got {cost!r:.60}"
+            )
         validate.positive_int("window", window)
         validate.positive_int("critic_updates", critic_updates)
+        if critic_batch_size is not None:
+            validate.positive_int("critic_batch_size", critic_batch_size)
+            if critic_batch_size > batch_size:
+                raise DiffsimError(
+                    f"critic_batch_size={critic_batch_size} exceeds the {batch_size} episodes "
+                    "of a window (batch_size)"
+                )
         for name, value in (("gamma", gamma), ("lam", lam), ("target_step_size", target_step_size)):
             validate.numbers(name, value, "a number in [0, 1]")
             if not 0 <= value <= 1:
@@ -250,9 +293,11 @@ class SHAC(eqx.Module):
         self.critic_optimiser = critic_optimiser
         self.gamma, self.lam = float(gamma), float(lam)
         self.critic_updates, self.target_step_size = critic_updates, float(target_step_size)
+        self.critic_batch_size = critic_batch_size
         self.critic_width, self.critic_depth = critic_width, critic_depth
         self.observation_scale = None if observation_scale is None else tuple(observation_scale)
         self.value_scale = float(value_scale)
+        self.cost = cost
 
     def init(self, env: AbstractEnv, controller: Controller, key: PRNGKeyArray) -> SHACState:
         """The state before the first step: the actor as :meth:`diffsim.Trainer.init`
@@ -314,6 +359,8 @@ class SHAC(eqx.Module):
         def actor_loss(model, episodes, key):
             env, controller = model
             trajectories, episodes = self.trainer.windows(env, controller, episodes, key)
+            costs = jax.vmap(self.cost, in_axes=(None, 0))(env, trajectories)
+            trajectories = dataclasses.replace(trajectories, costs=costs)
             values = jax.vmap(lambda y: target(env.observe(y)))(trajectories.final_state)
             losses = jax.vmap(self._window_cost)(trajectories, values)
             return jnp.mean(losses), (episodes, jax.lax.stop_gradient(trajectories))
@@ -326,8 +373,14 @@ class SHAC(eqx.Module):
         observations = jax.vmap(jax.vmap(env.observe))(trajectories.states[:, :-1])
 
         def critic_loss(critic, carry, key):
-            values = jax.vmap(jax.vmap(critic))(observations)
-            error = jnp.sum(weights * (values - targets) ** 2) / jnp.sum(weights)
+            seen, wanted, weight = observations, targets, weights
+            if self.critic_batch_size is not None:
+                episodes = jr.choice(
+                    key, weights.shape[0], (self.critic_batch_size,), replace=False
+                )
+                seen, wanted, weight = seen[episodes], wanted[episodes], weight[episodes]
+            values = jax.vmap(jax.vmap(critic))(seen)
+            error = jnp.sum(weight * (values - wanted) ** 2) / jnp.sum(weight)
             return error / self.value_scale**2, carry
 
         def fit(critic, _):

@@ -1,15 +1,18 @@
 """Toy envs and policies shared by the tests: small, exactly solvable where it helps, and
 defined once so that their compiled programs are shared too."""
 
+import dataclasses
+
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
+import optax
 from jaxtyping import Array, Float
 
 import diffsim
 from diffsim import MLPPolicy
 from diffsim.controllers import Mirrored
-from diffsim.envs import Pendulum
+from diffsim.envs import Pendulum, pendulum
 
 
 class Oscillator(diffsim.AbstractEnv):
@@ -118,3 +121,18 @@ def pendulum_policy(key: int = 0, env: Pendulum | None = None) -> Mirrored:
         observation_signs=(1.0, -1.0, -1.0),
         output_signs=(-1.0,),
     )
+
+
+PENDULUM_20K = dataclasses.replace(
+    pendulum.recipe,
+    name="pendulum-20k",
+    iterations=800,
+    make_optimiser=lambda iterations: optax.chain(
+        optax.clip_by_global_norm(1.0), optax.adam(2e-3)
+    ),
+    train_options=dict(batch_size=1, window=25, eval_every=800, eval_episodes=20),
+)
+"""The pendulum's SHAC settings and their budget (800 updates of 1 episode x 25 steps,
+20,000 env steps, the same optimiser) as the recipe's ``dp``: windowed BPTT with nothing
+beyond each window, which ``diffsim compare helpers:PENDULUM_20K --methods dp,shac`` sets
+against SHAC."""

@@ -321,6 +321,45 @@ def test_shaped_swingup_loss_charges_leaving_the_track_more_than_hanging_down():
     assert float(gradient[400, 0]) > 0
 
 
+def test_shaped_swingup_costs_pay_for_staying_up_and_charge_the_exit():
+    """SHAC's swing-up step costs against their formula in numpy: minus the height times
+    the centring plus the swing's energy term at every state reached, the exit charged
+    once, at the step that left the track; the 25-step window that ends in the exit costs
+    more than one hanging down (0); the energy term's gradient does not vanish at the
+    hanging rest, and the charge's pushes the failing state back towards the centre."""
+    env = cartpole.swingup_recipe.make_env()
+    steps = np.arange(501)
+    theta = np.where(steps < 200, np.pi * (1 - steps / 200), 0.0)
+    x = np.where(steps >= 300, 2.41 * (steps - 300) / 50, 0.0)
+    leaves = _swingup_trajectory(theta, x, terminated_at=350)
+    costs = cartpole.shaped_swingup_costs(env, leaves)
+    states = np.asarray(leaves.states[1:])
+    height = (1 + np.cos(states[:, 2])) / 2
+    centring = (states[:, 0] / 2.4) ** 2
+    energy = height + 0.5 * states[:, 3] ** 2 / (3 * 9.8)  # the hand-made poles do not turn
+    expected = -height * (1 - centring) + 0.5 * ((1 - np.sqrt(energy)) ** 2 - 1)
+    expected[350] += 30 * (1 + centring[350] + 1 - height[350])
+    np.testing.assert_allclose(costs, expected, rtol=1e-5, atol=1e-4)
+    assert costs.shape == (500,) and float(costs[350]) > 59  # x beyond 2.4 m, upright
+    hangs = _swingup_trajectory(np.full(501, np.pi), np.zeros(501))
+    np.testing.assert_allclose(cartpole.shaped_swingup_costs(env, hangs), 0.0, atol=1e-3)
+    window = np.where(leaves.alive, costs, 0.0)[326:351]
+    assert float(window.sum()) > 0
+    balances = _swingup_trajectory(theta, np.zeros(501))
+    assert float(cartpole.shaped_swingup_costs(env, balances)[300]) == pytest.approx(-1.5)
+    at_rest = hangs.states.at[1, 2].add(0.01)  # a hundredth of a radian off the hanging rest
+    swing = jax.grad(
+        lambda s: cartpole.shaped_swingup_costs(env, eqx.tree_at(lambda t: t.states, hangs, s))[0]
+    )(at_rest)
+    assert float(swing[1, 2]) == pytest.approx(-0.5, rel=0.02)  # height alone: -0.005
+    gradient = jax.grad(
+        lambda s: cartpole.shaped_swingup_costs(env, eqx.tree_at(lambda t: t.states, leaves, s))[
+            350
+        ]
+    )(leaves.states)
+    assert float(gradient[351, 0]) > 0
+
+
 @pytest.mark.slow
 def test_swingup_recipe_balances_nine_episodes_in_ten():
     """The whole ``cartpole-swingup`` recipe (about 40 s on 2 CPU cores), training seed 1
