@@ -118,8 +118,9 @@ class SHACMethod(AbstractMethod):
     ``method_options["shac"]``: ``optimiser`` and ``critic_optimiser`` (optax objects),
     ``iterations`` and ``quick_iterations``, and any other keyword argument of
     :class:`diffsim.SHAC` (``batch_size``, ``window``, ``gamma``, ``lam``,
-    ``critic_updates``, ``target_step_size``, ``observation_scale``, ``value_scale``,
-    ...); ``eval_every`` (updates between learning-curve points) optional."""
+    ``critic_updates``, ``critic_batch_size``, ``target_step_size``, ``observation_scale``,
+    ``value_scale``, ``cost``, ...); ``eval_every`` (updates between learning-curve points)
+    optional."""
 
     name: str = "shac"
     trained: bool = True
