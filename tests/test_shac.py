@@ -170,6 +170,25 @@ def test_critic_minibatches_draw_whole_episodes():
     assert float(again) == float(losses[4])
 
 
+@pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
+def test_a_checkpointed_state_resumes_actor_and_critic_identically(tmp_path):
+    """``save_checkpoint`` of a whole SHACState (actor, critic, target critic, both
+    optimisers, carried episodes, keys), loaded into a fresh ``init``, continues exactly as
+    the state that was saved."""
+    env, shac = Pendulum(), _shac()
+    policy = MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(0))
+    steps = eqx.filter_jit(lambda s: jax.lax.scan(lambda s, _: shac.step(s), s, None, length=2))
+    state, _ = steps(shac.init(env, policy, jr.key(1)))
+    path = diffsim.save_checkpoint(tmp_path / "shac.eqx", state, {"iteration": 2})
+    fresh = shac.init(env, MLPPolicy.for_env(env, width=16, depth=1, key=jr.key(5)), jr.key(6))
+    resumed = diffsim.load_checkpoint(path, fresh)
+    _, expected = steps(state)
+    _, metrics = steps(resumed)
+    for name in ("loss", "critic_loss", "grad_norm"):
+        np.testing.assert_array_equal(metrics[name], expected[name])
+    assert int(resumed.actor.iteration) == 2
+
+
 def test_a_window_that_does_not_divide_the_episode_is_an_error():
     env = Pendulum()
     with pytest.raises(
