@@ -255,6 +255,13 @@ class Trajectory(eqx.Module):
         """Number of steps taken before termination (or the end of the window)."""
         return jnp.sum(self.alive, axis=-1)
 
+    @property
+    def terminating_step(self) -> Bool[Array, "*batch T"]:
+        """Whether each step ended the episode by a termination: true at most once, at the
+        last step taken of an episode that terminated (not at a time limit)."""
+        steps = jnp.arange(self.costs.shape[-1])
+        return self.terminated[..., None] & (steps == self.length[..., None] - 1)
+
 
 def _as_vector(
     env: AbstractEnv, x: ArrayLike | Sequence[float | int], size: int, name: str

@@ -266,14 +266,10 @@ class SHAC(eqx.Module):
         devices: Devices = None,
     ):
         validate.optimiser("critic_optimiser", critic_optimiser)
-        if not callable(cost):
-            raise DiffsimError(
-                f"cost must be a function cost(env, trajectory) -> step costs, got {cost!r:.60}"
-            )
+        validate.callable_("cost", cost, "a function cost(env, trajectory) -> step costs")
         validate.positive_int("window", window)
         validate.positive_int("critic_updates", critic_updates)
-        if critic_batch_size is not None:
-            validate.positive_int("critic_batch_size", critic_batch_size)
+        if validate.optional_positive_int("critic_batch_size", critic_batch_size) is not None:
             if critic_batch_size > batch_size:
                 raise DiffsimError(
                     f"critic_batch_size={critic_batch_size} exceeds the {batch_size} episodes "
@@ -410,8 +406,7 @@ class SHAC(eqx.Module):
 
         def one(trajectory):
             values = jax.vmap(lambda y: target(env.observe(y)))(trajectory.states)
-            steps = jnp.arange(trajectory.costs.shape[-1])
-            ends = trajectory.terminated & (steps == trajectory.length - 1)
+            ends = trajectory.terminating_step
             end_costs = jnp.where(ends, trajectory.terminal_cost, 0.0)
             returns = lambda_returns(
                 trajectory.costs, values, ends, end_costs, self.gamma, self.lam

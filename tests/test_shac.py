@@ -58,11 +58,13 @@ def test_actor_loss_masks_the_value_at_termination_and_uses_it_at_truncation():
     # Rising ends above 0.35 m: at its 4th step (0.4 m), terminal cost 10 x 0.4
     ended = _window(Rising())
     assert bool(ended.terminated) and int(ended.length) == 4
+    np.testing.assert_array_equal(ended.terminating_step, [False, False, False, True, False])
     loss = shac._window_cost(ended, value)
     assert float(loss) == pytest.approx((discounted + GAMMA**3 * 4.0) / 5, rel=1e-5)
     # cut by the window: the value of where it stands, discounted by the window
     cut = _window(Rising(ceiling=100.0))
     assert not bool(cut.terminated)
+    assert not bool(jnp.any(cut.terminating_step))
     expected = (discounted + GAMMA**4 + GAMMA**5 * 100.0) / 5
     assert float(shac._window_cost(cut, value)) == pytest.approx(expected, rel=1e-5)
     # cut by the horizon (steps 5-9 of 10): its terminal cost, and the value beyond

@@ -336,8 +336,7 @@ def shaped_swingup_costs(
     height = (1 + jnp.cos(states[:, 2])) / 2
     energy = height + env.half_length * states[:, 3] ** 2 / (3 * env.g)
     x = states[:, 0] / env.x_threshold
-    steps = jnp.arange(states.shape[0])
-    exits = trajectory.terminated & (steps == trajectory.length - 1)
+    exits = trajectory.terminating_step
     charge = exit_charge * (1 + x**2 + (1 - height))
     swing = energy_weight * ((1 - jnp.sqrt(energy + 1e-8)) ** 2 - 1)
     return -height * (1 - x**2) + swing + jnp.where(exits, charge, 0.0)
