@@ -2,6 +2,7 @@
 
 import abc
 import dataclasses
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -197,21 +198,22 @@ def check_positive(**parameters: ArrayLike) -> dict[str, ArrayLike]:
     """Check that physical parameters are positive and finite, named by their keywords,
     e.g. ``check_positive(control_dt=self.control_dt)``.
 
-    Concrete values raise :class:`DiffsimError` at once. Traced values (an env built
-    inside ``jit`` or ``vmap``) cannot be checked before the computation runs: they are
-    returned wrapped in ``eqx.error_if``, whose check fires when the returned value is used
-    (as equinox's runtime error, carrying the same message). Fields declared with
-    ``parameter(..., positive=True)`` are checked both ways by the core.
+    Concrete values raise :class:`DiffsimError` at once. Traced values (an env built or
+    trained inside ``jit`` or ``vmap``) cannot be checked before the computation runs:
+    they are returned guarded, NaN where not positive and finite, so that what they enter
+    is NaN, never a number. (Not ``eqx.error_if``: its host callback would cost speed in
+    every compiled rollout and keep the program out of JAX's persistent compilation
+    cache.) Fields declared with ``parameter(..., positive=True)`` are checked both ways
+    by the core; ``train`` names a trained one that left its range.
 
     Returns:
-        The values by name, traced ones carrying their check.
+        The values by name, traced ones guarded.
     """
     checked = {}
     for name, value in parameters.items():
         validate.numbers(name, value, "a positive, finite number")
         if isinstance(value, jax.core.Tracer):
-            bad = ~jnp.all(jnp.isfinite(value) & (value > 0))
-            checked[name] = eqx.error_if(value, bad, f"{name} must be positive and finite")
+            checked[name] = jnp.where(jnp.isfinite(value) & (value > 0), value, jnp.nan)
             continue
         array = np.asarray(value)
         if not np.all(np.isfinite(array)) or np.any(array <= 0):
@@ -275,7 +277,8 @@ def _positive_parameters(env: AbstractEnv) -> dict[str, ArrayLike]:
 
 
 def with_parameter_checks(env: AbstractEnv) -> AbstractEnv:
-    """``env`` with its traced positive parameters wrapped in their runtime checks."""
+    """``env`` with its traced positive parameters guarded by :func:`check_positive`
+    (concrete ones were checked when the env was built)."""
     traced = {
         name: value
         for name, value in _positive_parameters(env).items()
@@ -290,3 +293,20 @@ def with_parameter_checks(env: AbstractEnv) -> AbstractEnv:
         env,
         tuple(checked[name] for name in names),
     )
+
+
+def non_physical_parameters(model: Any) -> list[str]:
+    """The envs' positive parameters in ``model`` (any pytree holding envs, with concrete
+    values) that are not positive and finite, as ``"name = value"`` strings."""
+    envs = [
+        leaf
+        for leaf in jax.tree.leaves(model, is_leaf=lambda x: isinstance(x, AbstractEnv))
+        if isinstance(leaf, AbstractEnv)
+    ]
+    found = []
+    for env in envs:
+        for name, value in _positive_parameters(env).items():
+            array = np.asarray(value)
+            if not np.all(np.isfinite(array) & (array > 0)):
+                found.append(f"{type(env).__name__}.{name} = {array.tolist()}")
+    return found

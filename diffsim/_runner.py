@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._env import non_physical_parameters
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
 from ._state import TrainState
 from ._timing import Stopwatch
@@ -208,6 +209,7 @@ may grow by orders of magnitude as a policy starts to act (the cart-pole swing-u
 200-fold between updates 20 and 40 as it learns to swing), which is learning, not an
 explosion."""
 
+
 @eqx.filter_jit
 def _scan_steps(step, state, stop, length):
     """``length`` steps of ``step`` in one compiled scan; steps at or past ``stop`` and
@@ -346,10 +348,18 @@ def _record(history: History, metrics: dict, taken: np.ndarray, per_iteration: i
 def _divergence_message(metrics: dict, taken: int, state: TrainState) -> str:
     loss, grad_norm = metrics["loss"][taken], metrics["grad_norm"][taken]
     what = "loss" if not np.isfinite(loss) else "gradient"
-    return (
+    where = (
         f"non-finite {what} at iteration {int(state.iteration) + 1} (loss {loss}, gradient "
-        f"norm {grad_norm}); try a smaller learning rate, gradient clipping or a shorter window"
+        f"norm {grad_norm})"
     )
+    bad = non_physical_parameters(state.model)
+    if bad:
+        return (
+            f"{where}: trained env parameters left their physical range ({', '.join(bad)}; "
+            "each must be positive and finite); try a smaller learning rate or a "
+            "parameterisation that keeps them positive"
+        )
+    return f"{where}; try a smaller learning rate, gradient clipping or a shorter window"
 
 
 def _check_health(history: History, taken: int) -> None:

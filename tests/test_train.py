@@ -234,6 +234,46 @@ def test_divergence_is_reported_with_the_last_finite_controller():
     assert eqx.tree_equal(info.value.controller, policy)
 
 
+def test_a_trained_env_parameter_that_leaves_its_range_stops_training_naming_it():
+    # loss g (+ 0 x the rollout's cost): one SGD step of 20 takes g from 10 to -10, and the
+    # rollout with a negative g is NaN, never a number
+    with pytest.raises(diffsim.TrainingDiverged, match="non-finite loss at iteration 2") as info:
+        diffsim.train(
+            Pendulum(),
+            _policy(),
+            optax.sgd(20.0),
+            key=jr.key(0),
+            iterations=3,
+            batch_size=2,
+            window=5,
+            trainable=lambda env, controller: env.g,
+            objective=lambda env, trajectory: env.g + 0.0 * trajectory.total_cost,
+            progress=False,
+        )
+    assert "trained env parameters left their physical range (Pendulum.g = -10.0" in str(info.value)
+    assert float(info.value.env.g) == pytest.approx(-10.0)
+
+
+def test_training_and_evaluation_programs_hold_no_host_callback():
+    # a host callback (eqx.error_if) costs speed and keeps a program out of JAX's
+    # persistent compilation cache: no check inside the compiled hot paths may use one
+    env = diffsim.envs.CartPole()
+    trainer = diffsim.Trainer(optax.adam(1e-3), batch_size=2, window=5)
+    controller = MLPPolicy.for_env(env, width=8, depth=1, key=jr.key(0))
+    state = trainer.init(env, controller, jr.key(1))
+    programs = {
+        "Trainer.step": jax.jit(trainer.step).lower(state),
+        "rollout gradient": jax.jit(
+            jax.grad(lambda env, y0: diffsim.rollout(env, controller, y0).total_cost, 1)
+        ).lower(env, jnp.zeros(4)),
+        "evaluate": diffsim._evaluate._returns.lower(
+            env, controller, jr.split(jr.key(0), 3), False
+        ),
+    }
+    for name, lowered in programs.items():
+        assert "callback" not in lowered.as_text(), name
+
+
 def test_training_checkpoints_at_every_evaluation(tmp_path):
     env = Pendulum()
     path = tmp_path / "run.eqx"
