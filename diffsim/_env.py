@@ -227,8 +227,11 @@ def parameter(default: float, *, positive: bool = False):
     can differentiate and vmap over (``eqx.field`` with an array converter).
 
     ``positive=True`` declares a quantity that must be positive and finite (a mass, a
-    length): checked when the env is built and, for values traced under ``jit`` or
-    ``vmap``, by every :func:`diffsim.step` and :func:`diffsim.rollout`.
+    length): checked when the env is built and when it enters :func:`diffsim.rollout`,
+    :func:`diffsim.step`, :func:`diffsim.evaluate` or :func:`diffsim.train` (a batch of
+    envs built with ``eqx.filter_vmap`` included); a value traced under ``jit`` (an env
+    built or trained there) is replaced by NaN where it is not, so that the simulation is
+    NaN, never a number.
 
     Args:
         default: the value, in the parameter's own units.
@@ -296,8 +299,9 @@ def with_parameter_checks(env: AbstractEnv) -> AbstractEnv:
 
 
 def non_physical_parameters(model: Any) -> list[str]:
-    """The envs' positive parameters in ``model`` (any pytree holding envs, with concrete
-    values) that are not positive and finite, as ``"name = value"`` strings."""
+    """The envs' positive parameters in ``model`` (any pytree holding envs) whose concrete
+    values are not all positive and finite, as ``"Pendulum.g = -10.0"`` (a batch of envs:
+    ``"Pendulum.g: 2 of 1024 values, e.g. [-1.0, nan]"``); traced values are skipped."""
     envs = [
         leaf
         for leaf in jax.tree.leaves(model, is_leaf=lambda x: isinstance(x, AbstractEnv))
@@ -306,7 +310,18 @@ def non_physical_parameters(model: Any) -> list[str]:
     found = []
     for env in envs:
         for name, value in _positive_parameters(env).items():
-            array = np.asarray(value)
-            if not np.all(np.isfinite(array) & (array > 0)):
-                found.append(f"{type(env).__name__}.{name} = {array.tolist()}")
+            if isinstance(value, jax.core.Tracer):
+                continue
+            array = np.asarray(value, dtype=float)
+            bad = ~(np.isfinite(array) & (array > 0))
+            label = f"{type(env).__name__}.{name}"
+            if not bad.any():
+                continue
+            if array.size <= 4:
+                found.append(f"{label} = {array.tolist()}")
+            else:
+                found.append(
+                    f"{label}: {int(bad.sum())} of {array.size} values, e.g. "
+                    f"{array[bad][:2].tolist()}"
+                )
     return found

@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from . import _validate as validate
-from ._env import AbstractEnv, cost_method, with_parameter_checks
+from ._env import AbstractEnv, cost_method, non_physical_parameters, with_parameter_checks
 from ._errors import DiffsimError, first_line
 from ._spaces import AbstractEstimator, describe_outputs
 from ._stateful import AbstractStatefulController
@@ -86,6 +86,11 @@ def check_model(function: str, env: Any, controller: Any = None, *, needs_contro
             f"{function}: controller must be callable as controller(t, observation) -> output "
             f"(e.g. diffsim.MLPPolicy.for_env(env, key=jax.random.key(0))) or a "
             f"diffsim.AbstractStatefulController, got {_shown(controller)}"
+        )
+    bad = non_physical_parameters(env)
+    if bad:
+        raise DiffsimError(
+            f"{function}: {', '.join(bad)}: each must be positive and finite"
         )
 
 
@@ -285,7 +290,7 @@ def _check_state(
 ) -> Float[Array, " n"]:
     """``y`` as a float vector of the env's state size; a concrete one is also checked
     for NaN and inf. A traced one is not: ``eqx.error_if`` would put a host callback into
-    every compiled rollout, which cost 10-20 % of the gradient's speed at 1024 episodes
+    every compiled rollout, which cost up to 20 % of the gradient's speed at 1024 episodes
     (``benchmarks/rollout_throughput.py``) and keeps the program out of JAX's persistent
     compilation cache. A non-finite state makes a non-finite trajectory, which the entry
     points that run the compiled code (``evaluate``, ``train``, an eager ``rollout``)
@@ -417,8 +422,9 @@ def rollout(
     Raises:
         DiffsimError: for a state of the wrong shape, a controller output of the wrong
             size, a stateful controller in ``"feedback"`` mode, or (when called outside
-            ``jit``) a NaN initial state or a simulation that diverged. Inside a ``jit`` of
-            your own these are not checked: a NaN initial state gives a NaN trajectory.
+            ``jit`` or ``vmap``) a NaN initial state or a simulation that diverged. Inside a
+            ``jit`` or ``vmap`` of your own these are not checked: a NaN initial state gives
+            a NaN trajectory.
     """
     check_model("rollout", env, controller)
     validate.one_of("mode", mode, ("zoh", "feedback"))

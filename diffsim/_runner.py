@@ -359,6 +359,11 @@ def _divergence_message(metrics: dict, taken: int, state: TrainState) -> str:
             "each must be positive and finite); try a smaller learning rate or a "
             "parameterisation that keeps them positive"
         )
+    if int(state.iteration) == 0:
+        return (
+            f"{where}: the first update; check the env with diffsim.testing.check_env(env) "
+            "(initial states, dynamics, costs), then try a smaller learning rate"
+        )
     return f"{where}; try a smaller learning rate, gradient clipping or a shorter window"
 
 

@@ -178,7 +178,11 @@ class ODESolve(AbstractTransition):
 
     ``dt0`` (s) is the first step (``None``: one control interval, or the controller's
     choice). A solve that fails (``max_steps`` reached, a NaN state) raises diffrax's own
-    error, which names the cause.
+    error, which names the cause: a host callback in the compiled program (diffrax's
+    ``throw=True``), the one check diffsim keeps inside compiled rollouts, because a failed
+    solve must never be a number. It costs speed and keeps programs that use this
+    transition out of JAX's persistent compilation cache; :class:`ODEStep` has no such
+    check.
 
     Example: ``ODESolve(stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))``.
     """

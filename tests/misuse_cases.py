@@ -1,6 +1,7 @@
 """The misuses of the public API that ``test_misuse.py`` runs, as a user would meet them:
 in a process of their own, without the test suite's runtime type checking."""
 
+import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
 import optax
@@ -148,6 +149,11 @@ MISUSES = [
     ("train resume missing", lambda: _train(resume="/no/such.eqx"), "no checkpoint file"),
     ("Pendulum one half-width", lambda: Pendulum(start=(1.0,)), "start must be two non-negative"),
     ("Pendulum negative mass", lambda: Pendulum(m=-1.0), "m must be positive and finite"),
+    ("evaluate a batch of envs with a negative g",
+     lambda: diffsim.evaluate(
+         eqx.filter_vmap(lambda g: Pendulum(g=g))(jnp.array([9.0, -1.0])), POLICY, episodes=2
+     ),
+     "evaluate: Pendulum.g = [9.0, -1.0]: each must be positive and finite"),
     ("CartPole unknown task", lambda: CartPole(task="x"), "task must be one of"),
     ("Acrobot unknown action", lambda: Acrobot(action="x"), "action must be one of"),
     ("PlanarQuadrotor massless", lambda: PlanarQuadrotor(mass=0.0), "mass must be positive"),

@@ -213,6 +213,20 @@ def test_non_physical_parameters_traced_under_jit_give_nan_never_a_number():
         Pendulum(m=-1.0)  # a concrete value is refused when the env is built
 
 
+def test_a_batch_of_envs_with_a_non_physical_value_is_refused_where_it_enters():
+    # built under filter_vmap the values are traced, so construction cannot check them
+    batch = eqx.filter_vmap(lambda g: Pendulum(g=g))(jnp.array([9.0, -1.0, 10.0]))
+    controller = lambda t, o: jnp.zeros(1)
+    with pytest.raises(diffsim.DiffsimError, match=r"evaluate: Pendulum.g = \[9.0, -1.0, 10.0\]"):
+        diffsim.evaluate(batch, controller, episodes=2)
+    many = eqx.filter_vmap(lambda g: Pendulum(g=g))(jnp.arange(12.0) - 0.5)
+    with pytest.raises(diffsim.DiffsimError, match=r"Pendulum.g: 1 of 12 values, e.g. \[-0.5\]"):
+        diffsim.evaluate(many, controller, episodes=2)
+    one = eqx.tree_at(lambda e: e.m, Pendulum(), jnp.asarray(0.0))  # past the constructor
+    with pytest.raises(diffsim.DiffsimError, match=r"rollout: Pendulum.m = 0.0: each must be"):
+        diffsim.rollout(one, controller, jnp.ones(2), num_steps=3)
+
+
 def test_adaptive_solver_reports_max_steps():
     tight = dfx.PIDController(rtol=1e-12, atol=1e-12)
     env = Pendulum(transition=diffsim.ODESolve(stepsize_controller=tight, max_steps=2))

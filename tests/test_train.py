@@ -261,8 +261,10 @@ def test_training_and_evaluation_programs_hold_no_host_callback():
     trainer = diffsim.Trainer(optax.adam(1e-3), batch_size=2, window=5)
     controller = MLPPolicy.for_env(env, width=8, depth=1, key=jr.key(0))
     state = trainer.init(env, controller, jr.key(1))
+    shac = diffsim.SHAC(optax.adam(1e-3), optax.adam(1e-3), batch_size=2, window=5)
     programs = {
         "Trainer.step": jax.jit(trainer.step).lower(state),
+        "SHAC.step": jax.jit(shac.step).lower(shac.init(env, controller, jr.key(1))),
         "rollout gradient": jax.jit(
             jax.grad(lambda env, y0: diffsim.rollout(env, controller, y0).total_cost, 1)
         ).lower(env, jnp.zeros(4)),
