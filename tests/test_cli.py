@@ -2,6 +2,7 @@
 a real training process, checkpoints shared with the API."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -279,3 +280,22 @@ def test_a_module_env_gets_the_default_recipe_and_list_shows_the_installed_ones(
     }
     assert listing["pendulum"]["states"] == ["theta (rad)", "theta_dot (rad/s)"]
     assert listing["cartpole"]["actions"] == "Discrete(2)"
+
+
+def test_a_repeated_train_command_compiles_nothing_new(tmp_path):
+    """Training and evaluation programs hold no host callback (which JAX never caches), so
+    the second run of the same command finds every program in the persistent cache and
+    trains to the same result."""
+    cache = tmp_path / "jax-cache"
+    command = ["train", "pendulum", "--quick", "--iterations", "4", "--batch-size", "4",
+               "--window", "10", "--episodes", "8", "--json"]  # fmt: skip
+    environment = dict(os.environ, DIFFSIM_CACHE_DIR=str(cache))
+    first = _cli(*command, "--out", str(tmp_path / "a"), env=environment)
+    assert first.returncode == 0, first.stderr
+    entries = {path.name for path in cache.iterdir()}
+    assert entries, "the first run wrote no cache entry"
+    second = _cli(*command, "--out", str(tmp_path / "b"), env=environment)
+    assert second.returncode == 0, second.stderr
+    assert {path.name for path in cache.iterdir()} == entries  # all hits, nothing new
+    summary = lambda run: json.loads(run.stdout.strip().splitlines()[-1])["evaluation"]  # noqa: E731
+    assert summary(second) == summary(first)
