@@ -194,6 +194,13 @@ def _check_timing(control_dt: object, episode_steps: object) -> None:
     validate.positive_int("episode_steps", episode_steps)
 
 
+def _positive_and_finite(value: ArrayLike) -> ArrayLike:
+    """Elementwise whether ``value`` is positive and finite (numpy for concrete values, as
+    JAX for traced ones)."""
+    xp = jnp if isinstance(value, jax.core.Tracer) else np
+    return xp.isfinite(value) & (value > 0)
+
+
 def check_positive(**parameters: ArrayLike) -> dict[str, ArrayLike]:
     """Check that physical parameters are positive and finite, named by their keywords,
     e.g. ``check_positive(control_dt=self.control_dt)``.
@@ -213,10 +220,10 @@ def check_positive(**parameters: ArrayLike) -> dict[str, ArrayLike]:
     for name, value in parameters.items():
         validate.numbers(name, value, "a positive, finite number")
         if isinstance(value, jax.core.Tracer):
-            checked[name] = jnp.where(jnp.isfinite(value) & (value > 0), value, jnp.nan)
+            checked[name] = jnp.where(_positive_and_finite(value), value, jnp.nan)
             continue
         array = np.asarray(value)
-        if not np.all(np.isfinite(array)) or np.any(array <= 0):
+        if not np.all(_positive_and_finite(array)):
             raise DiffsimError(f"{name} must be positive and finite, got {value}")
         checked[name] = value
     return checked
@@ -313,7 +320,7 @@ def non_physical_parameters(model: Any) -> list[str]:
             if isinstance(value, jax.core.Tracer):
                 continue
             array = np.asarray(value, dtype=float)
-            bad = ~(np.isfinite(array) & (array > 0))
+            bad = ~_positive_and_finite(array)
             label = f"{type(env).__name__}.{name}"
             if not bad.any():
                 continue
