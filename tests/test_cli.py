@@ -284,18 +284,25 @@ def test_a_module_env_gets_the_default_recipe_and_list_shows_the_installed_ones(
 
 def test_a_repeated_train_command_compiles_nothing_new(tmp_path):
     """Training and evaluation programs hold no host callback (which JAX never caches), so
-    the second run of the same command finds every program in the persistent cache and
-    trains to the same result."""
+    the first run stores them in the persistent cache, the second finds every one of them
+    there and trains to the same result."""
     cache = tmp_path / "jax-cache"
     command = ["train", "pendulum", "--quick", "--iterations", "4", "--batch-size", "4",
                "--window", "10", "--episodes", "8", "--json"]  # fmt: skip
     environment = dict(os.environ, DIFFSIM_CACHE_DIR=str(cache))
+
+    def written():  # the training scan and the evaluations; smaller programs (a key's
+        # uniform draw) compile near JAX's 0.2 s minimum for caching, stored or not by load
+        names = {path.name for path in cache.iterdir()}
+        return {name for name in names if name.startswith(("jit__scan_steps", "jit__returns"))}
+
     first = _cli(*command, "--out", str(tmp_path / "a"), env=environment)
     assert first.returncode == 0, first.stderr
-    entries = {path.name for path in cache.iterdir()}
-    assert entries, "the first run wrote no cache entry"
+    entries = written()
+    assert any(name.startswith("jit__scan_steps") for name in entries), entries
+    assert any(name.startswith("jit__returns") for name in entries), entries
     second = _cli(*command, "--out", str(tmp_path / "b"), env=environment)
     assert second.returncode == 0, second.stderr
-    assert {path.name for path in cache.iterdir()} == entries  # all hits, nothing new
+    assert written() == entries  # all hits, nothing recompiled
     summary = lambda run: json.loads(run.stdout.strip().splitlines()[-1])["evaluation"]  # noqa: E731
     assert summary(second) == summary(first)
