@@ -3,12 +3,15 @@ trained for every seed in one compiled program."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from . import _validate as validate
 from ._errors import DiffsimError
 from ._methods import AbstractMethod, curve_return, train_seeds
 from ._runner import _scan_steps, chunk_length
@@ -120,7 +123,8 @@ class SHACMethod(AbstractMethod):
     :class:`diffsim.SHAC` (``batch_size``, ``window``, ``gamma``, ``lam``,
     ``critic_updates``, ``critic_batch_size``, ``target_step_size``, ``observation_scale``,
     ``value_scale``, ``cost``, ...); ``eval_every`` (updates between learning-curve points)
-    optional."""
+    optional; ``make_controller`` (``make_controller(env, key)``, as a recipe's) optional,
+    for an actor other than the recipe's controller."""
 
     name: str = "shac"
     trained: bool = True
@@ -140,9 +144,16 @@ class SHACMethod(AbstractMethod):
         missing = sorted({"optimiser", "critic_optimiser", "iterations"} - set(settings))
         if missing:
             raise DiffsimError(f"shac: the {recipe.name!r} recipe's settings lack {missing}")
+        if "make_controller" in settings:
+            validate.callable_(
+                f"shac: the {recipe.name!r} recipe's make_controller",
+                settings["make_controller"],
+                "a function make_controller(env, key) -> controller",
+            )
 
     def _settings(self, recipe, quick):
         settings = dict(recipe.method_options["shac"])
+        settings.pop("make_controller", None)
         iterations = settings.pop("iterations")
         quick_iterations = settings.pop("quick_iterations", max(1, iterations // 10))
         every = settings.pop("eval_every", 0)
@@ -161,18 +172,28 @@ class SHACMethod(AbstractMethod):
 
     def run(self, recipe, seeds, *, quick, log):
         shac, iterations, every = self.build(recipe, quick)
-        return train_vmapped(self.name, recipe, seeds, shac, iterations, every, log)
+        actor = self._actor_recipe(recipe)
+        return train_vmapped(self.name, actor, seeds, shac, iterations, every, log)
 
     def template(self, recipe, env, spec):
-        return recipe.make_controller(env, jr.key(0))
+        return self._actor_recipe(recipe).make_controller(env, jr.key(0))
 
     def describe(self, recipe, env, quick):
         settings, iterations, _ = self._settings(recipe, quick)
         batch, window = settings.get("batch_size", 64), settings.get("window", 25)
+        actor = "SHAC actor" if "make_controller" in recipe.method_options["shac"] else "controller"
         return (
-            f"SHAC from the `{recipe.name}` recipe's controller, {iterations} updates of "
+            f"SHAC from the `{recipe.name}` recipe's {actor}, {iterations} updates of "
             f"{batch} x {window} steps, {iterations * batch * window:,} env steps"
         )
+
+    @staticmethod
+    def _actor_recipe(recipe):
+        """``recipe`` with the actor of its SHAC settings, where they name one."""
+        make_controller = recipe.method_options["shac"].get("make_controller")
+        if make_controller is None:
+            return recipe
+        return dataclasses.replace(recipe, make_controller=make_controller)
 
 
 dp = DP()

@@ -6,7 +6,6 @@ import dataclasses
 import equinox as eqx
 import jax.numpy as jnp
 import jax.random as jr
-import optax
 from jaxtyping import Array, Float
 
 import diffsim
@@ -127,12 +126,11 @@ PENDULUM_20K = dataclasses.replace(
     pendulum.recipe,
     name="pendulum-20k",
     iterations=800,
-    make_optimiser=lambda iterations: optax.chain(
-        optax.clip_by_global_norm(1.0), optax.adam(2e-3)
-    ),
+    make_controller=pendulum.SHAC_SETTINGS["make_controller"],
+    make_optimiser=lambda iterations: pendulum.SHAC_SETTINGS["optimiser"],
     train_options=dict(batch_size=1, window=25, eval_every=800, eval_episodes=20),
 )
 """The pendulum's SHAC settings and their budget (800 updates of 1 episode x 25 steps,
-20,000 env steps, the same optimiser) as the recipe's ``dp``: windowed BPTT with nothing
+20,000 env steps, the same actor and optimiser) as the recipe's ``dp``: windowed BPTT with nothing
 beyond each window, which ``diffsim compare helpers:PENDULUM_20K --methods dp,shac`` sets
 against SHAC."""

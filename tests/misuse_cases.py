@@ -8,7 +8,7 @@ import optax
 
 import diffsim
 from diffsim import MLPPolicy
-from diffsim.controllers import LQR, MPC, Mirrored
+from diffsim.controllers import LQR, MPC, Mirrored, Squashed
 from diffsim.envs import Acrobot, CartPole, Epidemic, Pendulum, PlanarQuadrotor
 
 ENV = Pendulum()
@@ -168,6 +168,9 @@ MISUSES = [
     ("Mirrored of a name", lambda: Mirrored("pol", (1, -1, -1), (-1,)), "Mirrored needs a policy"),
     ("Mirrored signs of zeros", lambda: Mirrored(POLICY, (1, 0, -1), (-1,)),
      "observation_signs must be a sequence of +1 and -1"),
+    ("Squashed of a name", lambda: Squashed("pol", diffsim.Box(-2.0, 2.0)), "Squashed needs a policy"),
+    ("Squashed into an unbounded box", lambda: Squashed(POLICY, diffsim.Box(-jnp.inf, 2.0)),
+     "Squashed needs a diffsim.Box with finite bounds"),
     ("check_env of a name", lambda: diffsim.testing.check_env("env"), "needs a diffsim.AbstractEnv"),
     ("Quantity of a number", lambda: diffsim.Quantity(3), "name must be a string"),
     ("Variables of names", lambda: diffsim.Variables(("x",), (), ()), "tuple of diffsim.Quantity"),

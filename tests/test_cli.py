@@ -270,6 +270,7 @@ def test_a_module_env_gets_the_default_recipe_and_list_shows_the_installed_ones(
     assert set(listing) == {
         "pendulum",
         "pendulum-sample-efficient",
+        "pendulum-200k",
         "cartpole",
         "cartpole-continuous",
         "cartpole-swingup",

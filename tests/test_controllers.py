@@ -11,13 +11,67 @@ import pytest
 import scipy.linalg
 
 import diffsim
-from diffsim.controllers import LQR, MPC, Residual, ValueIteration, lqr_gain, solve_dare
+from diffsim.controllers import (
+    LQR,
+    MPC,
+    Mirrored,
+    Residual,
+    Squashed,
+    ValueIteration,
+    lqr_gain,
+    solve_dare,
+)
 from diffsim.envs.cartpole import CartPole, GymEuler
 from diffsim.envs.pendulum import Pendulum
 
 PENDULUM_Q = jnp.diag(jnp.array([1.0, 0.1]))  # the env's running cost, per step
 PENDULUM_R = jnp.array([[0.001]])
 BALANCE = Pendulum(start=(0.3, 0.3), episode_steps=60)
+
+
+def test_squashed_is_the_mlp_policys_own_squash():
+    """An unbounded MLPPolicy squashed into the pendulum's box gives exactly what the same
+    network, built for the box, outputs."""
+    env = Pendulum()
+    unbounded = diffsim.MLPPolicy(3, diffsim.Box(-jnp.inf, jnp.inf), key=jr.key(3))
+    bounded = diffsim.MLPPolicy.for_env(env, key=jr.key(3))
+    observations = jr.normal(jr.key(4), (50, 3)) * jnp.array([[1.0, 1.0, 8.0]])
+    squashed = jax.vmap(lambda o: Squashed(unbounded, env.action_space)(0.0, o))(observations)
+    np.testing.assert_allclose(squashed, jax.vmap(lambda o: bounded(0.0, o))(observations))
+    assert float(jnp.max(jnp.abs(squashed))) < 2.0
+
+
+class _Offset(eqx.Module):
+    """``f(o) = 10 + a * sin``: a large mirror-symmetric part and a small antisymmetric
+    one, the shape of a dead policy."""
+
+    a: jax.Array
+
+    def __call__(self, t, observation):
+        return 10.0 + self.a * observation[1:2]
+
+
+def test_mirroring_before_the_squash_keeps_the_gradient_that_after_loses():
+    """Mirrored of a squashed policy averages two saturated tanh: control and gradient
+    vanish (2 (tanh(10.1) - tanh(9.9)) / 2 and its derivative, about 1e-8). Squashed of
+    the mirrored policy squashes only the antisymmetric part: 2 tanh(0.1), gradient 2 (1 -
+    tanh(0.1)^2)."""
+    env, signs = Pendulum(), dict(observation_signs=(1, -1, -1), output_signs=(-1,))
+    observation = jnp.array([0.0, 1.0, 0.0])  # horizontal, at rest: sin = 1
+
+    def after(a):
+        return Mirrored(Squashed(_Offset(a), env.action_space), **signs)(0.0, observation)[0]
+
+    def before(a):
+        return Squashed(Mirrored(_Offset(a), **signs), env.action_space)(0.0, observation)[0]
+
+    a = jnp.array(0.1)
+    np.testing.assert_allclose(before(a), 2 * np.tanh(0.1), rtol=1e-5)  # 10.1 - 9.9 in float32
+    np.testing.assert_allclose(jax.grad(before)(a), 2 * (1 - np.tanh(0.1) ** 2), rtol=1e-5)
+    assert abs(float(after(a))) < 1e-6 and abs(float(jax.grad(after)(a))) < 1e-6
+    mirrored = observation * jnp.array([1.0, -1.0, -1.0])
+    policy = Squashed(Mirrored(_Offset(a), **signs), env.action_space)
+    np.testing.assert_allclose(policy(0.0, mirrored), -policy(0.0, observation), rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

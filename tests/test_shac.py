@@ -143,8 +143,10 @@ def test_the_critic_learns_the_window_targets():
 @pytest.mark.slow  # 30-40 s (two compare runs of 5 seeds): in `make test-all`
 def test_shac_beats_windowed_bptt_on_the_same_20000_pendulum_steps(tmp_path):
     """The value beyond the window is what SHAC adds to carried-window BPTT: with the same
-    20,000 env steps, windows, optimiser and policy, the median return over 5 seeds (200
-    episodes from seed 0) is better by at least 100 (measured: see the docs' table)."""
+    20,000 env steps, windows, optimiser and actor, the median return over 5 seeds (200
+    episodes from seed 0) is better by at least 5 (measured 12.6 here, 19.5 on 1000
+    episodes: see the docs' table; 206 with the recipe's controller, mirrored after its
+    squash, which also held SHAC back)."""
     results = diffsim.compare(
         "helpers:PENDULUM_20K", methods=["dp", "shac"], seeds=5, episodes=200,
         out=tmp_path, log=None,
@@ -153,7 +155,7 @@ def test_shac_beats_windowed_bptt_on_the_same_20000_pendulum_steps(tmp_path):
     assert {row["env_steps"] for m in ("dp", "shac") for row in rows[m]} == {20_000}
     median = {m: float(np.median([row["mean_return"] for row in rows[m]])) for m in rows}
     print(median, {m: [round(row["mean_return"], 1) for row in rows[m]] for m in rows})
-    assert median["shac"] > median["dp"] + 100, median
+    assert median["shac"] > median["dp"] + 5, median
 
 
 @pytest.mark.slow  # 8-19 s (compilations): in `make test-all`
@@ -229,7 +231,9 @@ def test_compare_shac_without_the_recipes_settings_is_one_line_and_exit_status_2
     assert err.count("\n") == 1
 
 
-@pytest.mark.parametrize("name", ["pendulum", "quadrotor", "acrobot-swingup", "cartpole-swingup"])
+@pytest.mark.parametrize(
+    "name", ["pendulum", "pendulum-200k", "quadrotor", "acrobot-swingup", "cartpole-swingup"]
+)
 def test_every_recipes_shac_settings_build_a_shac_that_starts(name):
     """What `diffsim compare ENV --methods shac` builds from a recipe's settings: a SHAC
     whose window divides the episode and whose critic reads the env's observations."""
@@ -239,6 +243,6 @@ def test_every_recipes_shac_settings_build_a_shac_that_starts(name):
     method.check(recipe, recipe.make_env())
     shac, _, _ = method.build(recipe, quick=False)
     env = recipe.make_env()
-    state = shac.init(env, recipe.make_controller(env, jr.key(0)), jr.key(1))
+    state = shac.init(env, method.template(recipe, env, {}), jr.key(1))
     value = shac.critic(state)(env.observe(env.initial_state(jr.key(2))))
     assert value.shape == () and np.isfinite(float(value))

@@ -5,6 +5,7 @@ problems by value iteration."""
 from ._lqr import LQR, lqr_gain, solve_dare
 from ._mpc import MPC, MPCState
 from ._residual import Residual
+from ._squashed import Squashed
 from ._symmetric import Mirrored
 from ._value_iteration import ValueIteration
 
@@ -14,6 +15,7 @@ __all__ = [
     "MPCState",
     "Mirrored",
     "Residual",
+    "Squashed",
     "ValueIteration",
     "lqr_gain",
     "solve_dare",

@@ -19,12 +19,13 @@ class Mirrored(eqx.Module):
     acting on observations and on controller outputs, e.g. ``(1, -1, -1)`` and ``(-1,)``
     for the pendulum's ``(cos, sin, speed) -> torque``. A symmetric system then cannot
     settle in a lopsided policy (swinging up from one side only), a local optimum that
-    gradient training otherwise often falls into.
+    gradient training otherwise often falls into. For bounded controls, mirror the
+    unbounded network and squash after (:class:`Squashed`): averaging two saturated
+    outputs can leave a dead policy.
 
     Example:
         ```python
         import jax.numpy as jnp
-import numpy as np
         import jax.random as jr
         import diffsim
         from diffsim import MLPPolicy
