@@ -122,15 +122,14 @@ def pendulum_policy(key: int = 0, env: Pendulum | None = None) -> Mirrored:
     )
 
 
-PENDULUM_20K = dataclasses.replace(
-    pendulum.recipe,
-    name="pendulum-20k",
-    iterations=800,
-    make_controller=pendulum.SHAC_SETTINGS["make_controller"],
-    make_optimiser=lambda iterations: pendulum.SHAC_SETTINGS["optimiser"],
-    train_options=dict(batch_size=1, window=25, eval_every=800, eval_episodes=20),
+PENDULUM_200K_WINDOWS = dataclasses.replace(
+    pendulum.budget_200k_recipe,
+    name="pendulum-200k-windows",
+    iterations=pendulum.SHAC_200K_SETTINGS["iterations"],
+    make_optimiser=lambda iterations: pendulum.SHAC_200K_SETTINGS["optimiser"],
+    train_options=dict(batch_size=1, window=20, eval_every=10_000, eval_episodes=20),
 )
-"""The pendulum's SHAC settings and their budget (800 updates of 1 episode x 25 steps,
-20,000 env steps, the same actor and optimiser) as the recipe's ``dp``: windowed BPTT with nothing
-beyond each window, which ``diffsim compare helpers:PENDULUM_20K --methods dp,shac`` sets
-against SHAC."""
+"""The `pendulum-200k` recipe's SHAC settings and their budget (10,000 updates of 1 episode
+x 20 steps, 200,000 env steps, the same actor and optimiser) as the recipe's ``dp``:
+windowed BPTT with nothing beyond each window, which ``diffsim compare
+helpers:PENDULUM_200K_WINDOWS --methods dp,shac`` sets against SHAC."""

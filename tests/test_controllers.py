@@ -31,7 +31,7 @@ BALANCE = Pendulum(start=(0.3, 0.3), episode_steps=60)
 
 def test_squashed_is_the_mlp_policys_own_squash():
     """An unbounded MLPPolicy squashed into the pendulum's box gives exactly what the same
-    network, built for the box, outputs."""
+    network, built for the box, outputs; the box's bounds get no gradient."""
     env = Pendulum()
     unbounded = diffsim.MLPPolicy(3, diffsim.Box(-jnp.inf, jnp.inf), key=jr.key(3))
     bounded = diffsim.MLPPolicy.for_env(env, key=jr.key(3))
@@ -39,6 +39,11 @@ def test_squashed_is_the_mlp_policys_own_squash():
     squashed = jax.vmap(lambda o: Squashed(unbounded, env.action_space)(0.0, o))(observations)
     np.testing.assert_allclose(squashed, jax.vmap(lambda o: bounded(0.0, o))(observations))
     assert float(jnp.max(jnp.abs(squashed))) < 2.0
+    gradient = eqx.filter_grad(lambda policy: policy(0.0, observations[0])[0])(
+        Squashed(unbounded, env.action_space)
+    )
+    assert float(gradient.low[0]) == 0.0 and float(gradient.high[0]) == 0.0  # the env's bounds
+    assert float(jnp.abs(gradient.policy.mlp.layers[-1].bias[0])) > 0.0
 
 
 class _Offset(eqx.Module):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from diffsim import Box, Controller, DiffsimError
@@ -12,15 +12,17 @@ from diffsim import Box, Controller, DiffsimError
 
 class Squashed(eqx.Module):
     """``policy``'s outputs squashed into the bounds of ``space`` with ``tanh``:
-    ``u(o) = (high + low) / 2 + (high - low) / 2 * tanh(f(o))``, what
-    :class:`diffsim.MLPPolicy` does inside for a bounded :class:`diffsim.Box`.
+    ``u(o) = (high + low) / 2 + (high - low) / 2 * tanh(f(o))``, in the units of the
+    env's controls, shape ``(m,)`` as ``f(o)`` (``m`` = ``space.controller_size``). Alone,
+    it is what :class:`diffsim.MLPPolicy` does inside for a bounded :class:`diffsim.Box`;
+    the bounds are the env's and are not trained.
 
-    Apart, it composes: ``Squashed(Mirrored(f, ...), space)`` makes the unbounded ``f``
-    mirror-symmetric *before* the squash. The other order, ``Mirrored`` of a squashed
-    policy, averages two saturated outputs: where ``f`` is large and nearly equal at a
-    state and its mirror image, the control is near zero and so is its gradient, a dead
-    policy that SHAC on the pendulum fell into on about one seed in five (measured in
-    the docs' "which differentiable method" page).
+    It also composes: ``Squashed(Mirrored(f, ...), space)`` makes the unbounded ``f``
+    equivariant *before* the squash. The other order, ``Mirrored`` of a squashed policy,
+    averages two squashed outputs: where ``f`` is large and nearly equal at a state and
+    its mirror image, the control is near zero and, the ``tanh`` saturated, so is its
+    gradient, a dead policy that SHAC on the pendulum fell into on about one seed in five
+    (measured in the docs' "which differentiable method" page).
 
     Example:
         ```python
@@ -47,8 +49,7 @@ class Squashed(eqx.Module):
             raise DiffsimError(
                 f"Squashed needs a policy callable as policy(t, observation), got {policy!r:.60}"
             )
-        bounded = isinstance(space, Box) and np.all(np.isfinite([space.low, space.high]))
-        if not bounded:
+        if not (isinstance(space, Box) and space.bounded):
             raise DiffsimError(
                 f"Squashed needs a diffsim.Box with finite bounds, got {space!r:.80}"
             )
@@ -58,5 +59,6 @@ class Squashed(eqx.Module):
     def __call__(
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " m"]:
-        middle, half = (self.high + self.low) / 2, (self.high - self.low) / 2
+        low, high = jax.lax.stop_gradient(self.low), jax.lax.stop_gradient(self.high)
+        middle, half = (high + low) / 2, (high - low) / 2
         return middle + half * jnp.tanh(self.policy(t, observation))
