@@ -27,6 +27,11 @@ class MLPPolicy(eqx.Module):
     the logits of the choices. Time is ignored (the policy is stationary).
     ``observation_scale`` (fixed, not trained) divides observations so that the
     inputs are of order one (e.g. ``(1, 1, 8)`` for the pendulum's speed).
+    The squash's bounds ``low`` and ``high`` are arrays of the module, so training moves
+    them as it moves the weights, a trained output gain (the env's :class:`diffsim.Box`
+    still clips the control to its true bounds; the shipped recipes' figures were
+    measured so). To hold them fixed, build an unbounded policy (``diffsim.Box(-inf, inf)``)
+    and wrap it in :class:`diffsim.controllers.Squashed`.
 
     Example:
         ```python
