@@ -166,9 +166,15 @@ class GymEuler(AbstractTransition):
         return jnp.stack([theta + theta_dot * dynamics.control_dt, theta_dot])
 
 
+def _mirrored(policy):
+    """``policy`` made odd under the pendulum's reflection: (cos, sin, speed) -> (cos, -sin,
+    -speed) flips the torque."""
+    return Mirrored(policy, observation_signs=(1.0, -1.0, -1.0), output_signs=(-1.0,))
+
+
 def _pendulum_controller(env, key):
     policy = MLPPolicy.for_env(env, width=64, depth=2, observation_scale=(1.0, 1.0, 8.0), key=key)
-    return Mirrored(policy, observation_signs=(1.0, -1.0, -1.0), output_signs=(-1.0,))
+    return _mirrored(policy)
 
 
 def _squashed_pendulum_controller(env, key, width=64):
@@ -178,8 +184,7 @@ def _squashed_pendulum_controller(env, key, width=64):
         env.observation_size, Box(-jnp.inf, jnp.inf), width=width, depth=2,
         observation_scale=(1.0, 1.0, 8.0), key=key,
     )  # fmt: skip
-    mirrored = Mirrored(network, observation_signs=(1.0, -1.0, -1.0), output_signs=(-1.0,))
-    return Squashed(mirrored, env.action_space)
+    return Squashed(_mirrored(network), env.action_space)
 
 
 # rejax settings of `diffsim compare pendulum --methods sac,ppo` (diffsim.rl's methods), in
