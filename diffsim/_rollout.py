@@ -8,6 +8,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.extend
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -463,23 +464,30 @@ def rollout(
     dt = jnp.asarray(env.control_dt, y0.dtype)
 
     def body(carry, step_key):
-        k, y, alive, terminal_cost, end_time, memory = carry
+        k, y, alive, taken, terminal_cost, end_time, memory = carry
         t = k * dt
         u, memory = _act(env, controller, memory, t, y, estimator, step_key)
         closed_loop = None if mode == "zoh" else ClosedLoop(env, controller, estimator, step_key)
         y_next, cost, done, end = _advance(env, t, y, u, closed_loop)
-        ends = alive & (done | (k + 1 == env.episode_steps))
-        terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
+        ends = done | (k + 1 == env.episode_steps)
+        if not ends_early:
+            # Alive at every step: no masks, whose per-step residuals slow the gradient.
+            terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
+            carry = (k + 1, y_next, alive, taken, terminal_cost, end, memory)
+            return carry, (y_next, u, cost)
+        terminal_cost = terminal_cost + jnp.where(alive & ends, env.terminal_cost(y_next), 0.0)
         end_time = jnp.where(alive, end, end_time)
+        taken = jnp.where(alive & done, k + 1 - start, taken)
         y_next = jnp.where(alive, y_next, y)
-        carry = (k + 1, y_next, alive & ~done, terminal_cost, end_time, memory)
-        return carry, (y_next, u, cost, alive)
+        carry = (k + 1, y_next, alive & ~done, taken, terminal_cost, end_time, memory)
+        return carry, (y_next, u, cost)
 
     start = jnp.asarray(start_step, jnp.int32)
+    ends_early = _ends_early(env, start * dt, y0)
     zero = jnp.zeros((), y0.dtype)
     memory = controller.init() if stateful else None
-    init = (start, y0, jnp.array(True), zero, start * dt, memory)
-    (_, _, still_alive, terminal_cost, end_time, _), (ys, us, costs, alive) = _scan(
+    init = (start, y0, jnp.array(True), jnp.asarray(num_steps, jnp.int32), zero, start * dt, memory)
+    (_, _, still_alive, taken, terminal_cost, end_time, _), (ys, us, costs) = _scan(
         body, init, keys, num_steps, checkpoint_every
     )
     trajectory = Trajectory(
@@ -487,7 +495,7 @@ def rollout(
         states=jnp.concatenate([y0[None], ys]),
         controls=us,
         costs=costs,
-        alive=alive,
+        alive=jnp.arange(num_steps) < taken,
         terminated=~still_alive,
         terminal_cost=terminal_cost,
         end_time=end_time,
@@ -495,6 +503,16 @@ def rollout(
     if _is_concrete(trajectory):
         _check_diverged(trajectory)
     return trajectory
+
+
+def _ends_early(env: AbstractEnv, t, y) -> bool:
+    """Whether an episode of ``env`` may end before its horizon: ``False`` only when the env
+    has no event and its termination traces to the constant ``False`` (the default)."""
+    with user_code(f"{type(env).__name__}.termination", _index_hint(env)):
+        if env.event(t, y) is not None:
+            return True
+        done = jax.make_jaxpr(env.termination)(y).jaxpr.outvars[0]
+    return not (isinstance(done, jax.extend.core.Literal) and not done.val)
 
 
 def _scan(body, init, xs, length: int, every: int | None):

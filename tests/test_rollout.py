@@ -165,6 +165,58 @@ def test_termination_freezes_state_masks_costs_and_charges_the_terminal_cost_onc
     assert float(trajectory.total_cost) == pytest.approx(4.0 + 4.0, rel=1e-5)
 
 
+class _Drifting(diffsim.AbstractEnv):
+    """dy/dt = u, cost y^2 per step; never terminates (the default termination)."""
+
+    control_dt: float = 0.1
+    episode_steps: int = 10
+
+    @property
+    def action_space(self):
+        return diffsim.Box(-1.0, 1.0)
+
+    def vector_field(self, t, y, u):
+        return u
+
+    def initial_state(self, key):
+        return jnp.ones(1)
+
+    def running_cost(self, t, y, u):
+        return y[0] ** 2
+
+
+class _DriftingWithAnExit(_Drifting):
+    """The same, with a termination that is traced but never reached."""
+
+    def termination(self, y):
+        return jnp.abs(y[0]) > 1e6
+
+
+def test_an_env_that_cannot_terminate_is_rolled_out_without_per_step_masks():
+    def loss(gain, env):
+        trajectory = diffsim.rollout(env, lambda t, o: -gain * o, jnp.ones(1))
+        return trajectory.total_cost, trajectory
+
+    def stacked_masks(env):
+        jaxpr = jax.make_jaxpr(jax.grad(lambda g: loss(g, env)[0]))(0.5)
+        scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
+        return sum(v.aval.dtype == jnp.bool_ and v.aval.ndim > 0 for e in scans for v in e.outvars)
+
+    (value, plain), grad = jax.value_and_grad(loss, has_aux=True)(0.5, _Drifting())
+    (masked_value, masked), masked_grad = jax.value_and_grad(loss, has_aux=True)(
+        0.5, _DriftingWithAnExit()
+    )
+    # y_k = 0.95^k: the sum of squares over 10 steps, and its derivative in the gain
+    k = np.arange(10)
+    assert float(value) == pytest.approx(np.sum(0.95 ** (2 * k)), rel=1e-5)
+    assert float(grad) == pytest.approx(np.sum(2 * k * 0.95 ** (2 * k - 1) * -0.1), rel=1e-4)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(masked), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert float(masked_grad) == float(grad)
+    assert bool(jnp.all(plain.alive)) and int(plain.length) == 10 and not bool(plain.terminated)
+    assert stacked_masks(_Drifting()) == 0 and stacked_masks(_DriftingWithAnExit()) > 0
+
+
 def test_terminal_cost_is_charged_once_at_the_horizon():
     env = Rising(ceiling=100.0)
     full = diffsim.rollout(env, lambda t, o: jnp.zeros(1), jnp.zeros(1))
