@@ -32,6 +32,11 @@ same initial states (``diffsim.initial_states(env, 1024, seed=0)``), float32:
   stepping after it, and the policy can bring the pole back into the box): minus
   diffsim's summed cost, the same masking diffsim's rollout does.
 
+diffsim runs twice per problem, as it comes and with ``rollout(..., unroll=4)`` (the
+scan's own ``unroll``, the hand scans' unroll); the faster of the two per configuration is
+diffsim's rate, as the fastest hand scan is the reference's, and the ratio of the default
+(unroll 1) is printed beside it.
+
 The four hand-written variants per problem are two layouts (a scan per episode under
 ``vmap``; one batch-major scan over ``(batch,)`` arrays with the policy ``vmap``-ed inside)
 times two scan unrolls (1, 4) for the Euler problems, and two layouts times two ways of
@@ -90,6 +95,7 @@ CHECK_EPISODES = 16
 MIN_REPEAT_S = 0.1
 FORWARD_RTOL = 1e-4
 GRADIENT_RTOL = 1e-3
+DIFFSIM_UNROLL = 4
 GYMNAX_KEY = jr.PRNGKey(0)  # step_env of these two envs ignores its key
 
 # The pendulum and cart-pole constants (gym's, and the envs' defaults).
@@ -102,7 +108,7 @@ X_THRESHOLD, THETA_THRESHOLD = 2.4, cartpole.THETA_THRESHOLD
 
 MODES = {"forward": "fwd", "gradient": "grad"}
 ROLES = {
-    "diffsim": "diffsim rollout",
+    "diffsim": "diffsim rollout (fastest)",
     "scan": "hand-written scan (fastest)",
     "gymnax": "gymnax step_env",
 }
@@ -181,15 +187,25 @@ def _scan_variants(step, init, finish, unrolls=(1, 4)):
     return variants
 
 
-def _diffsim(env, objective=None):
+def _diffsim(env, objective=None, unroll=1):
     def run(policy, ys):
         def one(y):
-            trajectory = diffsim.rollout(env, policy, y, num_steps=STEPS)
+            trajectory = diffsim.rollout(env, policy, y, num_steps=STEPS, unroll=unroll)
             return trajectory.total_cost if objective is None else objective(env, trajectory)
 
         return jax.vmap(one)(ys)
 
     return run
+
+
+def _diffsim_contenders(env, objective=None, gradient=True):
+    """``diffsim.rollout`` as it comes (``"diffsim"``, the reference of the correctness
+    checks) and with ``unroll=4``, the hand scans' unroll."""
+    contenders = []
+    for name, unroll in (("diffsim", 1), (f"diffsim: unroll {DIFFSIM_UNROLL}", DIFFSIM_UNROLL)):
+        loss = _diffsim(env, objective, unroll) if gradient else None
+        contenders.append(Contender(name, "diffsim", _diffsim(env, unroll=unroll), loss))
+    return contenders
 
 
 # --- pendulum, gym's semi-implicit Euler ------------------------------------------------
@@ -417,7 +433,7 @@ def _problems(max_batch: int) -> list[Problem]:
             "pendulum, gym Pendulum-v1 semi-implicit Euler",
             MLPPolicy.for_env(env, width=64, depth=2, key=key),
             diffsim.initial_states(env, max_batch, seed=0),
-            [Contender("diffsim", "diffsim", _diffsim(env), _diffsim(env))]
+            _diffsim_contenders(env)
             + [Contender(f"scan: {n}", "scan", run, run) for n, run in gym_variants.items()]
             + [Contender("gymnax step_env", "gymnax", _gymnax_pendulum, None)],
         )
@@ -430,7 +446,7 @@ def _problems(max_batch: int) -> list[Problem]:
             f"pendulum, ODE, {ODE_SUBSTEPS} Tsit5 steps per interval",
             MLPPolicy.for_env(env, width=64, depth=2, key=key),
             diffsim.initial_states(env, max_batch, seed=0),
-            [Contender("diffsim", "diffsim", _diffsim(env), _diffsim(env))]
+            _diffsim_contenders(env)
             + [Contender(f"scan: {n}", "scan", run, run) for n, run in _ode_variants().items()],
         )
     )
@@ -438,14 +454,13 @@ def _problems(max_batch: int) -> list[Problem]:
     env = CartPole(transition=cartpole.GymEuler(), action="continuous")
     counts = _cartpole_count_variants(_continuous_force)
     shaped = _cartpole_shaped_variants()
-    diffsim_shaped = _diffsim(env, cartpole.shaped_balance_loss)
     problems.append(
         Problem(
             "cartpole_gym_continuous",
             "cart-pole, gym CartPole-v1 Euler, continuous force (gradient of shaped_balance_loss)",
             MLPPolicy.for_env(env, width=64, depth=2, key=key),
             diffsim.initial_states(env, max_batch, seed=0),
-            [Contender("diffsim", "diffsim", _diffsim(env), diffsim_shaped)]
+            _diffsim_contenders(env, cartpole.shaped_balance_loss)
             + [Contender(f"scan: {n}", "scan", counts[n], shaped[n]) for n in counts],
         )
     )
@@ -458,7 +473,7 @@ def _problems(max_batch: int) -> list[Problem]:
             "cart-pole, gym CartPole-v1 Euler, discrete pushes (forward only)",
             MLPPolicy.for_env(env, width=64, depth=2, key=key),
             diffsim.initial_states(env, max_batch, seed=0),
-            [Contender("diffsim", "diffsim", _diffsim(env), None)]
+            _diffsim_contenders(env, gradient=False)
             + [Contender(f"scan: {n}", "scan", run, None) for n, run in counts.items()]
             + [Contender("gymnax step_env", "gymnax", _gymnax_cartpole, None)],
         )
@@ -615,17 +630,29 @@ def _report(problem: Problem, batches: list[int], results: dict, record: dict) -
                 record[f"{key}_vs_{role}_ratio"] = round(ratio, 3)
                 if role == "scan":
                     record[f"{key}_scan_variant"] = name.removeprefix("scan: ")
+                    record[f"{key}_diffsim_variant"] = best["diffsim", mode][2]
             print(
                 f"  {label:<30}{batch:>6}{cells[0]:>14}{cells[1]:>14}"
                 f"{'/'.join(compiles):>11}{ratios[0]:>17}{ratios[1]:>7}"
             )
-        winners = [
-            f"{mode} {best['scan', mode][2].removeprefix('scan: ')}"
-            for mode in MODES
-            if ("scan", mode) in best
-        ]
-        if winners:
-            print(f"  {'':<36}fastest scan variant: {'; '.join(winners)}")
+        for role in ("diffsim", "scan"):
+            winners = [
+                f"{mode} {best[role, mode][2].removeprefix(f'{role}: ')}"
+                for mode in MODES
+                if (role, mode) in best
+            ]
+            if winners:
+                print(f"  {'':<36}fastest {role} variant: {'; '.join(winners)}")
+        defaults = []  # diffsim as it comes (unroll 1) against the fastest scan
+        for mode in MODES:
+            if ("scan", mode) in best and (mode, batch, "diffsim") in results:
+                ratio = results[mode, batch, "diffsim"][0] / best["scan", mode][0]
+                record[f"{problem.name}_{MODES[mode]}_b{batch}_default_vs_scan_ratio"] = round(
+                    ratio, 3
+                )
+                defaults.append(f"{mode} {ratio:.2f}")
+        if defaults:
+            print(f"  {'':<36}diffsim unroll 1 / fastest scan: {'; '.join(defaults)}")
 
 
 def _machine() -> str:

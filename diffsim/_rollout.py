@@ -386,6 +386,7 @@ def rollout(
     estimator: AbstractEstimator | None = None,
     key: PRNGKeyArray | None = None,
     checkpoint_every: int | None = None,
+    unroll: int | bool = 1,
 ) -> Trajectory:
     """Simulate the closed loop from ``y0`` for ``num_steps`` control intervals.
 
@@ -415,6 +416,9 @@ def rollout(
             residuals to O(``num_steps / checkpoint_every + checkpoint_every``);
             ``checkpoint_every`` near ``sqrt(num_steps)`` minimises it. The result is
             the same; ``None`` (default) stores every step.
+        unroll: control steps per iteration of the compiled loop, ``jax.lax.scan``'s
+            ``unroll`` passed through. The result is the same; on CPU, 4 runs a single
+            episode (batch 1) faster and compiles slower (see ``benchmarks/RESULTS.md``).
 
     Returns:
         A :class:`Trajectory` with ``num_steps + 1`` states. The terminal cost is charged
@@ -458,6 +462,8 @@ def rollout(
     if key is not None:
         validate.prng_key("key", key)
     validate.optional_positive_int("checkpoint_every", checkpoint_every)
+    if not isinstance(unroll, bool):
+        validate.positive_int("unroll", unroll)
     env = with_parameter_checks(env)
     y0 = _check_state(env, y0, "initial state")
     keys = None if key is None else jr.split(key, num_steps)
@@ -470,25 +476,26 @@ def rollout(
         closed_loop = None if mode == "zoh" else ClosedLoop(env, controller, estimator, step_key)
         y_next, cost, done, end = _advance(env, t, y, u, closed_loop)
         ends = done | (k + 1 == env.episode_steps)
-        if not ends_early:
+        if not (has_event or may_terminate):
             # Alive at every step: no masks, whose per-step residuals slow the gradient.
             terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
-            carry = (k + 1, y_next, alive, taken, terminal_cost, end, memory)
+            carry = (k + 1, y_next, alive, taken, terminal_cost, end_time, memory)
             return carry, (y_next, u, cost)
         terminal_cost = terminal_cost + jnp.where(alive & ends, env.terminal_cost(y_next), 0.0)
-        end_time = jnp.where(alive, end, end_time)
+        if has_event:  # otherwise the end is the end of the last step taken
+            end_time = jnp.where(alive, end, end_time)
         taken = jnp.where(alive & done, k + 1 - start, taken)
         y_next = jnp.where(alive, y_next, y)
         carry = (k + 1, y_next, alive & ~done, taken, terminal_cost, end_time, memory)
         return carry, (y_next, u, cost)
 
     start = jnp.asarray(start_step, jnp.int32)
-    ends_early = _ends_early(env, start * dt, y0)
+    has_event, may_terminate = _endings(env, start * dt, y0)
     zero = jnp.zeros((), y0.dtype)
     memory = controller.init() if stateful else None
     init = (start, y0, jnp.array(True), jnp.asarray(num_steps, jnp.int32), zero, start * dt, memory)
     (_, _, still_alive, taken, terminal_cost, end_time, _), (ys, us, costs) = _scan(
-        body, init, keys, num_steps, checkpoint_every
+        body, init, keys, num_steps, checkpoint_every, unroll
     )
     trajectory = Trajectory(
         times=(start + jnp.arange(num_steps + 1)) * dt,
@@ -498,44 +505,47 @@ def rollout(
         alive=jnp.arange(num_steps) < taken,
         terminated=~still_alive,
         terminal_cost=terminal_cost,
-        end_time=end_time,
+        end_time=end_time if has_event else (start + taken) * dt,
     )
     if _is_concrete(trajectory):
         _check_diverged(trajectory)
     return trajectory
 
 
-def _ends_early(env: AbstractEnv, t, y) -> bool:
-    """Whether an episode of ``env`` may end before its horizon: ``False`` only when the env
-    has no event and its termination traces to the constant ``False`` (the default)."""
+def _endings(env: AbstractEnv, t, y) -> tuple[bool, bool]:
+    """How an episode of ``env`` may end before its horizon, as traced: ``(has_event,
+    may_terminate)``; ``may_terminate`` is ``False`` only when the env's termination traces
+    to the constant ``False`` (the default)."""
     with user_code(f"{type(env).__name__}.termination", _index_hint(env)):
-        if env.event(t, y) is not None:
-            return True
+        has_event = env.event(t, y) is not None
         done = jax.make_jaxpr(env.termination)(y).jaxpr.outvars[0]
-    return not (isinstance(done, jax.extend.core.Literal) and not done.val)
+    return has_event, not (isinstance(done, jax.extend.core.Literal) and not done.val)
 
 
-def _scan(body, init, xs, length: int, every: int | None):
-    """``jax.lax.scan(body, init, xs, length=length)``; with ``every``, as an outer scan
-    over windows of ``every`` steps, each window under ``jax.checkpoint`` (only the carry
-    at window boundaries is saved for the backward pass), and a last shorter window for
-    the remainder."""
+def _scan(body, init, xs, length: int, every: int | None, unroll: int | bool = 1):
+    """``jax.lax.scan(body, init, xs, length=length, unroll=unroll)``; with ``every``, as
+    an outer scan over windows of ``every`` steps, each window under ``jax.checkpoint``
+    (only the carry at window boundaries is saved for the backward pass), and a last
+    shorter window for the remainder."""
     if every is None or every >= length:
-        return jax.lax.scan(body, init, xs, length=length)
+        return jax.lax.scan(body, init, xs, length=length, unroll=unroll)
     windows, rest = divmod(length, every)
     head = jax.tree.map(lambda x: x[: windows * every].reshape(windows, every, *x.shape[1:]), xs)
 
     @jax.checkpoint
     def window(carry, window_xs):
-        return jax.lax.scan(body, carry, window_xs, length=every)
+        return jax.lax.scan(body, carry, window_xs, length=every, unroll=unroll)
 
     carry, outputs = jax.lax.scan(window, init, head, length=windows)
     outputs = jax.tree.map(lambda y: y.reshape(windows * every, *y.shape[2:]), outputs)
     if rest:
         tail = jax.tree.map(lambda x: x[windows * every :], xs)
-        carry, last = jax.checkpoint(lambda c, x: jax.lax.scan(body, c, x, length=rest))(
-            carry, tail
-        )
+
+        @jax.checkpoint
+        def last_window(carry, tail_xs):
+            return jax.lax.scan(body, carry, tail_xs, length=rest, unroll=unroll)
+
+        carry, last = last_window(carry, tail)
         outputs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), outputs, last)
     return carry, outputs
 

@@ -122,6 +122,7 @@ MISUSES = [
     ("rollout past the end", lambda: diffsim.rollout(ENV, POLICY, Y, start_step=500),
      "start_step 500 is not inside Pendulum's episode of 200 steps"),
     ("rollout unknown mode", lambda: diffsim.rollout(ENV, POLICY, Y, mode="euler"), "mode must"),
+    ("rollout unrolled 0 steps", lambda: diffsim.rollout(ENV, POLICY, Y, unroll=0), "unroll must"),
     ("rollout seed as key", lambda: diffsim.rollout(ENV, POLICY, Y, key=0), "key must be a JAX"),
     ("rollout from NaN", lambda: diffsim.rollout(ENV, POLICY, jnp.array([jnp.nan, 0.0])),
      "initial state contains NaN"),

@@ -174,10 +174,10 @@ def test_cli_bad_devices_is_one_line_and_exit_status_2():
 
 
 @eqx.filter_jit
-def _mean_cost_and_grad(controller, y0, num_steps, every):
+def _mean_cost_and_grad(controller, y0, num_steps, every, unroll=1):
     def loss(controller, y0):
         trajectory = diffsim.rollout(
-            Pendulum(), controller, y0, num_steps=num_steps, checkpoint_every=every
+            Pendulum(), controller, y0, num_steps=num_steps, checkpoint_every=every, unroll=unroll
         )
         return trajectory.total_cost / num_steps, trajectory
 
@@ -198,6 +198,19 @@ def test_checkpointed_rollout_equals_plain():
     )
     assert float(jnp.linalg.norm(flat(plain_grads))) > 0
     np.testing.assert_allclose(flat(grads), flat(plain_grads), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("every", [None, 7])
+def test_unrolled_rollout_equals_plain(every):
+    # 50 steps unrolled 4 at a time (a remainder of 2), also inside windows of 7 (and 1)
+    controller = MLPPolicy.for_env(Pendulum(), width=16, depth=1, key=jr.key(0))
+    y0 = jnp.array([2.5, 0.3])
+    plain, plain_grads = _mean_cost_and_grad(controller, y0, 50, None)
+    unrolled, grads = _mean_cost_and_grad(controller, y0, 50, every, 4)
+    for a, b in zip(jax.tree.leaves(unrolled), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(plain_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("every", [0, -3])
