@@ -110,7 +110,7 @@ class DP(AbstractMethod):
     def describe(self, recipe, env, quick):
         iterations = recipe.quick_iterations if quick else recipe.iterations
         options = recipe.train_options
-        window = options.get("window") or env.episode_steps
+        window = options.get("window") or options.get("horizon") or env.episode_steps
         steps = iterations * options.get("batch_size", 64) * window
         return f"the `{recipe.name}` recipe, {iterations} updates, {steps:,} env steps"
 
@@ -182,9 +182,10 @@ class SHACMethod(AbstractMethod):
         settings, iterations, _ = self._settings(recipe, quick)
         batch, window = settings.get("batch_size", 64), settings.get("window", 25)
         actor = "SHAC actor" if "make_controller" in recipe.method_options["shac"] else "controller"
+        cut = f" (episodes cut at {settings['horizon']})" if settings.get("horizon") else ""
         return (
             f"SHAC from the `{recipe.name}` recipe's {actor}, {iterations} updates of "
-            f"{batch} x {window} steps, {iterations * batch * window:,} env steps"
+            f"{batch} x {window} steps{cut}, {iterations * batch * window:,} env steps"
         )
 
     @staticmethod

@@ -195,15 +195,18 @@ class SHAC(eqx.Module):
     (``optax.incremental_update`` with ``target_step_size``).
 
     The actor side is a :class:`diffsim.Trainer` with ``carry_state=True`` (same
-    ``batch_size``, ``window``, ``estimator``, ``devices``); ``init``/``step`` are pure, so
-    ``jax.vmap`` trains many seeds at once, as for the Trainer.
+    ``batch_size``, ``window``, ``horizon``, ``estimator``, ``devices``); ``init``/``step``
+    are pure, so ``jax.vmap`` trains many seeds at once, as for the Trainer.
 
     Args:
         optimiser: the actor's optax transformation.
         critic_optimiser: the critic's.
         batch_size: episodes simulated in parallel.
-        window: control steps per window (SHAC's paper: 32); must divide the env's
-            ``episode_steps``.
+        window: control steps per window (SHAC's paper: 32); must divide a training
+            episode (``horizon``).
+        horizon: control steps after which a training episode is cut and a fresh one
+            starts, as for :class:`diffsim.Trainer` (default: the env's ``episode_steps``);
+            the critic values the state where it was cut.
         gamma: discount per control step.
         lam: TD(lambda) weight of the critic's targets.
         critic_updates: critic updates per step.
@@ -252,6 +255,7 @@ class SHAC(eqx.Module):
         *,
         batch_size: int = 64,
         window: int = 25,
+        horizon: int | None = None,
         gamma: float = 0.99,
         lam: float = 0.95,
         critic_updates: int = 16,
@@ -283,8 +287,8 @@ class SHAC(eqx.Module):
         validate.positive_int("critic_depth", critic_depth)
         validate.positive_float("value_scale", value_scale)
         self.trainer = Trainer(
-            optimiser, batch_size=batch_size, window=window, estimator=estimator,
-            devices=devices,
+            optimiser, batch_size=batch_size, window=window, horizon=horizon,
+            estimator=estimator, devices=devices,
         )  # fmt: skip
         self.critic_optimiser = critic_optimiser
         self.gamma, self.lam = float(gamma), float(lam)
@@ -300,13 +304,15 @@ class SHAC(eqx.Module):
         starts it, a fresh :class:`ValueMLP` (drawn from ``key`` too) and its target.
 
         Raises:
-            DiffsimError: for a window that does not divide the env's episode.
+            DiffsimError: for a window that does not divide a training episode.
         """
-        if isinstance(env, AbstractEnv) and env.episode_steps % self.trainer.window:
-            raise DiffsimError(
-                f"SHAC's window={self.trainer.window} must divide {type(env).__name__}'s "
-                f"episode of {env.episode_steps} steps (windows end at the horizon)"
-            )
+        if isinstance(env, AbstractEnv):
+            steps = min(self.trainer.horizon_for(env), env.episode_steps)
+            if steps % self.trainer.window:
+                raise DiffsimError(
+                    f"SHAC's window={self.trainer.window} must divide {type(env).__name__}'s "
+                    f"training episode of {steps} steps (windows end at the horizon)"
+                )
         validate.prng_key("key", key)
         actor_key, critic_key = jr.split(key)
         actor = self.trainer.init(env, controller, actor_key)

@@ -35,6 +35,7 @@ Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 TRAINER_OPTIONS = (
     "batch_size",
     "window",
+    "horizon",
     "carry_state",
     "trainable",
     "objective",
@@ -96,6 +97,12 @@ class Trainer(eqx.Module):
         optimiser: any optax transformation (clipping and schedules come from optax).
         batch_size: episodes simulated in parallel.
         window: control steps per differentiated window (default: a whole episode).
+        horizon: control steps after which a training episode is cut and a fresh one
+            starts (default: the env's ``episode_steps``; at most that). A cut is not a
+            termination: no terminal cost is charged there (the env charges it at its own
+            horizon) and :class:`diffsim.SHAC`'s critic values the state where it fell.
+            More, shorter episodes from the same env steps: more starts to learn from
+            where the start decides the most. Evaluation keeps the env's own episodes.
         carry_state: continue episodes across windows.
         trainable: ``"controller"``, ``"env"`` (all the env's inexact arrays: system
             identification), ``"both"``, or ``where(env, controller)`` returning the nodes
@@ -123,6 +130,7 @@ class Trainer(eqx.Module):
     estimator: AbstractEstimator | None
     batch_size: int = eqx.field(static=True)
     window: int | None = eqx.field(static=True)
+    horizon: int | None = eqx.field(static=True)
     carry_state: bool = eqx.field(static=True)
     trainable: str | Callable = eqx.field(static=True)
     objective: Objective = eqx.field(static=True)
@@ -134,6 +142,7 @@ class Trainer(eqx.Module):
         *,
         batch_size: int = 64,
         window: int | None = None,
+        horizon: int | None = None,
         carry_state: bool = True,
         trainable: Literal["controller", "env", "both"] | Callable = "controller",
         objective: Objective = mean_step_cost,
@@ -153,10 +162,12 @@ class Trainer(eqx.Module):
             )
         validate.positive_int("batch_size", batch_size)
         validate.optional_positive_int("window", window)
+        validate.optional_positive_int("horizon", horizon)
         if not callable(trainable):
             validate.one_of("trainable", trainable, ("controller", "env", "both"))
         self.optimiser, self.estimator = optimiser, estimator
         self.batch_size, self.window, self.carry_state = batch_size, window, carry_state
+        self.horizon = horizon
         self.trainable, self.objective = trainable, objective
         self.mesh = as_mesh(devices)
         check_divisible(self.mesh, batch_size, "batch_size")
@@ -172,15 +183,25 @@ class Trainer(eqx.Module):
 
         Raises:
             DiffsimError: for an :class:`AbstractStatefulController` trained on windows
-                shorter than an episode (its state would restart at every window).
+                shorter than an episode (its state would restart at every window), or a
+                ``horizon`` longer than the env's episode.
         """
+        if (
+            isinstance(env, AbstractEnv)
+            and self.horizon is not None
+            and self.horizon > env.episode_steps
+        ):
+            raise DiffsimError(
+                f"horizon={self.horizon} is longer than {type(env).__name__}'s episode of "
+                f"{env.episode_steps} steps: training episodes can only be cut shorter"
+            )
         if isinstance(controller, AbstractStatefulController) and (
-            self.window_for(env) < env.episode_steps
+            self.window_for(env) < self.horizon_for(env)
         ):
             raise DiffsimError(
                 f"{type(controller).__name__} is a stateful controller: its state starts "
                 f"afresh in every rollout, so it trains on whole episodes only (window=None), "
-                f"not windows of {self.window} of {env.episode_steps} steps"
+                f"not windows of {self.window} of {self.horizon_for(env)} steps"
             )
         check_model("Trainer.init", env, controller)
         validate.prng_key("key", key)
@@ -217,8 +238,12 @@ class Trainer(eqx.Module):
         return state.model[0]
 
     def window_for(self, env: AbstractEnv) -> int:
-        """Control steps per window for ``env`` (``window``, or a whole episode)."""
-        return env.episode_steps if self.window is None else self.window
+        """Control steps per window for ``env`` (``window``, or a whole training episode)."""
+        return self.horizon_for(env) if self.window is None else self.window
+
+    def horizon_for(self, env: AbstractEnv) -> int:
+        """Control steps of a training episode of ``env`` (``horizon``, or the env's)."""
+        return env.episode_steps if self.horizon is None else self.horizon
 
     def _fresh(self, env: AbstractEnv, key: PRNGKeyArray) -> Episodes:
         keys = shard_batch(jr.split(key, self.batch_size), self.mesh)
@@ -260,7 +285,7 @@ class Trainer(eqx.Module):
         fresh = self._fresh(jax.lax.stop_gradient(env), reset_key)
         if self.carry_state:
             steps = episodes.steps + window
-            finished = trajectories.terminated | (steps >= env.episode_steps)
+            finished = trajectories.terminated | (steps >= self.horizon_for(env))
             states = jnp.where(finished[:, None], fresh.states, trajectories.final_state)
             fresh = Episodes(jax.lax.stop_gradient(states), jnp.where(finished, 0, steps))
         return trajectories, shard_batch(fresh, self.mesh)

@@ -127,9 +127,9 @@ PENDULUM_200K_WINDOWS = dataclasses.replace(
     name="pendulum-200k-windows",
     iterations=pendulum.SHAC_200K_SETTINGS["iterations"],
     make_optimiser=lambda iterations: pendulum.SHAC_200K_SETTINGS["optimiser"],
-    train_options=dict(batch_size=1, window=20, eval_every=10_000, eval_episodes=20),
+    train_options=dict(batch_size=1, window=20, horizon=40, eval_every=10_000, eval_episodes=20),
 )
 """The `pendulum-200k` recipe's SHAC settings and their budget (10,000 updates of 1 episode
-x 20 steps, 200,000 env steps, the same actor and optimiser) as the recipe's ``dp``:
+x 20 steps cut after 40, 200,000 env steps, the same actor and optimiser) as the recipe's ``dp``:
 windowed BPTT with nothing beyond each window, which ``diffsim compare
 helpers:PENDULUM_200K_WINDOWS --methods dp,shac`` sets against SHAC."""

@@ -68,6 +68,12 @@ MISUSES = [
     ("Trainer with a rate", lambda: diffsim.Trainer(0.01), "optimiser must be an optax"),
     ("Trainer empty batch", lambda: diffsim.Trainer(optax.adam(1e-3), batch_size=0), "batch_size"),
     ("Trainer negative window", lambda: diffsim.Trainer(optax.adam(1e-3), window=-1), "window"),
+    ("Trainer no horizon", lambda: diffsim.Trainer(optax.adam(1e-3), horizon=0), "horizon must be"),
+    (
+        "Trainer horizon past the episode",
+        lambda: diffsim.Trainer(optax.adam(1e-3), horizon=300).init(ENV, POLICY, jr.key(0)),
+        "horizon=300 is longer than Pendulum's episode of 200 steps",
+    ),
     ("Trainer unknown part", lambda: diffsim.Trainer(optax.adam(1e-3), trainable="all"),
      "trainable must be one of 'controller', 'env', 'both'"),
     ("Trainer devices by name", lambda: diffsim.Trainer(optax.adam(1e-3), devices="all"),

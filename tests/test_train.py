@@ -20,7 +20,7 @@ from diffsim._runner import _check_health, check_evaluation
 from diffsim.cli import main
 from diffsim.envs import Pendulum
 
-from helpers import pendulum_policy
+from helpers import Rising, pendulum_policy
 
 
 def _policy(key=0):
@@ -476,3 +476,34 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     )
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
     assert "unknown env 'mars-lander'" in unknown.stderr
+
+
+def _positions_steps_and_end_costs(trainer, env, windows):
+    controller = MLPPolicy.for_env(env, width=4, depth=1, key=jr.key(0))
+    episodes = trainer.init(env, controller, jr.key(1)).carry
+    rows = []
+    for i in range(windows):
+        trajectories, episodes = trainer.windows(env, controller, episodes, jr.key(i))
+        rows.append(
+            (
+                round(float(trajectories.final_state[0, 0]), 5),
+                int(episodes.steps[0]),
+                round(float(trajectories.terminal_cost[0]), 5),
+            )
+        )
+    return rows
+
+
+def test_a_training_horizon_cuts_episodes_and_charges_no_end_cost_at_the_cut():
+    # Rising: 1 m/s from 0, 10 steps of 0.1 s, a terminal cost of 10 x height at step 10
+    env = Rising(ceiling=100.0)
+    cut = diffsim.Trainer(optax.sgd(0.0), batch_size=2, window=2, horizon=4)
+    assert _positions_steps_and_end_costs(cut, env, 4) == [
+        (0.2, 2, 0.0), (0.4, 0, 0.0), (0.2, 2, 0.0), (0.4, 0, 0.0)
+    ]  # fmt: skip
+    whole = diffsim.Trainer(optax.sgd(0.0), batch_size=2, window=2)
+    assert _positions_steps_and_end_costs(whole, env, 5) == [
+        (0.2, 2, 0.0), (0.4, 4, 0.0), (0.6, 6, 0.0), (0.8, 8, 0.0), (1.0, 0, 10.0)
+    ]  # fmt: skip
+    # without a window, a training episode is the horizon
+    assert diffsim.Trainer(optax.sgd(0.0), horizon=4).window_for(env) == 4
