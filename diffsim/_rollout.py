@@ -516,7 +516,7 @@ def _endings(env: AbstractEnv, t, y) -> tuple[bool, bool]:
     """How an episode of ``env`` may end before its horizon, as traced: ``(has_event,
     may_terminate)``; ``may_terminate`` is ``False`` only when the env's termination traces
     to the constant ``False`` (the default)."""
-    with user_code(f"{type(env).__name__}.termination", _index_hint(env)):
+    with user_code(f"{type(env).__name__}.event or .termination", _index_hint(env)):
         has_event = env.event(t, y) is not None
         done = jax.make_jaxpr(env.termination)(y).jaxpr.outvars[0]
     return has_event, not (isinstance(done, jax.extend.core.Literal) and not done.val)
