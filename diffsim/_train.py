@@ -97,8 +97,9 @@ class Trainer(eqx.Module):
         optimiser: any optax transformation (clipping and schedules come from optax).
         batch_size: episodes simulated in parallel.
         window: control steps per differentiated window (default: a whole episode).
-        horizon: control steps after which a training episode is cut and a fresh one
-            starts (default: the env's ``episode_steps``; at most that). A cut is not a
+        horizon: control steps after which a training episode is cut (at the end of the
+            window that reaches them) and a fresh one starts (default: the env's
+            ``episode_steps``; at most that). A cut is not a
             termination: no terminal cost is charged there (the env charges it at its own
             horizon) and :class:`diffsim.SHAC`'s critic values the state where it fell.
             More, shorter episodes from the same env steps: more starts to learn from
