@@ -97,21 +97,24 @@ class DP(AbstractMethod):
     def fits(self, env):
         return True
 
-    def run(self, recipe, seeds, *, quick, log):
+    def build(self, recipe, quick):
+        """The :class:`diffsim.Trainer` that :meth:`run` trains from ``recipe``'s
+        ``train_options``, its number of updates and the updates between curve points."""
         iterations = recipe.quick_iterations if quick else recipe.iterations
         options = {k: v for k, v in recipe.train_options.items() if k in TRAINER_OPTIONS}
         every = min(recipe.train_options.get("eval_every", 0) or iterations, iterations)
-        trainer = Trainer(recipe.make_optimiser(iterations), **options)
+        return Trainer(recipe.make_optimiser(iterations), **options), iterations, every
+
+    def run(self, recipe, seeds, *, quick, log):
+        trainer, iterations, every = self.build(recipe, quick)
         return train_vmapped(self.name, recipe, seeds, trainer, iterations, every, log)
 
     def template(self, recipe, env, spec):
         return recipe.make_controller(env, jr.key(0))
 
     def describe(self, recipe, env, quick):
-        iterations = recipe.quick_iterations if quick else recipe.iterations
-        options = recipe.train_options
-        window = options.get("window") or options.get("horizon") or env.episode_steps
-        steps = iterations * options.get("batch_size", 64) * window
+        trainer, iterations, _ = self.build(recipe, quick)
+        steps = iterations * trainer.batch_size * trainer.window_for(env)
         return f"the `{recipe.name}` recipe, {iterations} updates, {steps:,} env steps"
 
 
@@ -179,10 +182,10 @@ class SHACMethod(AbstractMethod):
         return self._actor_recipe(recipe).make_controller(env, jr.key(0))
 
     def describe(self, recipe, env, quick):
-        settings, iterations, _ = self._settings(recipe, quick)
-        batch, window = settings.get("batch_size", 64), settings.get("window", 25)
+        shac, iterations, _ = self.build(recipe, quick)
+        batch, window, horizon = shac.batch_size, shac.window_for(env), shac.trainer.horizon
         actor = "SHAC actor" if "make_controller" in recipe.method_options["shac"] else "controller"
-        cut = f" (episodes cut at {settings['horizon']})" if settings.get("horizon") else ""
+        cut = f" (episodes cut at {horizon})" if horizon else ""
         return (
             f"SHAC from the `{recipe.name}` recipe's {actor}, {iterations} updates of "
             f"{batch} x {window} steps{cut}, {iterations * batch * window:,} env steps"

@@ -306,16 +306,15 @@ class SHAC(eqx.Module):
         Raises:
             DiffsimError: for a window that does not divide a training episode.
         """
-        if isinstance(env, AbstractEnv):
-            steps = min(self.trainer.horizon_for(env), env.episode_steps)
-            if steps % self.trainer.window:
-                raise DiffsimError(
-                    f"SHAC's window={self.trainer.window} must divide {type(env).__name__}'s "
-                    f"training episode of {steps} steps (windows end at the horizon)"
-                )
         validate.prng_key("key", key)
         actor_key, critic_key = jr.split(key)
         actor = self.trainer.init(env, controller, actor_key)
+        steps = self.trainer.horizon_for(env)
+        if steps % self.trainer.window:
+            raise DiffsimError(
+                f"SHAC's window={self.trainer.window} must divide {type(env).__name__}'s "
+                f"training episode of {steps} steps (windows end at the horizon)"
+            )
         critic = ValueMLP.for_env(
             env,
             width=self.critic_width,

@@ -187,11 +187,8 @@ class Trainer(eqx.Module):
                 shorter than an episode (its state would restart at every window), or a
                 ``horizon`` longer than the env's episode.
         """
-        if (
-            isinstance(env, AbstractEnv)
-            and self.horizon is not None
-            and self.horizon > env.episode_steps
-        ):
+        check_model("Trainer.init", env, controller)
+        if self.horizon_for(env) > env.episode_steps:
             raise DiffsimError(
                 f"horizon={self.horizon} is longer than {type(env).__name__}'s episode of "
                 f"{env.episode_steps} steps: training episodes can only be cut shorter"
@@ -204,7 +201,6 @@ class Trainer(eqx.Module):
                 f"afresh in every rollout, so it trains on whole episodes only (window=None), "
                 f"not windows of {self.window} of {self.horizon_for(env)} steps"
             )
-        check_model("Trainer.init", env, controller)
         validate.prng_key("key", key)
         episodes_key, key = jr.split(key)
         model = (env, controller)
