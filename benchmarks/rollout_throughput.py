@@ -35,7 +35,10 @@ same initial states (``diffsim.initial_states(env, 1024, seed=0)``), float32:
 diffsim runs twice per problem, as it comes and with ``rollout(..., unroll=4)`` (the
 scan's own ``unroll``, the hand scans' unroll); the faster of the two per configuration is
 diffsim's rate, as the fastest hand scan is the reference's, and the ratio of the default
-(unroll 1) is printed beside it.
+(unroll 1) is printed beside it. A third diffsim contender is the default again, compiled
+and timed as a separate program (the same compiled code): its ratio to the first is the
+noise of the run, printed per configuration; a ratio to a reference is only as sure as
+that line's distance from 1. More ``--repeats`` narrow it.
 
 The four hand-written variants per problem are two layouts (a scan per episode under
 ``vmap``; one batch-major scan over ``(batch,)`` arrays with the policy ``vmap``-ed inside)
@@ -107,6 +110,7 @@ POLEMASS_LENGTH = POLE_MASS * HALF_LENGTH
 X_THRESHOLD, THETA_THRESHOLD = 2.4, cartpole.THETA_THRESHOLD
 
 MODES = {"forward": "fwd", "gradient": "grad"}
+CONTROL = "diffsim, compiled again"
 ROLES = {
     "diffsim": "diffsim rollout (fastest)",
     "scan": "hand-written scan (fastest)",
@@ -119,7 +123,7 @@ PerEpisode = Callable  # (policy, ys of shape (batch, n)) -> per-episode values,
 @dataclasses.dataclass
 class Contender:
     name: str
-    role: str  # "diffsim", "scan" or "gymnax": the reference a ratio names
+    role: str  # "diffsim", "scan", "gymnax" or "control" (diffsim again: the noise)
     cost: PerEpisode  # what the forward program sums (the batch mean of it)
     loss: PerEpisode | None  # what the gradient program differentiates; None: not timed
 
@@ -200,11 +204,16 @@ def _diffsim(env, objective=None, unroll=1):
 
 def _diffsim_contenders(env, objective=None, gradient=True):
     """``diffsim.rollout`` as it comes (``"diffsim"``, the reference of the correctness
-    checks) and with ``unroll=4``, the hand scans' unroll."""
+    checks), with ``unroll=4``, the hand scans' unroll, and as it comes once more
+    (``"control"``: the same program, compiled and timed separately)."""
     contenders = []
-    for name, unroll in (("diffsim", 1), (f"diffsim: unroll {DIFFSIM_UNROLL}", DIFFSIM_UNROLL)):
+    for name, role, unroll in (
+        ("diffsim", "diffsim", 1),
+        (f"diffsim: unroll {DIFFSIM_UNROLL}", "diffsim", DIFFSIM_UNROLL),
+        (CONTROL, "control", 1),
+    ):
         loss = _diffsim(env, objective, unroll) if gradient else None
-        contenders.append(Contender(name, "diffsim", _diffsim(env, unroll=unroll), loss))
+        contenders.append(Contender(name, role, _diffsim(env, unroll=unroll), loss))
     return contenders
 
 
@@ -653,6 +662,14 @@ def _report(problem: Problem, batches: list[int], results: dict, record: dict) -
                 defaults.append(f"{mode} {ratio:.2f}")
         if defaults:
             print(f"  {'':<36}diffsim unroll 1 / fastest scan: {'; '.join(defaults)}")
+        controls = []  # two timings of one program: how far apart noise puts them
+        for mode in MODES:
+            if (mode, batch, CONTROL) in results:
+                ratio = results[mode, batch, "diffsim"][0] / results[mode, batch, CONTROL][0]
+                record[f"{problem.name}_{MODES[mode]}_b{batch}_control_ratio"] = round(ratio, 3)
+                controls.append(f"{mode} {ratio:.2f}")
+        if controls:
+            print(f"  {'':<36}noise, diffsim / itself compiled again: {'; '.join(controls)}")
 
 
 def _machine() -> str:
@@ -735,6 +752,36 @@ def _time_to_target(batches: list[int], target: float, record: dict) -> None:
     print()
 
 
+def measure(
+    batches: list[int],
+    repeats: int,
+    problems: list[str],
+    train_batches: list[int],
+    target: float,
+    after_each: Callable[[dict], None] = lambda record: None,
+) -> dict:
+    """Runs the selected problems and the time to ``target``, printing each table; returns
+    the record (the JSON line's fields), also handed to ``after_each`` after each part."""
+    record = {
+        "benchmark": "rollout_throughput",
+        "machine": _machine(),
+        "jax": jax.__version__,
+        "gymnax": importlib.metadata.version("gymnax"),
+        "steps": STEPS,
+        "repeats": repeats,
+    }
+    started = time.perf_counter()
+    for problem in _problems(max(max(batches), CHECK_EPISODES)):
+        if problem.name in problems:
+            _run_problem(problem, batches, repeats, record)
+            after_each(record)
+    if train_batches:
+        _time_to_target(train_batches, target, record)
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    after_each(record)
+    return record
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -746,25 +793,13 @@ def main():
         default="pendulum_gym,pendulum_ode,cartpole_gym_continuous,cartpole_gym_discrete",
     )
     args = parser.parse_args()
-    batches = [int(b) for b in args.batches.split(",")]
-    selected = args.problems.split(",")
-
-    record = {
-        "benchmark": "rollout_throughput",
-        "machine": _machine(),
-        "jax": jax.__version__,
-        "gymnax": importlib.metadata.version("gymnax"),
-        "steps": STEPS,
-        "repeats": args.repeats,
-    }
-    started = time.perf_counter()
-    for problem in _problems(max(max(batches), CHECK_EPISODES)):
-        if problem.name in selected:
-            _run_problem(problem, batches, args.repeats, record)
-    if args.train_batches:
-        train_batches = [int(b) for b in args.train_batches.split(",")]
-        _time_to_target(train_batches, args.target, record)
-    record["wall_s"] = round(time.perf_counter() - started, 1)
+    record = measure(
+        [int(b) for b in args.batches.split(",")],
+        args.repeats,
+        args.problems.split(","),
+        [int(b) for b in args.train_batches.split(",") if b],
+        args.target,
+    )
     print(json.dumps(record))
 
 

@@ -1,0 +1,167 @@
+"""The accelerator table: rollout throughput and time to train, written into RESULTS.md.
+
+Runs ``rollout_throughput.py``'s measurements on the device JAX picks first (a GPU where
+one is installed, else the CPU): env steps per second, forward and gradient, of diffsim's
+rollout against the fastest hand-written ``lax.scan`` and gymnax's own environments, at
+batches of 1 to 65,536 episodes, then the wall-clock seconds for the ``pendulum`` recipe
+to reach -160 at several batch sizes. It prints the tables as it goes and inserts one
+dated section, headed by the device's name, under "Rollout throughput" in the results
+file. ``--record`` keeps the measurements as JSON, rewritten after each problem, so that a
+run cut short still leaves what it measured; ``--from-record`` writes the section from
+such a file without measuring.
+
+    python benchmarks/device_table.py [--results benchmarks/RESULTS.md]
+        [--record FILE] [--from-record FILE] [--batches 1,16,256,4096,65536]
+        [--repeats 3] [--train-batches 32,1024] [--problems pendulum_gym,pendulum_ode]
+
+On a GPU machine without network access, carry wheels of what its Python lacks (for this
+script: ``gymnax`` and ``gymnasium``, with ``farama-notifications``), put the repository
+on ``PYTHONPATH``, and write into a copy of the results file that comes back:
+
+    cp benchmarks/RESULTS.md "$OUT"/ && PYTHONPATH=.:$PYTHONPATH python3
+        benchmarks/device_table.py --results "$OUT"/RESULTS.md --record "$OUT"/record.json
+
+The defaults (about 180 programs to compile, 2 problems, 5 batches, 3 repeats) are meant
+to finish within 10 minutes on one GPU; they have run only on a CPU so far, at small
+batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import rollout_throughput as throughput  # noqa: E402
+
+ANCHOR = "## Rollout throughput (`benchmarks/rollout_throughput.py`)\n\n"
+TITLES = {
+    "pendulum_gym": "pendulum, gym Euler",
+    "pendulum_ode": "pendulum, ODE (4 Tsit5 steps)",
+    "cartpole_gym_continuous": "cart-pole, continuous",
+    "cartpole_gym_discrete": "cart-pole, discrete (forward only)",
+}
+
+
+def _rate(record: dict, key: str) -> str:
+    value = record.get(f"{key}_steps_per_s")
+    return "n/a" if value is None else f"{value:,}"
+
+
+def _ratio(record: dict, key: str) -> str:
+    value = record.get(key)
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def section(record: dict, command: str, date: str) -> str:
+    """The markdown section for ``record`` (``rollout_throughput.measure``'s fields)."""
+    lines = [
+        f"### {record['machine']} ({date})",
+        "",
+        f"`{command}`, jax {record['jax']}, gymnax {record['gymnax']}, "
+        f"medians of {record['repeats']} interleaved repeats. Env steps per second; ratios are "
+        "diffsim's rate over the reference's (> 1: diffsim faster); noise is diffsim's "
+        "default program over itself compiled again, forward / gradient.",
+        "",
+        "| problem | batch | fwd diffsim | fwd scan | fwd gymnax | diffsim/scan | "
+        "diffsim/gymnax | grad diffsim | grad scan | diffsim/scan | noise |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    batches = sorted(
+        {
+            int(key.split("_b", 1)[1].split("_", 1)[0])
+            for key in record
+            if key.endswith("_diffsim_steps_per_s")
+        }
+    )
+    for problem, title in TITLES.items():
+        for batch in batches:
+            fwd, grad = f"{problem}_fwd_b{batch}", f"{problem}_grad_b{batch}"
+            if f"{fwd}_diffsim_steps_per_s" not in record:
+                continue
+            noise = f"{_ratio(record, f'{fwd}_control_ratio')} / "
+            noise += _ratio(record, f"{grad}_control_ratio")
+            lines.append(
+                f"| {title} | {batch:,} | {_rate(record, f'{fwd}_diffsim')} | "
+                f"{_rate(record, f'{fwd}_scan')} | {_rate(record, f'{fwd}_gymnax')} | "
+                f"{_ratio(record, f'{fwd}_vs_scan_ratio')} | "
+                f"{_ratio(record, f'{fwd}_vs_gymnax_ratio')} | "
+                f"{_rate(record, f'{grad}_diffsim')} | {_rate(record, f'{grad}_scan')} | "
+                f"{_ratio(record, f'{grad}_vs_scan_ratio')} | {noise} |"
+            )
+    trained = sorted(
+        int(key.split("_b", 1)[1].split("_", 1)[0])
+        for key in record
+        if key.startswith("pendulum_train_b") and key.endswith("_compile_s")
+    )
+    if trained:
+        lines += [
+            "",
+            "Time for the `pendulum` recipe (seed 0) to reach -160, wall clock, compilation "
+            "included and shown apart:",
+            "",
+            "| batch | seconds to -160 | of which compile | updates |",
+            "|---:|---:|---:|---:|",
+        ]
+        for batch in trained:
+            key = f"pendulum_train_b{batch}"
+            seconds = record.get(f"{key}_seconds_to_160")
+            updates = record.get(f"{key}_updates_to_160", "not reached")
+            cell = "not reached" if seconds is None else f"{seconds:.1f} s"
+            lines.append(f"| {batch:,} | {cell} | {record[f'{key}_compile_s']:.1f} s | {updates} |")
+    lines += ["", "```", json.dumps(record), "```", "", ""]
+    return "\n".join(lines)
+
+
+def insert(results: Path, text: str) -> None:
+    """Puts ``text`` first under the rollout-throughput heading (at the end without one)."""
+    content = results.read_text() if results.exists() else ""
+    if ANCHOR in content:
+        content = content.replace(ANCHOR, ANCHOR + text, 1)
+    else:
+        content = content + "\n" + text
+    results.write_text(content)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "RESULTS.md")
+    parser.add_argument("--record", type=Path, help="keep the measurements here as JSON")
+    parser.add_argument("--from-record", type=Path, help="write the section from this JSON")
+    parser.add_argument("--batches", default="1,16,256,4096,65536")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-batches", default="32,1024")
+    parser.add_argument("--problems", default="pendulum_gym,pendulum_ode")
+    args = parser.parse_args()
+    command = "python benchmarks/device_table.py " + " ".join(
+        f"--{name} {getattr(args, name.replace('-', '_'))}"
+        for name in ("batches", "repeats", "train-batches", "problems")
+    )
+    date = datetime.date.today().isoformat()
+    if args.from_record is not None:
+        record = json.loads(args.from_record.read_text())
+    else:
+
+        def keep(record):
+            if args.record is not None:
+                args.record.write_text(json.dumps(record))
+
+        record = throughput.measure(
+            [int(b) for b in args.batches.split(",")],
+            args.repeats,
+            args.problems.split(","),
+            [int(b) for b in args.train_batches.split(",") if b],
+            -160.0,
+            after_each=keep,
+        )
+        print(json.dumps(record))
+    insert(args.results, section(record, command, date))
+    print(f"wrote a section into {args.results}")
+
+
+if __name__ == "__main__":
+    main()
