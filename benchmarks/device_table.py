@@ -18,12 +18,13 @@ On a GPU machine without network access, carry wheels of what its Python lacks (
 script: ``gymnax`` and ``gymnasium``, with ``farama-notifications``), put the repository
 on ``PYTHONPATH``, and write into a copy of the results file that comes back:
 
-    cp benchmarks/RESULTS.md "$OUT"/ && PYTHONPATH=.:$PYTHONPATH python3
+    cp benchmarks/RESULTS.md "$OUT"/ && PYTHONPATH=.:$PYTHONPATH python3 \
         benchmarks/device_table.py --results "$OUT"/RESULTS.md --record "$OUT"/record.json
 
 The defaults (about 180 programs to compile, 2 problems, 5 batches, 3 repeats) are meant
 to finish within 10 minutes on one GPU; they have run only on a CPU so far, at small
-batches.
+batches, and compiling them there takes minutes: where time is short, ``--record`` keeps
+what was measured before a cut.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -57,27 +60,26 @@ def _ratio(record: dict, key: str) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
-def section(record: dict, command: str, date: str) -> str:
-    """The markdown section for ``record`` (``rollout_throughput.measure``'s fields)."""
+def _batch(key: str) -> int:
+    return int(re.search(r"_b(\d+)_", key).group(1))
+
+
+def section(record: dict) -> str:
+    """The markdown section for ``record``: ``rollout_throughput.measure``'s fields and the
+    ``command`` and ``date`` of the run."""
     lines = [
-        f"### {record['machine']} ({date})",
+        f"### {record['machine']} ({record['date']})",
         "",
-        f"`{command}`, jax {record['jax']}, gymnax {record['gymnax']}, "
+        f"`{record['command']}`, jax {record['jax']}, gymnax {record['gymnax']}, "
         f"medians of {record['repeats']} interleaved repeats. Env steps per second; ratios are "
-        "diffsim's rate over the reference's (> 1: diffsim faster); noise is diffsim's "
-        "default program over itself compiled again, forward / gradient.",
+        "diffsim's rate over the reference's (> 1: diffsim faster); noise is the rate of "
+        "diffsim's default program over that of itself compiled again, forward / gradient.",
         "",
         "| problem | batch | fwd diffsim | fwd scan | fwd gymnax | diffsim/scan | "
         "diffsim/gymnax | grad diffsim | grad scan | diffsim/scan | noise |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    batches = sorted(
-        {
-            int(key.split("_b", 1)[1].split("_", 1)[0])
-            for key in record
-            if key.endswith("_diffsim_steps_per_s")
-        }
-    )
+    batches = sorted({_batch(key) for key in record if key.endswith("_diffsim_steps_per_s")})
     for problem, title in TITLES.items():
         for batch in batches:
             fwd, grad = f"{problem}_fwd_b{batch}", f"{problem}_grad_b{batch}"
@@ -94,7 +96,7 @@ def section(record: dict, command: str, date: str) -> str:
                 f"{_ratio(record, f'{grad}_vs_scan_ratio')} | {noise} |"
             )
     trained = sorted(
-        int(key.split("_b", 1)[1].split("_", 1)[0])
+        _batch(key)
         for key in record
         if key.startswith("pendulum_train_b") and key.endswith("_compile_s")
     )
@@ -138,17 +140,17 @@ def main():
     parser.add_argument("--problems", default="pendulum_gym,pendulum_ode")
     args = parser.parse_args()
     command = "python benchmarks/device_table.py " + " ".join(
-        f"--{name} {getattr(args, name.replace('-', '_'))}"
+        f"--{name} {shlex.quote(str(getattr(args, name.replace('-', '_'))))}"
         for name in ("batches", "repeats", "train-batches", "problems")
     )
-    date = datetime.date.today().isoformat()
+    run = {"command": command, "date": datetime.date.today().isoformat()}
     if args.from_record is not None:
         record = json.loads(args.from_record.read_text())
     else:
 
         def keep(record):
             if args.record is not None:
-                args.record.write_text(json.dumps(record))
+                args.record.write_text(json.dumps(record | run))
 
         record = throughput.measure(
             [int(b) for b in args.batches.split(",")],
@@ -158,8 +160,9 @@ def main():
             -160.0,
             after_each=keep,
         )
+        record = record | run
         print(json.dumps(record))
-    insert(args.results, section(record, command, date))
+    insert(args.results, section(record))
     print(f"wrote a section into {args.results}")
 
 

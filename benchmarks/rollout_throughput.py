@@ -36,9 +36,9 @@ diffsim runs twice per problem, as it comes and with ``rollout(..., unroll=4)`` 
 scan's own ``unroll``, the hand scans' unroll); the faster of the two per configuration is
 diffsim's rate, as the fastest hand scan is the reference's, and the ratio of the default
 (unroll 1) is printed beside it. A third diffsim contender is the default again, compiled
-and timed as a separate program (the same compiled code): its ratio to the first is the
-noise of the run, printed per configuration; a ratio to a reference is only as sure as
-that line's distance from 1. More ``--repeats`` narrow it.
+and timed as a separate program (the same compiled code): the first's rate over its rate,
+printed per configuration, gives a rough scale of the run's noise. More ``--repeats``
+narrow it where one call lasts a repeat (large batches), less so at batch 1.
 
 The four hand-written variants per problem are two layouts (a scan per episode under
 ``vmap``; one batch-major scan over ``(batch,)`` arrays with the policy ``vmap``-ed inside)
