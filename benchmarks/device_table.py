@@ -14,12 +14,16 @@ such a file without measuring.
         [--record FILE] [--from-record FILE] [--batches 1,16,256,4096,65536]
         [--repeats 3] [--train-batches 32,1024] [--problems pendulum_gym,pendulum_ode]
 
-On a GPU machine without network access, carry wheels of what its Python lacks (for this
-script: ``gymnax`` and ``gymnasium``, with ``farama-notifications``), put the repository
-on ``PYTHONPATH``, and write into a copy of the results file that comes back:
+On a GPU machine without network access (with JAX for the GPU, diffrax, equinox, optax,
+optimistix, lineax, matplotlib and tqdm installed), bring pure-Python wheels made where
+there is a network: diffsim's own, so that its recipes are registered (``pip wheel
+--no-deps -w .whl .``), and ``pip download --no-deps -d .whl gymnax gymnasium
+farama-notifications``. There, install them aside and write into a copy of the results
+file that is then brought back:
 
-    cp benchmarks/RESULTS.md "$OUT"/ && PYTHONPATH=.:$PYTHONPATH python3 \
-        benchmarks/device_table.py --results "$OUT"/RESULTS.md --record "$OUT"/record.json
+    pip install --no-index --no-deps --target /tmp/site .whl/*.whl
+    mkdir -p out && cp benchmarks/RESULTS.md out/ && PYTHONPATH=/tmp/site python3 \
+        benchmarks/device_table.py --results out/RESULTS.md --record out/record.json
 
 The defaults (about 180 programs to compile, 2 problems, 5 batches, 3 repeats) are meant
 to finish within 10 minutes on one GPU; they have run only on a CPU so far, at small
