@@ -13,7 +13,7 @@ from diffsim import MLPPolicy
 from diffsim.envs import Pendulum
 from diffsim.envs.pendulum import GymEuler
 
-from helpers import Rising
+from helpers import Integrator, Rising
 
 HORIZON = 40
 
@@ -165,28 +165,8 @@ def test_termination_freezes_state_masks_costs_and_charges_the_terminal_cost_onc
     assert float(trajectory.total_cost) == pytest.approx(4.0 + 4.0, rel=1e-5)
 
 
-class _Drifting(diffsim.AbstractEnv):
-    """dy/dt = u, cost y^2 per step; never terminates (the default termination)."""
-
-    control_dt: float = 0.1
-    episode_steps: int = 10
-
-    @property
-    def action_space(self):
-        return diffsim.Box(-1.0, 1.0)
-
-    def vector_field(self, t, y, u):
-        return u
-
-    def initial_state(self, key):
-        return jnp.ones(1)
-
-    def running_cost(self, t, y, u):
-        return y[0] ** 2
-
-
-class _DriftingWithAnExit(_Drifting):
-    """The same, with a termination that is traced but never reached."""
+class _IntegratorWithAnExit(Integrator):
+    """``Integrator`` with a termination that is traced but never reached."""
 
     def termination(self, y):
         return jnp.abs(y[0]) > 1e6
@@ -202,9 +182,9 @@ def test_an_env_that_cannot_terminate_is_rolled_out_without_per_step_masks():
         scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
         return sum(v.aval.dtype == jnp.bool_ and v.aval.ndim > 0 for e in scans for v in e.outvars)
 
-    (value, plain), grad = jax.value_and_grad(loss, has_aux=True)(0.5, _Drifting())
+    (value, plain), grad = jax.value_and_grad(loss, has_aux=True)(0.5, Integrator())
     (masked_value, masked), masked_grad = jax.value_and_grad(loss, has_aux=True)(
-        0.5, _DriftingWithAnExit()
+        0.5, _IntegratorWithAnExit()
     )
     # y_k = 0.95^k: the sum of squares over 10 steps, and its derivative in the gain
     k = np.arange(10)
@@ -214,7 +194,7 @@ def test_an_env_that_cannot_terminate_is_rolled_out_without_per_step_masks():
         np.testing.assert_array_equal(a, b)
     assert float(masked_grad) == float(grad)
     assert bool(jnp.all(plain.alive)) and int(plain.length) == 10 and not bool(plain.terminated)
-    assert stacked_masks(_Drifting()) == 0 and stacked_masks(_DriftingWithAnExit()) > 0
+    assert stacked_masks(Integrator()) == 0 and stacked_masks(_IntegratorWithAnExit()) > 0
 
 
 def test_terminal_cost_is_charged_once_at_the_horizon():
