@@ -6,29 +6,34 @@ rollout against the fastest hand-written ``lax.scan`` and gymnax's own environme
 batches of 1 to 65,536 episodes, then the wall-clock seconds for the ``pendulum`` recipe
 to reach -160 at several batch sizes. It prints the tables as it goes and inserts one
 dated section, headed by the device's name, under "Rollout throughput" in the results
-file. ``--record`` keeps the measurements as JSON, rewritten after each problem, so that a
-run cut short still leaves what it measured; ``--from-record`` writes the section from
-such a file without measuring.
+file. ``--record`` keeps the measurements as JSON, rewritten after each batch of each
+problem and each training run, so that a run killed part way still leaves what it
+measured; ``--from-record`` writes the section from such a file without measuring.
+``--budget-s`` starts no batch or training run after that many seconds and names, in the
+section, what it left out.
 
     python benchmarks/device_table.py [--results benchmarks/RESULTS.md]
         [--record FILE] [--from-record FILE] [--batches 1,16,256,4096,65536]
         [--repeats 3] [--train-batches 32,1024] [--problems pendulum_gym,pendulum_ode]
+        [--budget-s SECONDS]
 
 On a GPU machine without network access (with JAX for the GPU, diffrax, equinox, optax,
 optimistix, lineax, matplotlib and tqdm installed), bring pure-Python wheels made where
 there is a network: diffsim's own, so that its recipes are registered (``pip wheel
---no-deps -w .whl .``), and ``pip download --no-deps -d .whl gymnax gymnasium
-farama-notifications``. There, install them aside and write into a copy of the results
-file that is then brought back:
+--no-deps -w .whl .``), and ``pip download --no-deps -d .whl gymnax==0.0.9
+gymnasium==1.4.0 farama-notifications==0.0.6`` (the versions measured here). There,
+install them aside and write into a copy of the results file that is then brought back:
 
     pip install --no-index --no-deps --target /tmp/site .whl/*.whl
     mkdir -p out && cp benchmarks/RESULTS.md out/ && PYTHONPATH=/tmp/site python3 \
-        benchmarks/device_table.py --results out/RESULTS.md --record out/record.json
+        benchmarks/device_table.py --results out/RESULTS.md --record out/record.json \
+        --budget-s 420
 
-The defaults (about 180 programs to compile, 2 problems, 5 batches, 3 repeats) are meant
-to finish within 10 minutes on one GPU; they have run only on a CPU so far, at small
-batches, and compiling them there takes minutes: where time is short, ``--record`` keeps
-what was measured before a cut.
+The defaults (about 150 programs to compile and time, 2 problems, 5 batches, 3 repeats, then two
+training runs) are meant to finish within 10 minutes on one GPU; they have run only on a
+CPU so far, at small batches. Where the machine is lent for a fixed time, ``--budget-s``
+with room for one more batch (the largest takes longest) ends the run in time to write the
+section; were it killed all the same, ``--record`` holds every finished batch.
 """
 
 from __future__ import annotations
@@ -119,6 +124,9 @@ def section(record: dict) -> str:
             updates = record.get(f"{key}_updates_to_160", "not reached")
             cell = "not reached" if seconds is None else f"{seconds:.1f} s"
             lines.append(f"| {batch:,} | {cell} | {record[f'{key}_compile_s']:.1f} s | {updates} |")
+    if record.get("skipped"):
+        skipped = "; ".join(record["skipped"])
+        lines += ["", f"Cut short by the time budget; not measured: {skipped}."]
     lines += ["", "```", json.dumps(record), "```", "", ""]
     return "\n".join(lines)
 
@@ -142,10 +150,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train-batches", default="32,1024")
     parser.add_argument("--problems", default="pendulum_gym,pendulum_ode")
+    parser.add_argument(
+        "--budget-s", type=float, help="start no batch or training run after this many seconds"
+    )
     args = parser.parse_args()
     command = "python benchmarks/device_table.py " + " ".join(
         f"--{name} {shlex.quote(str(getattr(args, name.replace('-', '_'))))}"
-        for name in ("batches", "repeats", "train-batches", "problems")
+        for name in ("batches", "repeats", "train-batches", "problems", "budget-s")
+        if getattr(args, name.replace("-", "_")) is not None
     )
     run = {"command": command, "date": datetime.date.today().isoformat()}
     if args.from_record is not None:
@@ -163,6 +175,7 @@ def main():
             [int(b) for b in args.train_batches.split(",") if b],
             -160.0,
             after_each=keep,
+            budget_s=args.budget_s,
         )
         record = record | run
         print(json.dumps(record))

@@ -493,6 +493,28 @@ def _problems(max_batch: int) -> list[Problem]:
 # --- measurement --------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class _Budget:
+    """Wall seconds the measurement may take (``None``: no limit) and what to do with the
+    record after each part; once the seconds are spent no further part starts, and each
+    part not started is named in the record's ``skipped``."""
+
+    seconds: float | None
+    after_each: Callable[[dict], None]
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def spent(self, part: str, record: dict) -> bool:
+        if self.seconds is None or time.perf_counter() - self.started < self.seconds:
+            return False
+        record.setdefault("skipped", []).append(part)
+        print(f"  {part}: skipped, the budget of {self.seconds:g} s is spent")
+        return True
+
+
+def _listed(batches: list[int]) -> str:
+    return ", ".join(f"{batch:,}" for batch in batches)
+
+
 def _program(objective: PerEpisode, policy, mode: str):
     """One jitted function of ``(policy arrays, ys)``: the batch mean, or its gradient."""
     params, static = eqx.partition(policy, eqx.is_array)
@@ -574,12 +596,22 @@ def _check_gradients(problem: Problem, programs: dict, args: dict) -> float:
     return worst
 
 
-def _run_problem(problem: Problem, batches: list[int], repeats: int, record: dict) -> None:
+def _run_problem(
+    problem: Problem, batches: list[int], repeats: int, record: dict, budget: _Budget
+) -> None:
+    """Times every contender at each batch, forward then gradient, batch by batch; fills
+    ``record`` and hands it to ``budget.after_each`` after each batch, and starts no batch
+    once the budget is spent."""
+    if budget.spent(f"{problem.name} at batches {_listed(batches)}", record):
+        return
     worst_forward = _check_forward(problem)
     worst_gradient = None
     results = {}  # (mode, batch, contender name) -> (steps/s, compile s)
-    for mode in MODES:
-        for index, batch in enumerate(batches):
+    measured = []
+    for index, batch in enumerate(batches):
+        if index and budget.spent(f"{problem.name} at batches {_listed(batches[index:])}", record):
+            break
+        for mode in MODES:
             programs, args = {}, {}
             for contender in problem.contenders:
                 objective = contender.cost if mode == "forward" else contender.loss
@@ -589,25 +621,28 @@ def _run_problem(problem: Problem, batches: list[int], repeats: int, record: dic
             if not programs:
                 continue
             compile_s, number = _compile(programs, args)
-            if mode == "gradient" and index == 0:
+            if mode == "gradient" and worst_gradient is None:
                 worst_gradient = _check_gradients(problem, programs, args)
             for name, seconds in _time(programs, args, number, repeats).items():
                 results[mode, batch, name] = (batch * STEPS / seconds, compile_s[name])
-    _report(problem, batches, results, record)
+        measured.append(batch)
+        _report(problem, measured, results, record)
+        budget.after_each(record)
+    print("\n".join(_report(problem, measured, results, record)))
     checked = f"  checked: objectives agree with diffsim's to {worst_forward:.1e} relative"
     if worst_gradient is not None:
         checked += f", gradients (batch {batches[0]}) to {worst_gradient:.1e}"
     print(checked + "\n")
 
 
-def _report(problem: Problem, batches: list[int], results: dict, record: dict) -> None:
-    """Prints the problem's table and fills ``record``; a role's rate is its fastest
-    contender's (the fastest hand-written variant for ``scan``)."""
-    print(f"{problem.title}; {STEPS} steps, 64x64 tanh MLP")
-    print(
+def _report(problem: Problem, batches: list[int], results: dict, record: dict) -> list[str]:
+    """Fills ``record`` and returns the problem's table as lines; a role's rate is its
+    fastest contender's (the fastest hand-written variant for ``scan``)."""
+    lines = [
+        f"{problem.title}; {STEPS} steps, 64x64 tanh MLP",
         f"  {'contender':<30}{'batch':>6}{'fwd steps/s':>14}{'grad steps/s':>14}"
-        f"{'compile s':>11}{'diffsim/ref fwd':>17}{'grad':>7}"
-    )
+        f"{'compile s':>11}{'diffsim/ref fwd':>17}{'grad':>7}",
+    ]
     for batch in batches:
         best = {}  # (role, mode) -> (steps/s, compile s, contender name)
         for mode in MODES:
@@ -640,7 +675,7 @@ def _report(problem: Problem, batches: list[int], results: dict, record: dict) -
                 if role == "scan":
                     record[f"{key}_scan_variant"] = name.removeprefix("scan: ")
                     record[f"{key}_diffsim_variant"] = best["diffsim", mode][2]
-            print(
+            lines.append(
                 f"  {label:<30}{batch:>6}{cells[0]:>14}{cells[1]:>14}"
                 f"{'/'.join(compiles):>11}{ratios[0]:>17}{ratios[1]:>7}"
             )
@@ -651,7 +686,7 @@ def _report(problem: Problem, batches: list[int], results: dict, record: dict) -
                 if (role, mode) in best
             ]
             if winners:
-                print(f"  {'':<36}fastest {role} variant: {'; '.join(winners)}")
+                lines.append(f"  {'':<36}fastest {role} variant: {'; '.join(winners)}")
         defaults = []  # diffsim as it comes (unroll 1) against the fastest scan
         for mode in MODES:
             if ("scan", mode) in best and (mode, batch, "diffsim") in results:
@@ -661,7 +696,7 @@ def _report(problem: Problem, batches: list[int], results: dict, record: dict) -
                 )
                 defaults.append(f"{mode} {ratio:.2f}")
         if defaults:
-            print(f"  {'':<36}diffsim unroll 1 / fastest scan: {'; '.join(defaults)}")
+            lines.append(f"  {'':<36}diffsim unroll 1 / fastest scan: {'; '.join(defaults)}")
         controls = []  # two timings of one program: how far apart noise puts them
         for mode in MODES:
             if (mode, batch, CONTROL) in results:
@@ -669,7 +704,8 @@ def _report(problem: Problem, batches: list[int], results: dict, record: dict) -
                 record[f"{problem.name}_{MODES[mode]}_b{batch}_control_ratio"] = round(ratio, 3)
                 controls.append(f"{mode} {ratio:.2f}")
         if controls:
-            print(f"  {'':<36}noise, diffsim / itself compiled again: {'; '.join(controls)}")
+            lines.append(f"  {'':<36}noise, diffsim / itself compiled again: {'; '.join(controls)}")
+    return lines
 
 
 def _machine() -> str:
@@ -690,7 +726,7 @@ class _Reached(Exception):
     """Raised from the training callback at the first evaluation at the target."""
 
 
-def _time_to_target(batches: list[int], target: float, record: dict) -> None:
+def _time_to_target(batches: list[int], target: float, record: dict, budget: _Budget) -> None:
     """Wall seconds for the pendulum recipe to reach ``target`` at each batch size."""
     recipe = diffsim.load_recipe("pendulum")
     compile_clock = [0.0]
@@ -708,7 +744,9 @@ def _time_to_target(batches: list[int], target: float, record: dict) -> None:
     window = recipe.train_options["window"]
     print(f"time to train the pendulum to {target} (recipe 'pendulum', seed 0)")
     print(f"  {'batch':>6}{'seconds':>10}{'compile s':>11}{'updates':>9}{'env steps':>12}")
-    for batch in batches:
+    for index, batch in enumerate(batches):
+        if budget.spent(f"training at batches {_listed(batches[index:])}", record):
+            break
         reached = {}
         env = recipe.make_env()
         controller_key, train_key = jr.split(jr.key(0))
@@ -749,6 +787,7 @@ def _time_to_target(batches: list[int], target: float, record: dict) -> None:
             print(f"  {batch:>6}  not reached in {recipe.iterations} updates ({seconds:.1f} s)")
             record[f"{key}_seconds_to_{-target:g}"] = None
         record[f"{key}_compile_s"] = round(compile_s, 2)
+        budget.after_each(record)
     print()
 
 
@@ -759,9 +798,13 @@ def measure(
     train_batches: list[int],
     target: float,
     after_each: Callable[[dict], None] = lambda record: None,
+    budget_s: float | None = None,
 ) -> dict:
     """Runs the selected problems and the time to ``target``, printing each table; returns
-    the record (the JSON line's fields), also handed to ``after_each`` after each part."""
+    the record (the JSON line's fields), also handed to ``after_each`` after each part (a
+    problem's batch, a training run). With ``budget_s``, no part starts after that many
+    seconds: a run on borrowed time keeps what it measured."""
+    budget = _Budget(budget_s, after_each)
     record = {
         "benchmark": "rollout_throughput",
         "machine": _machine(),
@@ -770,14 +813,12 @@ def measure(
         "steps": STEPS,
         "repeats": repeats,
     }
-    started = time.perf_counter()
     for problem in _problems(max(max(batches), CHECK_EPISODES)):
         if problem.name in problems:
-            _run_problem(problem, batches, repeats, record)
-            after_each(record)
+            _run_problem(problem, batches, repeats, record, budget)
     if train_batches:
-        _time_to_target(train_batches, target, record)
-    record["wall_s"] = round(time.perf_counter() - started, 1)
+        _time_to_target(train_batches, target, record, budget)
+    record["wall_s"] = round(time.perf_counter() - budget.started, 1)
     after_each(record)
     return record
 
