@@ -512,7 +512,7 @@ class _Budget:
 
 
 def _listed(batches: list[int]) -> str:
-    return ", ".join(f"{batch:,}" for batch in batches)
+    return ", ".join(str(batch) for batch in batches)
 
 
 def _program(objective: PerEpisode, policy, mode: str):
