@@ -9,8 +9,8 @@ dated section, headed by the device's name, under "Rollout throughput" in the re
 file. ``--record`` keeps the measurements as JSON, rewritten after each batch of each
 problem and each training run, so that a run killed part way still leaves what it
 measured; ``--from-record`` writes the section from such a file without measuring.
-``--budget-s`` starts no batch or training run after that many seconds and names, in the
-section, what it left out.
+``--budget-s`` starts no batch or training run after that many seconds (counted from the
+first measurement, after JAX has started) and names, in the section, what it left out.
 
     python benchmarks/device_table.py [--results benchmarks/RESULTS.md]
         [--record FILE] [--from-record FILE] [--batches 1,16,256,4096,65536]
@@ -18,7 +18,8 @@ section, what it left out.
         [--budget-s SECONDS]
 
 On a GPU machine without network access (with JAX for the GPU, diffrax, equinox, optax,
-optimistix, lineax, matplotlib and tqdm installed), bring pure-Python wheels made where
+optimistix, lineax, matplotlib and tqdm installed, and flax, seaborn and six, which gymnax
+imports), bring pure-Python wheels made where
 there is a network: diffsim's own, so that its recipes are registered (``pip wheel
 --no-deps -w .whl .``), and ``pip download --no-deps -d .whl gymnax==0.0.9
 gymnasium==1.4.0 farama-notifications==0.0.6`` (the versions measured here). There,
@@ -67,6 +68,10 @@ def _rate(record: dict, key: str) -> str:
 def _ratio(record: dict, key: str) -> str:
     value = record.get(key)
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _batch(key: str) -> int:
@@ -124,6 +129,9 @@ def section(record: dict) -> str:
             updates = record.get(f"{key}_updates_to_160", "not reached")
             cell = "not reached" if seconds is None else f"{seconds:.1f} s"
             lines.append(f"| {batch:,} | {cell} | {record[f'{key}_compile_s']:.1f} s | {updates} |")
+    if "wall_s" not in record:
+        stopped = "Stopped part way (a record kept before the run ended): only the rows above"
+        lines += ["", f"{stopped} were measured."]
     if record.get("skipped"):
         skipped = "; ".join(record["skipped"])
         lines += ["", f"Cut short by the time budget; not measured: {skipped}."]
@@ -155,7 +163,7 @@ def main():
     )
     args = parser.parse_args()
     command = "python benchmarks/device_table.py " + " ".join(
-        f"--{name} {shlex.quote(str(getattr(args, name.replace('-', '_'))))}"
+        f"--{name} {shlex.quote(_shown(getattr(args, name.replace('-', '_'))))}"
         for name in ("batches", "repeats", "train-batches", "problems", "budget-s")
         if getattr(args, name.replace("-", "_")) is not None
     )
