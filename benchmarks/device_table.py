@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import re
 import shlex
 import sys
@@ -115,18 +116,19 @@ def section(record: dict) -> str:
         if key.startswith("pendulum_train_b") and key.endswith("_compile_s")
     )
     if trained:
+        target = f"{throughput.TARGET:g}"
         lines += [
             "",
-            "Time for the `pendulum` recipe (seed 0) to reach -160, wall clock, compilation "
+            f"Time for the `pendulum` recipe (seed 0) to reach {target}, wall clock, compilation "
             "included and shown apart:",
             "",
-            "| batch | seconds to -160 | of which compile | updates |",
+            f"| batch | seconds to {target} | of which compile | updates |",
             "|---:|---:|---:|---:|",
         ]
         for batch in trained:
             key = f"pendulum_train_b{batch}"
-            seconds = record.get(f"{key}_seconds_to_160")
-            updates = record.get(f"{key}_updates_to_160", "not reached")
+            seconds = record.get(f"{key}_seconds_to_{-throughput.TARGET:g}")
+            updates = record.get(f"{key}_updates_to_{-throughput.TARGET:g}", "not reached")
             cell = "not reached" if seconds is None else f"{seconds:.1f} s"
             lines.append(f"| {batch:,} | {cell} | {record[f'{key}_compile_s']:.1f} s | {updates} |")
     if "wall_s" not in record:
@@ -146,7 +148,15 @@ def insert(results: Path, text: str) -> None:
         content = content.replace(ANCHOR, ANCHOR + text, 1)
     else:
         content = content + "\n" + text
-    results.write_text(content)
+    _replace(results, content)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` whole or not at all (a run killed mid-write leaves the
+    previous file)."""
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def main():
@@ -162,10 +172,14 @@ def main():
         "--budget-s", type=float, help="start no batch or training run after this many seconds"
     )
     args = parser.parse_args()
-    command = "python benchmarks/device_table.py " + " ".join(
-        f"--{name} {shlex.quote(_shown(getattr(args, name.replace('-', '_'))))}"
+    given = {
+        name: getattr(args, name.replace("-", "_"))
         for name in ("batches", "repeats", "train-batches", "problems", "budget-s")
-        if getattr(args, name.replace("-", "_")) is not None
+    }
+    command = "python benchmarks/device_table.py " + " ".join(
+        f"--{name} {shlex.quote(_shown(value))}"
+        for name, value in given.items()
+        if value is not None
     )
     run = {"command": command, "date": datetime.date.today().isoformat()}
     if args.from_record is not None:
@@ -174,14 +188,14 @@ def main():
 
         def keep(record):
             if args.record is not None:
-                args.record.write_text(json.dumps(record | run))
+                _replace(args.record, json.dumps(record | run))
 
         record = throughput.measure(
-            [int(b) for b in args.batches.split(",")],
+            throughput.integers(args.batches),
             args.repeats,
             args.problems.split(","),
-            [int(b) for b in args.train_batches.split(",") if b],
-            -160.0,
+            throughput.integers(args.train_batches),
+            throughput.TARGET,
             after_each=keep,
             budget_s=args.budget_s,
         )

@@ -109,6 +109,7 @@ TOTAL_MASS = POLE_MASS + CART_MASS
 POLEMASS_LENGTH = POLE_MASS * HALF_LENGTH
 X_THRESHOLD, THETA_THRESHOLD = 2.4, cartpole.THETA_THRESHOLD
 
+TARGET = -160.0  # the pendulum's time-to-train target (mean evaluation return)
 MODES = {"forward": "fwd", "gradient": "grad"}
 CONTROL = "diffsim, compiled again"
 ROLES = {
@@ -511,6 +512,11 @@ class _Budget:
         return True
 
 
+def integers(text: str) -> list[int]:
+    """``"1,16,256"`` -> ``[1, 16, 256]``; an empty string, none (the command lines' lists)."""
+    return [int(item) for item in text.split(",") if item]
+
+
 def _listed(batches: list[int]) -> str:
     return ", ".join(str(batch) for batch in batches)
 
@@ -607,7 +613,7 @@ def _run_problem(
     worst_forward = _check_forward(problem)
     worst_gradient = None
     results = {}  # (mode, batch, contender name) -> (steps/s, compile s)
-    measured = []
+    measured, table = [], []
     for index, batch in enumerate(batches):
         if index and budget.spent(f"{problem.name} at batches {_listed(batches[index:])}", record):
             break
@@ -626,9 +632,9 @@ def _run_problem(
             for name, seconds in _time(programs, args, number, repeats).items():
                 results[mode, batch, name] = (batch * STEPS / seconds, compile_s[name])
         measured.append(batch)
-        _report(problem, measured, results, record)
+        table = _report(problem, measured, results, record)
         budget.after_each(record)
-    print("\n".join(_report(problem, measured, results, record)))
+    print("\n".join(table))
     checked = f"  checked: objectives agree with diffsim's to {worst_forward:.1e} relative"
     if worst_gradient is not None:
         checked += f", gradients (batch {batches[0]}) to {worst_gradient:.1e}"
@@ -828,17 +834,17 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batches", default="1,16,256,4096,65536")
     parser.add_argument("--train-batches", default="32,128,512")
-    parser.add_argument("--target", type=float, default=-160.0)
+    parser.add_argument("--target", type=float, default=TARGET)
     parser.add_argument(
         "--problems",
         default="pendulum_gym,pendulum_ode,cartpole_gym_continuous,cartpole_gym_discrete",
     )
     args = parser.parse_args()
     record = measure(
-        [int(b) for b in args.batches.split(",")],
+        integers(args.batches),
         args.repeats,
         args.problems.split(","),
-        [int(b) for b in args.train_batches.split(",") if b],
+        integers(args.train_batches),
         args.target,
     )
     print(json.dumps(record))
