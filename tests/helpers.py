@@ -2,6 +2,9 @@
 defined once so that their compiled programs are shared too."""
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -133,3 +136,40 @@ PENDULUM_200K_WINDOWS = dataclasses.replace(
 x 20 steps cut after 40, 200,000 env steps, the same actor and optimiser) as the recipe's ``dp``:
 windowed BPTT with nothing beyond each window, which ``diffsim compare
 helpers:PENDULUM_200K_WINDOWS --methods dp,shac`` sets against SHAC."""
+
+
+_CLI_CASES = """
+import contextlib, io, json, sys, traceback
+from diffsim.cli import main
+
+outcomes = []
+for argv in json.loads(sys.stdin.read()):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exit:  # what the console script exits with
+            code = exit.code
+        except BaseException:
+            code = None
+            traceback.print_exc()
+    outcomes.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(outcomes))
+"""
+
+
+def cli_outcomes(argvs: list[list[str]]) -> list[tuple[int | None, str, str]]:
+    """``(exit status, stdout, stderr)`` of each command line in ``argvs``, run by
+    ``diffsim.cli.main`` in turn in one fresh Python process: outside the suite's runtime
+    type checks (which would answer first), as a user runs them, with the imports paid once
+    rather than once per case. An exception escaping ``main`` is status ``None``, its
+    traceback on stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CLI_CASES],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [tuple(outcome) for outcome in json.loads(done.stdout.strip().splitlines()[-1])]

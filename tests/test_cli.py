@@ -18,6 +18,8 @@ from diffsim.cli import main
 from diffsim.controllers import Mirrored
 from diffsim.envs import Pendulum
 
+from helpers import cli_outcomes
+
 ROCKET = """
 import jax.numpy as jnp, jax.random as jr
 import diffsim
@@ -113,15 +115,45 @@ def files(tmp_path_factory, not_a_folder):
     }
 
 
+@pytest.fixture(scope="module")
+def bad_input_outcomes(files):
+    return dict(
+        zip(
+            (" ".join(arguments) for arguments, _ in BAD_INPUTS),
+            cli_outcomes([[a.format(**files) for a in arguments] for arguments, _ in BAD_INPUTS]),
+            strict=True,
+        )
+    )
+
+
 @pytest.mark.parametrize(
     "arguments, says", BAD_INPUTS, ids=[" ".join(a) or "nothing" for a, _ in BAD_INPUTS]
 )
-def test_bad_input_is_one_line_and_exit_status_2(arguments, says, files):
-    result = _cli(*(a.format(**files) for a in arguments))
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+def test_bad_input_is_one_line_and_exit_status_2(arguments, says, files, bad_input_outcomes):
+    code, out, err = bad_input_outcomes[" ".join(arguments)]
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(" ".join(["diffsim", *arguments[:1]]) + ": error: "), lines[0]
     assert says.format(**files) in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "arguments, says",
+    [
+        (["train", "pendulum", "--seed", "x"], "diffsim train: error: argument --seed: invalid"),
+        (["eval", "pendulum", "nope.eqx"], "diffsim eval: error: no checkpoint file at nope.eqx"),
+    ],
+    ids=["argparse", "validation"],
+)
+def test_a_bad_input_ends_the_process_with_status_2_and_one_line(arguments, says, tmp_path):
+    """The contract above, for a whole process as the shell sees it (the exit status of
+    the interpreter, everything it writes to stderr), once for each kind of rejection."""
+    result = _cli(*arguments, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(says), line
 
 
 def test_negative_numbers_in_scientific_notation_are_values():

@@ -1,8 +1,8 @@
 """The trebuchet's command line (``diffsim shoot``, ``diffsim aim``) and its plots.
 
 Compilation dominates: each jitted function is compiled once per module (module-scoped
-fixtures) and shared by the tests that need it. Bad inputs run in subprocesses, as a
-user would, and are rejected before anything is compiled.
+fixtures) and shared by the tests that need it. Bad inputs run in a process of their
+own, as a user would, and are rejected before anything is compiled.
 """
 
 import contextlib
@@ -25,6 +25,8 @@ from diffsim.envs.trebuchet import (
     trajectory,
     trebuchet_jl,
 )
+
+from helpers import cli_outcomes
 
 REFERENCE = ["--wind", "-2", "--angle", "45", "--weight", "200", "--preset", "trebuchet_jl"]
 
@@ -79,7 +81,8 @@ def _subprocess(argv, cache=None):
 
 
 # Each is rejected before anything is compiled: by argparse or by the commands' validate
-# hook (about a second each, the imports).
+# hook. They run one after another in one process (`helpers.cli_outcomes`); the failed
+# shot below is a whole process ending with status 2.
 BAD_INPUTS = [
     (["shoot", "--angle", "nan", "--weight", "200"], "--angle must be a finite number"),
     (["shoot", "--wind", "inf", "--angle", "45", "--weight", "200"], "--wind must be a finite"),
@@ -104,9 +107,15 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def bad_input_outcomes():
+    argvs = [argv for argv, _ in BAD_INPUTS]
+    return dict(zip(map(" ".join, argvs), cli_outcomes(argvs), strict=True))
+
+
 @pytest.mark.parametrize("argv, problem", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_inputs_exit_2_with_one_line_naming_the_problem(argv, problem):
-    code, out, err = _subprocess(argv)
+def test_bad_inputs_exit_2_with_one_line_naming_the_problem(argv, problem, bad_input_outcomes):
+    code, out, err = bad_input_outcomes[" ".join(argv)]
     assert code == 2, (out, err)
     assert out == ""
     assert "Traceback" not in err
