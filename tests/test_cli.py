@@ -18,32 +18,7 @@ from diffsim.cli import main
 from diffsim.controllers import Mirrored
 from diffsim.envs import Pendulum
 
-from helpers import cli_outcomes
-
-ROCKET = """
-import jax.numpy as jnp, jax.random as jr
-import diffsim
-
-class Rocket(diffsim.AbstractEnv):
-    mass: float = diffsim.parameter(2.0, positive=True)
-    gravity: float = diffsim.parameter(9.81, positive=True)
-    control_dt: float = 0.1
-    episode_steps: int = 100
-    transition: diffsim.AbstractTransition = diffsim.ODEStep()
-
-    @property
-    def action_space(self):
-        return diffsim.Box(0.0, 40.0)
-
-    def vector_field(self, t, y, u):
-        return jnp.stack([y[1], u[0] / self.mass - self.gravity])
-
-    def initial_state(self, key):
-        return jnp.stack([jr.uniform(key, (), minval=0.0, maxval=1.0), 0.0])
-
-    def running_cost(self, t, y, u):
-        return (y[0] - 10.0) ** 2 + 0.01 * u[0] ** 2
-"""
+from helpers import ROCKET, cli_outcomes
 
 
 def _cli(*args, **kwargs):
