@@ -139,20 +139,22 @@ helpers:PENDULUM_200K_WINDOWS --methods dp,shac`` sets against SHAC."""
 
 
 _CLI_CASES = """
-import contextlib, io, json, sys, traceback
+import contextlib, io, json, sys, traceback, warnings
 from diffsim.cli import main
 
 outcomes = []
 for argv in json.loads(sys.stdin.read()):
+    print("cli_outcomes case:", json.dumps(argv), file=sys.stderr, flush=True)  # if it hangs
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exit:  # what the console script exits with
-            code = exit.code
-        except BaseException:
-            code = None
-            traceback.print_exc()
+        with warnings.catch_warnings():  # a warning shown to every case, not only the first
+            try:
+                code = main(argv)
+            except SystemExit as exit:  # what the console script exits with
+                code = exit.code
+            except BaseException:
+                code = None
+                traceback.print_exc()
     outcomes.append([code, out.getvalue(), err.getvalue()])
 print(json.dumps(outcomes))
 """
@@ -163,7 +165,8 @@ def cli_outcomes(argvs: list[list[str]]) -> list[tuple[int | None, str, str]]:
     ``diffsim.cli.main`` in turn in one fresh Python process: outside the suite's runtime
     type checks (which would answer first), as a user runs them, with the imports paid once
     rather than once per case. An exception escaping ``main`` is status ``None``, its
-    traceback on stderr."""
+    traceback on stderr; anything the process writes outside the cases' redirected
+    streams fails, as it would have reached the user's terminal."""
     done = subprocess.run(
         [sys.executable, "-c", _CLI_CASES],
         input=json.dumps(argvs),
@@ -172,4 +175,8 @@ def cli_outcomes(argvs: list[list[str]]) -> list[tuple[int | None, str, str]]:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return [tuple(outcome) for outcome in json.loads(done.stdout.strip().splitlines()[-1])]
+    # nothing written around the cases' own redirected streams
+    stray = [line for line in done.stderr.splitlines() if not line.startswith("cli_outcomes case:")]
+    assert not stray, done.stderr[-3000:]
+    (line,) = done.stdout.splitlines()
+    return [tuple(outcome) for outcome in json.loads(line)]
