@@ -38,11 +38,12 @@ diffsim's rate, as the fastest hand scan is the reference's, and the ratio of th
 (unroll 1) is printed beside it. A third diffsim contender is the default again, compiled
 and timed as a separate program (the same compiled code): the first's rate over its rate,
 printed per configuration, gives a rough scale of the run's noise. More ``--repeats``
-narrow it where one call lasts a repeat (large batches), less so at batch 1, where most of
-it is XLA:CPU's runtime handing a step's thunks to a second thread in some runs and not in
-others: on a machine with few cores, ``taskset -c 0 python benchmarks/rollout_throughput.py
-...`` (one core) measures the compiled programs with far less noise (the control at
-0.98-1.04 where two cores read 0.93-1.17; see ``benchmarks/RESULTS.md``).
+narrow it where one call lasts a repeat (large batches), less so at batch 1, where much of
+it seems to come from XLA:CPU's runtime handing a step's thunks to a second thread in some
+runs and not in others. On a machine with few cores, ``taskset -c 0 python
+benchmarks/rollout_throughput.py ...`` measures every program on one thread, a different
+setting from the unpinned one, with far less noise (the control at 0.98-1.04 in one such
+run, where two-core runs read 0.87-1.17; see ``benchmarks/RESULTS.md``).
 
 The four hand-written variants per problem are two layouts (a scan per episode under
 ``vmap``; one batch-major scan over ``(batch,)`` arrays with the policy ``vmap``-ed inside)
