@@ -438,7 +438,7 @@ def test_the_optimum_converges_as_the_grid_is_refined():
         for n in (51, 101)
     ]
     assert abs(returns[1] - returns[0]) < 4.0, returns
-    assert returns[1] > -142.0, returns  # better than the DP recipe's -142.0 (5 seeds)
+    assert returns[1] > -142.0, returns  # better than the DP recipe's median, -142.3 (5 seeds)
 
 
 def test_value_iteration_bad_inputs():

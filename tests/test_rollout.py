@@ -10,7 +10,7 @@ import pytest
 
 import diffsim
 from diffsim import MLPPolicy
-from diffsim.envs import Pendulum
+from diffsim.envs import CartPole, Pendulum, cartpole
 from diffsim.envs.pendulum import GymEuler
 
 from helpers import Integrator, Rising
@@ -382,3 +382,30 @@ def test_an_event_ends_the_episode_at_the_exact_crossing_with_gradients_through_
     assert bool(terminated)
     with pytest.raises(diffsim.DiffsimError, match=r"use transition=diffsim.ODESolve\(\)"):
         diffsim.step(Drop(transition=diffsim.ODEStep()), 0.0, jnp.array([2.0, 0.0]), jnp.zeros(1))
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        Pendulum(),
+        Pendulum(transition=GymEuler()),
+        CartPole(transition=cartpole.GymEuler(), action="continuous"),
+        CartPole(task="swingup"),
+    ],
+    ids=["pendulum-ode", "pendulum-gym", "cartpole-gym", "cartpole-swingup"],
+)
+def test_a_shipped_env_step_backward_forms_the_state_cotangent_without_pads(env):
+    """The pendulum and the cart-pole read their state with ``jnp.unstack``, whose transpose
+    is one ``stack`` per method. Slices (``theta, theta_dot = y``, ``y[1]``) would pad each
+    component's cotangent to the state's shape and add the pieces: 6 pads per step of the
+    gym pendulum, 16 of its ODE step, 20 of the 47 kernels per 4 steps of its batch-1
+    gradient (benchmarks/RESULTS.md). The values are the same either way; this guards the
+    speed."""
+    y, u = env.initial_state(jr.key(0)), jnp.ones(1)
+
+    def loss(y):
+        next_state, cost, _ = diffsim.step(env, 0.0, y, u)
+        return cost + jnp.sum(env.observe(next_state))
+
+    backward = str(jax.make_jaxpr(jax.grad(loss))(y))
+    assert "stack[" in backward and "pad[" not in backward

@@ -106,9 +106,8 @@ class CartPole(AbstractEnv):
             return Box(-self.force, self.force)
         return Discrete(jnp.stack([-self.force, self.force])[:, None])
 
-    def _accelerations(self, y, force):
+    def _accelerations(self, theta, theta_dot, force):
         """Cart and pole accelerations (m/s^2, rad/s^2), in gym's order of operations."""
-        _, _, theta, theta_dot = y
         total_mass = self.pole_mass + self.cart_mass
         polemass_length = self.pole_mass * self.half_length
         cos_theta, sin_theta = jnp.cos(theta), jnp.sin(theta)
@@ -120,8 +119,9 @@ class CartPole(AbstractEnv):
         return x_acc, theta_acc
 
     def vector_field(self, t, y, u):
-        x_acc, theta_acc = self._accelerations(y, u[0])
-        return jnp.stack([y[1], x_acc, y[3], theta_acc])
+        _, x_dot, theta, theta_dot = jnp.unstack(y)
+        x_acc, theta_acc = self._accelerations(theta, theta_dot, u[0])
+        return jnp.stack([x_dot, x_acc, theta_dot, theta_acc])
 
     def initial_state(self, key):
         y = jr.uniform(key, (4,), minval=-0.05, maxval=0.05)
@@ -151,7 +151,7 @@ class CartPole(AbstractEnv):
 
     def observe(self, y):
         if self.task == "swingup":
-            x, x_dot, theta, theta_dot = y
+            x, x_dot, theta, theta_dot = jnp.unstack(y)
             return jnp.stack([x, x_dot, jnp.cos(theta), jnp.sin(theta), theta_dot])
         return y
 

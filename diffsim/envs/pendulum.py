@@ -103,7 +103,7 @@ class Pendulum(AbstractEnv):
         return 3 * self.g / (2 * self.l) * jnp.sin(theta) + 3.0 / (self.m * self.l**2) * u[0]
 
     def vector_field(self, t, y, u):
-        theta, theta_dot = y
+        theta, theta_dot = jnp.unstack(y)
         acceleration = self._acceleration(theta, u)
         saturated = (theta_dot >= self.max_speed) & (acceleration > 0) | (
             theta_dot <= -self.max_speed
@@ -135,11 +135,11 @@ class Pendulum(AbstractEnv):
         )
 
     def observe(self, y):
-        theta, theta_dot = y
+        theta, theta_dot = jnp.unstack(y)
         return jnp.stack([jnp.cos(theta), jnp.sin(theta), theta_dot])
 
     def running_cost(self, t, y, u):
-        theta, theta_dot = y
+        theta, theta_dot = jnp.unstack(y)
         return angle_normalize(theta) ** 2 + 0.1 * theta_dot**2 + 0.001 * u[0] ** 2
 
     def draw(self, y):
@@ -160,7 +160,7 @@ class GymEuler(AbstractTransition):
             raise DiffsimError(
                 f"GymEuler: zero-order hold of a Pendulum, not {type(dynamics).__name__}"
             )
-        theta, theta_dot = y
+        theta, theta_dot = jnp.unstack(y)
         theta_dot = theta_dot + dynamics._acceleration(theta, u) * dynamics.control_dt
         theta_dot = jnp.clip(theta_dot, -dynamics.max_speed, dynamics.max_speed)
         return jnp.stack([theta + theta_dot * dynamics.control_dt, theta_dot])
