@@ -58,6 +58,12 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config):
+    missing = [name for name in LONGEST_FIRST if not Path(__file__).with_name(name).exists()]
+    if missing:
+        raise pytest.UsageError(f"tests/conftest.py's LONGEST_FIRST names missing files: {missing}")
+
+
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep theirs
