@@ -16,7 +16,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from . import _validate as validate
 from ._env import AbstractEnv, cost_method, non_physical_parameters, with_parameter_checks
-from ._errors import DiffsimError, first_line
+from ._errors import DiffsimError, first_line, runtime_errors_as_diffsim_errors
 from ._spaces import AbstractEstimator, describe_outputs
 from ._stateful import AbstractStatefulController
 
@@ -314,7 +314,8 @@ def step(
     u: ArrayLike | Sequence[float | int],
 ) -> tuple[Float[Array, " n"], Float[Array, ""], Bool[Array, ""]]:
     """One control interval under zero-order hold, through ``env.transition``: the
-    transition RL sees and the one ``rollout`` scans.
+    transition RL sees and the one ``rollout`` scans. Called outside ``jit``, it is
+    compiled once per env and reused, as :func:`rollout` is.
 
     Args:
         env: the environment.
@@ -335,7 +336,7 @@ def step(
     u = _as_vector(env, u, env.action_space.control_size, "control")
     if _is_concrete(u) and not np.all(np.isfinite(np.asarray(u))):
         raise DiffsimError(f"control contains NaN or inf: {u}")
-    return _advance(env, t, y, u)[:3]
+    return _run(_advance, env, jnp.asarray(t, y.dtype), y, u)[:3]
 
 
 def _advance(env, t, y, u, dynamics=None):
@@ -390,6 +391,11 @@ def rollout(
 ) -> Trajectory:
     """Simulate the closed loop from ``y0`` for ``num_steps`` control intervals.
 
+    Called outside ``jit``, the simulation is compiled once for each env, structure of
+    the controller (everything in it but its arrays) and set of options, then reused: a
+    loop over start states, start steps or controller weights compiles once. Inside a
+    ``jit`` or ``vmap`` of your own it is traced into your program.
+
     Args:
         env: the environment; ``env.transition`` advances each interval.
         controller: ``controller(t, observation) -> output``, or an
@@ -427,7 +433,8 @@ def rollout(
     Raises:
         DiffsimError: for a state of the wrong shape, a controller output of the wrong
             size, a stateful controller in ``"feedback"`` mode, or (when called outside
-            ``jit`` or ``vmap``) a NaN initial state or a simulation that diverged. Inside a
+            ``jit`` or ``vmap``) a NaN initial state, a failed solve of
+            :class:`ODESolve` or a simulation that diverged. Inside a
             ``jit`` or ``vmap`` of your own these are not checked: a NaN initial state gives
             a NaN trajectory.
     """
@@ -466,6 +473,35 @@ def rollout(
         validate.positive_int("unroll", unroll)
     env = with_parameter_checks(env)
     y0 = _check_state(env, y0, "initial state")
+    start = jnp.asarray(start_step, jnp.int32)
+    options = (num_steps, mode, estimator, checkpoint_every, unroll)
+    trajectory = _run(_simulate, env, controller, y0, start, key, *options)
+    if _is_concrete(trajectory):
+        _check_diverged(trajectory)
+    return trajectory
+
+
+def _run(function: Callable, *args: Any) -> Any:
+    """``function(*args)``. When no array in ``args`` is traced (an eager call), through
+    ``function``'s ``eqx.filter_jit``, compiled once per structure and non-array values of
+    ``args`` (unless those cannot be hashed), so that a loop of eager calls compiles once;
+    equinox's runtime errors (a failed solve) are raised as :class:`DiffsimError`."""
+    if not _is_concrete(args):
+        return function(*args)
+    leaves, structure = jax.tree.flatten(eqx.filter(args, eqx.is_array, inverse=True))
+    try:
+        hash((tuple(leaves), structure))
+    except TypeError:  # a list in a static field, say: it cannot key a cache
+        compiled = function
+    else:
+        compiled = _COMPILED[function]
+    with runtime_errors_as_diffsim_errors():
+        return compiled(*args)
+
+
+def _simulate(env, controller, y0, start, key, num_steps, mode, estimator, every, unroll):
+    """:func:`rollout` after its checks, from step ``start`` (an int32 array)."""
+    stateful = isinstance(controller, AbstractStatefulController)
     keys = None if key is None else jr.split(key, num_steps)
     dt = jnp.asarray(env.control_dt, y0.dtype)
 
@@ -489,15 +525,14 @@ def rollout(
         carry = (k + 1, y_next, alive & ~done, taken, terminal_cost, end_time, memory)
         return carry, (y_next, u, cost)
 
-    start = jnp.asarray(start_step, jnp.int32)
     has_event, may_terminate = _endings(env, start * dt, y0)
     zero = jnp.zeros((), y0.dtype)
     memory = controller.init() if stateful else None
     init = (start, y0, jnp.array(True), jnp.asarray(num_steps, jnp.int32), zero, start * dt, memory)
     (_, _, still_alive, taken, terminal_cost, end_time, _), (ys, us, costs) = _scan(
-        body, init, keys, num_steps, checkpoint_every, unroll
+        body, init, keys, num_steps, every, unroll
     )
-    trajectory = Trajectory(
+    return Trajectory(
         times=(start + jnp.arange(num_steps + 1)) * dt,
         states=jnp.concatenate([y0[None], ys]),
         controls=us,
@@ -507,9 +542,9 @@ def rollout(
         terminal_cost=terminal_cost,
         end_time=end_time if has_event else (start + taken) * dt,
     )
-    if _is_concrete(trajectory):
-        _check_diverged(trajectory)
-    return trajectory
+
+
+_COMPILED = {function: eqx.filter_jit(function) for function in (_advance, _simulate)}
 
 
 def _endings(env: AbstractEnv, t, y) -> tuple[bool, bool]:
