@@ -37,7 +37,8 @@ def control(
     """The control ``u`` (shape ``(m,)``) that ``controller`` applies in state ``y`` at time
     ``t`` (s): it sees ``env.observe(y)``, and its output becomes a control through
     ``env.action_space`` (hard arg-max choices for discrete spaces when ``estimator`` is
-    ``None``).
+    ``None``). Called outside ``jit``, it is compiled once per env and controller
+    structure, as :func:`rollout` is.
 
     Args:
         env: the environment.
@@ -56,13 +57,14 @@ def control(
             :func:`rollout` carries it).
     """
     check_model("control", env, controller)
+    validate.numbers("t (s)", t, "a number of seconds")
     y = _check_state(env, y, "state")
     if isinstance(controller, AbstractStatefulController):
         raise DiffsimError(
             f"{type(controller).__name__} is a stateful controller: call "
             "controller.step(state, t, x) with its state, or let diffsim.rollout carry it"
         )
-    return _act(env, controller, None, t, y, estimator, key)[0]
+    return _run(_act, env, controller, None, jnp.asarray(t, y.dtype), y, estimator, key)[0]
 
 
 def check_model(function: str, env: Any, controller: Any = None, *, needs_controller=True):
@@ -544,7 +546,7 @@ def _simulate(env, controller, y0, start, key, num_steps, mode, estimator, every
     )
 
 
-_COMPILED = {function: eqx.filter_jit(function) for function in (_advance, _simulate)}
+_COMPILED = {function: eqx.filter_jit(function) for function in (_act, _advance, _simulate)}
 
 
 def _endings(env: AbstractEnv, t, y) -> tuple[bool, bool]:

@@ -295,6 +295,16 @@ def test_an_eager_rollout_compiles_once_per_env_controller_structure_and_options
     np.testing.assert_allclose(first.states, inside.states, rtol=1e-6)
 
 
+def test_an_eager_control_compiles_once():
+    env = Pendulum()
+    _TRACED.clear()
+    for gain, theta in ((2.0, 1.0), (3.0, 0.5)):
+        u = diffsim.control(env, _Traced(jnp.asarray(gain)), 0.1, jnp.array([theta, 0.0]))
+        # observation (cos, sin, speed); the torque bound is 2 N m
+        np.testing.assert_allclose(u, [max(-gain * np.cos(theta), -2.0)], rtol=1e-6)
+    assert len(_TRACED) == 1
+
+
 class _TracedIntegrator(Integrator):
     """``dy/dt = u``, noting in ``_TRACED`` each time its vector field is traced."""
 
