@@ -4,6 +4,7 @@ import contextlib
 from collections.abc import Iterator
 
 import equinox as eqx
+import jax
 
 
 class DiffsimError(ValueError):
@@ -41,6 +42,10 @@ def runtime_errors_as_diffsim_errors() -> Iterator[None]:
     try:
         yield
     except (eqx.EquinoxRuntimeError, eqx.EquinoxTracetimeError) as error:
+        raise DiffsimError(first_line(error)) from None
+    except jax.errors.JaxRuntimeError as error:  # the same check, run outside eqx.filter_jit
+        if "EquinoxRuntimeError: " not in str(error):
+            raise
         raise DiffsimError(first_line(error)) from None
 
 

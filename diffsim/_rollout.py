@@ -37,8 +37,8 @@ def control(
     """The control ``u`` (shape ``(m,)``) that ``controller`` applies in state ``y`` at time
     ``t`` (s): it sees ``env.observe(y)``, and its output becomes a control through
     ``env.action_space`` (hard arg-max choices for discrete spaces when ``estimator`` is
-    ``None``). Called outside ``jit``, it is compiled once per env and controller
-    structure, as :func:`rollout` is.
+    ``None``). Called outside ``jit``, it is compiled once per env and structure of an
+    ``eqx.Module`` controller, as :func:`rollout` is.
 
     Args:
         env: the environment.
@@ -64,7 +64,8 @@ def control(
             f"{type(controller).__name__} is a stateful controller: call "
             "controller.step(state, t, x) with its state, or let diffsim.rollout carry it"
         )
-    return _run(_act, env, controller, None, jnp.asarray(t, y.dtype), y, estimator, key)[0]
+    args = (env, controller, None, jnp.asarray(t, y.dtype), y, estimator, key)
+    return _run(_act, *args, cache=_cacheable(controller))[0]
 
 
 def check_model(function: str, env: Any, controller: Any = None, *, needs_controller=True):
@@ -393,10 +394,13 @@ def rollout(
 ) -> Trajectory:
     """Simulate the closed loop from ``y0`` for ``num_steps`` control intervals.
 
-    Called outside ``jit``, the simulation is compiled once for each env, structure of
-    the controller (everything in it but its arrays) and set of options, then reused: a
-    loop over start states, start steps or controller weights compiles once. Inside a
-    ``jit`` or ``vmap`` of your own it is traced into your program.
+    Called outside ``jit`` with a controller that is an ``eqx.Module`` (``MLPPolicy``,
+    the classical controllers, your own), the simulation is compiled once for each env,
+    structure of the controller (everything in it but its arrays) and set of options,
+    then reused: a loop over start states, start steps or controller weights compiles
+    once. A plain function or other callable is traced afresh at every call, so that it
+    reads the current values of arrays in its closure, its globals or its attributes.
+    Inside a ``jit`` or ``vmap`` of your own the rollout is traced into your program.
 
     Args:
         env: the environment; ``env.transition`` advances each interval.
@@ -477,28 +481,51 @@ def rollout(
     y0 = _check_state(env, y0, "initial state")
     start = jnp.asarray(start_step, jnp.int32)
     options = (num_steps, mode, estimator, checkpoint_every, unroll)
-    trajectory = _run(_simulate, env, controller, y0, start, key, *options)
+    args = (env, controller, y0, start, key, *options)
+    trajectory = _run(_simulate, *args, cache=_cacheable(controller))
     if _is_concrete(trajectory):
         _check_diverged(trajectory)
     return trajectory
 
 
-def _run(function: Callable, *args: Any) -> Any:
-    """``function(*args)``. When no array in ``args`` is traced (an eager call), through
+def _run(function: Callable, *args: Any, cache: bool = True) -> Any:
+    """``function(*args)``, equinox's runtime errors (a failed solve) raised as
+    :class:`DiffsimError`. An eager call (no array in ``args`` traced) goes through
     ``function``'s ``eqx.filter_jit``, compiled once per structure and non-array values of
-    ``args`` (unless those cannot be hashed), so that a loop of eager calls compiles once;
-    equinox's runtime errors (a failed solve) are raised as :class:`DiffsimError`."""
+    ``args``, so that a loop of eager calls compiles once; unless ``cache`` is false, the
+    non-array values do not hash, or the code needs concrete values (a Python ``if`` on an
+    array): then it runs as called, traced afresh."""
     if not _is_concrete(args):
         return function(*args)
+    with runtime_errors_as_diffsim_errors():
+        if cache and _hashable(args):
+            try:
+                return _COMPILED[function](*args)
+            except DiffsimError as error:  # user code that failed under the trace
+                if not isinstance(error.__cause__, jax.errors.JAXTypeError):
+                    raise
+            except jax.errors.JAXTypeError:
+                pass
+        return function(*args)
+
+
+def _hashable(args: Any) -> bool:
+    """Whether the non-array parts of ``args`` hash, as a cache key must (a list in a
+    static field does not)."""
     leaves, structure = jax.tree.flatten(eqx.filter(args, eqx.is_array, inverse=True))
     try:
         hash((tuple(leaves), structure))
-    except TypeError:  # a list in a static field, say: it cannot key a cache
-        compiled = function
-    else:
-        compiled = _COMPILED[function]
-    with runtime_errors_as_diffsim_errors():
-        return compiled(*args)
+    except TypeError:
+        return False
+    return True
+
+
+def _cacheable(controller: Any) -> bool:
+    """Whether an eager call may reuse a program compiled for ``controller``: an equinox
+    Module passes its arrays to the program as arguments; any other callable (a ``lambda``,
+    a function, an object) may read arrays from its closure, its globals or its attributes,
+    which the program would freeze at their first values."""
+    return isinstance(controller, eqx.Module)
 
 
 def _simulate(env, controller, y0, start, key, num_steps, mode, estimator, every, unroll):

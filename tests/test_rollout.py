@@ -259,13 +259,6 @@ def test_a_batch_of_envs_with_a_non_physical_value_is_refused_where_it_enters():
         diffsim.rollout(one, controller, jnp.ones(2), num_steps=3)
 
 
-def test_adaptive_solver_reports_max_steps():
-    tight = dfx.PIDController(rtol=1e-12, atol=1e-12)
-    env = Pendulum(transition=diffsim.ODESolve(stepsize_controller=tight, max_steps=2))
-    with pytest.raises(diffsim.DiffsimError, match="max_steps|maximum number of solver steps"):
-        diffsim.rollout(env, lambda t, o: jnp.ones(1), jnp.array([2.0, 0.0]), num_steps=3)
-
-
 _TRACED = []
 
 
@@ -277,6 +270,18 @@ class _Traced(eqx.Module):
     def __call__(self, t, observation):
         _TRACED.append(t)
         return -self.gain * observation[:1]
+
+
+def test_adaptive_solver_reports_max_steps():
+    tight = dfx.PIDController(rtol=1e-12, atol=1e-12)
+    env = Pendulum(transition=diffsim.ODESolve(stepsize_controller=tight, max_steps=2))
+    y0, failed = jnp.array([2.0, 0.0]), "max_steps|maximum number of solver steps"
+    # a function (traced at each call) and a Module (its program compiled once), and step
+    for controller in (lambda t, o: jnp.ones(1), _Traced(jnp.asarray(1.0))):
+        with pytest.raises(diffsim.DiffsimError, match=failed):
+            diffsim.rollout(env, controller, y0, num_steps=3)
+    with pytest.raises(diffsim.DiffsimError, match=failed):
+        diffsim.step(env, 0.0, y0, jnp.ones(1))
 
 
 def test_an_eager_rollout_compiles_once_per_env_controller_structure_and_options():
@@ -293,6 +298,44 @@ def test_an_eager_rollout_compiles_once_per_env_controller_structure_and_options
     # The compiled eager rollout agrees with one traced inside the user's jit.
     inside = eqx.filter_jit(lambda c, y: diffsim.rollout(env, c, y, num_steps=20))(controller, y0)
     np.testing.assert_allclose(first.states, inside.states, rtol=1e-6)
+
+
+_GAIN = jnp.asarray(2.0)
+
+
+def _global_gain(t, observation):
+    return -_GAIN * observation[:1]
+
+
+def test_an_eager_call_of_a_plain_function_reads_its_arrays_when_called():
+    """Only a Module's program is reused: a function's globals and an object's attributes
+    may change between calls, and a reused program would keep their first values."""
+    global _GAIN
+    env, y0 = Pendulum(), jnp.array([1.0, 0.0])
+
+    class Gain:  # a callable object, not a pytree
+        def __init__(self, k):
+            self.k = k
+
+        def __call__(self, t, observation):
+            return -self.k * observation[:1]
+
+    def final(controller):
+        return diffsim.rollout(env, controller, y0, num_steps=10).final_state
+
+    reference = {k: final(_Traced(jnp.asarray(k))) for k in (2.0, 0.5)}
+    gain = Gain(jnp.asarray(2.0))
+    first = final(gain), final(_global_gain), diffsim.control(env, gain, 0.0, y0)
+    gain.k, _GAIN = jnp.asarray(0.5), jnp.asarray(0.5)
+    try:
+        then = final(gain), final(_global_gain), diffsim.control(env, gain, 0.0, y0)
+    finally:
+        _GAIN = jnp.asarray(2.0)
+    for before, after in zip(first[:2], then[:2], strict=True):
+        np.testing.assert_allclose(before, reference[2.0], rtol=1e-6)
+        np.testing.assert_allclose(after, reference[0.5], rtol=1e-6)
+    np.testing.assert_allclose(first[2], [-2.0 * np.cos(1.0)], rtol=1e-6)
+    np.testing.assert_allclose(then[2], [-0.5 * np.cos(1.0)], rtol=1e-6)
 
 
 def test_an_eager_control_compiles_once():
