@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import dataclasses
+import enum
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -64,8 +66,7 @@ def control(
             f"{type(controller).__name__} is a stateful controller: call "
             "controller.step(state, t, x) with its state, or let diffsim.rollout carry it"
         )
-    args = (env, controller, None, jnp.asarray(t, y.dtype), y, estimator, key)
-    return _run(_act, *args, cache=_cacheable(controller))[0]
+    return _run(_act, env, controller, None, jnp.asarray(t, y.dtype), y, estimator, key)[0]
 
 
 def check_model(function: str, env: Any, controller: Any = None, *, needs_controller=True):
@@ -398,9 +399,10 @@ def rollout(
     the classical controllers, your own), the simulation is compiled once for each env,
     structure of the controller (everything in it but its arrays) and set of options,
     then reused: a loop over start states, start steps or controller weights compiles
-    once. A plain function or other callable is traced afresh at every call, so that it
-    reads the current values of arrays in its closure, its globals or its attributes.
-    Inside a ``jit`` or ``vmap`` of your own the rollout is traced into your program.
+    once. A function of your own (a ``lambda`` controller, or one in a Module's field) or
+    another callable object is traced afresh at every call, so that it reads the current
+    values of the arrays in its closure, its globals or its attributes. Inside a ``jit``
+    or ``vmap`` of your own the rollout is traced into your program.
 
     Args:
         env: the environment; ``env.transition`` advances each interval.
@@ -481,51 +483,75 @@ def rollout(
     y0 = _check_state(env, y0, "initial state")
     start = jnp.asarray(start_step, jnp.int32)
     options = (num_steps, mode, estimator, checkpoint_every, unroll)
-    args = (env, controller, y0, start, key, *options)
-    trajectory = _run(_simulate, *args, cache=_cacheable(controller))
+    trajectory = _run(_simulate, env, controller, y0, start, key, *options)
     if _is_concrete(trajectory):
         _check_diverged(trajectory)
     return trajectory
 
 
-def _run(function: Callable, *args: Any, cache: bool = True) -> Any:
+def _run(function: Callable, *args: Any) -> Any:
     """``function(*args)``, equinox's runtime errors (a failed solve) raised as
     :class:`DiffsimError`. An eager call (no array in ``args`` traced) goes through
-    ``function``'s ``eqx.filter_jit``, compiled once per structure and non-array values of
-    ``args``, so that a loop of eager calls compiles once; unless ``cache`` is false, the
-    non-array values do not hash, or the code needs concrete values (a Python ``if`` on an
-    array): then it runs as called, traced afresh."""
+    ``function``'s ``eqx.filter_jit``, compiled once per :func:`_program_key`, so that a
+    loop of eager calls compiles once; where there is no key, or the code cannot be
+    traced (a Python ``if`` on an array), it runs as called, as it would without the
+    cache."""
     if not _is_concrete(args):
         return function(*args)
+    key = _program_key(function, args)
     with runtime_errors_as_diffsim_errors():
-        if cache and _hashable(args):
+        if key is not None and key not in _UNTRACEABLE:
             try:
                 return _COMPILED[function](*args)
-            except DiffsimError as error:  # user code that failed under the trace
-                if not isinstance(error.__cause__, jax.errors.JAXTypeError):
-                    raise
-            except jax.errors.JAXTypeError:
-                pass
+            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError):
+                raise
+            except Exception:
+                _UNTRACEABLE.add(key)
         return function(*args)
 
 
-def _hashable(args: Any) -> bool:
-    """Whether the non-array parts of ``args`` hash, as a cache key must (a list in a
-    static field does not)."""
-    leaves, structure = jax.tree.flatten(eqx.filter(args, eqx.is_array, inverse=True))
+def _program_key(function: Callable, args: Any) -> Hashable | None:
+    """What identifies ``function``'s program for ``args``: their structure, their arrays'
+    shapes and dtypes, and their other values. ``None`` where these cannot key a cache
+    (unhashable) or may not: a function or object of the user's (a ``lambda`` controller,
+    a function in a field) can read arrays from its closure, its globals or its
+    attributes, which change behind an unchanged identity and a reused program would keep
+    at their first values."""
+    if not _values_only(args):
+        return None
+    leaves, structure = jax.tree.flatten(args)
+    shapes = tuple(
+        jax.ShapeDtypeStruct(x.shape, x.dtype) if eqx.is_array(x) else x for x in leaves
+    )
+    key = (function, structure, shapes)
     try:
-        hash((tuple(leaves), structure))
-    except TypeError:
-        return False
-    return True
+        hash(key)
+    except TypeError:  # a list in a static field, say
+        return None
+    return key
 
 
-def _cacheable(controller: Any) -> bool:
-    """Whether an eager call may reuse a program compiled for ``controller``: an equinox
-    Module passes its arrays to the program as arguments; any other callable (a ``lambda``,
-    a function, an object) may read arrays from its closure, its globals or its attributes,
-    which the program would freeze at their first values."""
-    return isinstance(controller, eqx.Module)
+def _values_only(x: Any) -> bool:
+    """Whether ``x`` holds only arrays, values (numbers, strings, dtypes, enums) and
+    functions of JAX and the libraries diffsim builds on, looking into containers and the
+    fields of equinox Modules, static ones included."""
+    if x is None or eqx.is_array(x) or isinstance(x, _VALUES):
+        return True
+    if isinstance(x, (tuple, list)):
+        return all(map(_values_only, x))
+    if isinstance(x, dict):
+        return all(map(_values_only, x.values()))
+    if isinstance(x, eqx.Module):
+        return all(_values_only(getattr(x, field.name)) for field in dataclasses.fields(x))
+    return callable(x) and getattr(x, "__module__", "").partition(".")[0] in _LIBRARIES
+
+
+_VALUES = (bool, int, float, complex, str, bytes, type, np.dtype, enum.Enum)
+_LIBRARIES = frozenset(
+    {"jax", "jaxlib", "numpy", "equinox", "diffrax", "optax", "optimistix", "lineax", "diffsim"}
+)
+_UNTRACEABLE: set = set()
+"""The program keys whose tracing failed: those calls run as called from then on."""
 
 
 def _simulate(env, controller, y0, start, key, num_steps, mode, estimator, every, unroll):

@@ -1,5 +1,7 @@
 """Core rollout machinery: gradients, batching, compilation, modes, errors."""
 
+from collections.abc import Callable
+
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -307,9 +309,17 @@ def _global_gain(t, observation):
     return -_GAIN * observation[:1]
 
 
+class _Wrapped(eqx.Module):
+    law: Callable  # a function of the user's, in a field
+
+    def __call__(self, t, observation):
+        return self.law(t, observation)
+
+
 def test_an_eager_call_of_a_plain_function_reads_its_arrays_when_called():
-    """Only a Module's program is reused: a function's globals and an object's attributes
-    may change between calls, and a reused program would keep their first values."""
+    """No program is reused for a function of the user's, bare or in a Module's field, or
+    an object: their globals and attributes may change between calls, and a reused program
+    would keep their first values."""
     global _GAIN
     env, y0 = Pendulum(), jnp.array([1.0, 0.0])
 
@@ -325,17 +335,39 @@ def test_an_eager_call_of_a_plain_function_reads_its_arrays_when_called():
 
     reference = {k: final(_Traced(jnp.asarray(k))) for k in (2.0, 0.5)}
     gain = Gain(jnp.asarray(2.0))
-    first = final(gain), final(_global_gain), diffsim.control(env, gain, 0.0, y0)
+    controllers = gain, _global_gain, _Wrapped(_global_gain)
+
+    def results():
+        return [final(c) for c in controllers] + [diffsim.control(env, gain, 0.0, y0)]
+
+    first = results()
     gain.k, _GAIN = jnp.asarray(0.5), jnp.asarray(0.5)
     try:
-        then = final(gain), final(_global_gain), diffsim.control(env, gain, 0.0, y0)
+        then = results()
     finally:
         _GAIN = jnp.asarray(2.0)
-    for before, after in zip(first[:2], then[:2], strict=True):
+    for before, after in zip(first[:-1], then[:-1], strict=True):
         np.testing.assert_allclose(before, reference[2.0], rtol=1e-6)
         np.testing.assert_allclose(after, reference[0.5], rtol=1e-6)
-    np.testing.assert_allclose(first[2], [-2.0 * np.cos(1.0)], rtol=1e-6)
-    np.testing.assert_allclose(then[2], [-0.5 * np.cos(1.0)], rtol=1e-6)
+    np.testing.assert_allclose(first[-1], [-2.0 * np.cos(1.0)], rtol=1e-6)
+    np.testing.assert_allclose(then[-1], [-0.5 * np.cos(1.0)], rtol=1e-6)
+
+
+class _Concrete(eqx.Module):
+    """A controller that needs concrete values: a Python ``if`` on the observation."""
+
+    def __call__(self, t, observation):
+        _TRACED.append(t)
+        return jnp.ones(1) if float(observation[1]) > 0 else -jnp.ones(1)
+
+
+def test_an_eager_control_of_code_that_cannot_be_traced_runs_as_called():
+    env = Pendulum()
+    _TRACED.clear()
+    for theta, expected in ((1.0, 1.0), (-1.0, -1.0), (0.5, 1.0)):
+        u = diffsim.control(env, _Concrete(), 0.0, jnp.array([theta, 0.0]))
+        np.testing.assert_allclose(u, [expected])
+    assert len(_TRACED) == 4  # the first call's failed trace, then one run per call
 
 
 def test_an_eager_control_compiles_once():
