@@ -543,7 +543,8 @@ def _values_only(x: Any) -> bool:
         return all(map(_values_only, x.values()))
     if isinstance(x, eqx.Module):
         return all(_values_only(getattr(x, field.name)) for field in dataclasses.fields(x))
-    return callable(x) and getattr(x, "__module__", "").partition(".")[0] in _LIBRARIES
+    module = getattr(x, "__module__", None) or ""  # None for some compiled callables
+    return callable(x) and module.partition(".")[0] in _LIBRARIES
 
 
 _VALUES = (bool, int, float, complex, str, bytes, type, np.dtype, enum.Enum)
