@@ -162,7 +162,8 @@ def _explicit_tableau(solver: dfx.AbstractSolver):
 
 def _runge_kutta_step(tableau, dynamics, t, dt, y, u):
     a_lower, b, c = tableau
-    one = 1 + 0 * jnp.asarray(t)  # a one XLA cannot fold away
+    time = jnp.asarray(t)
+    one = jnp.where(jnp.isfinite(time), 1 + 0 * time, 1)  # folded only if t is a constant
 
     def combine(weights, ks):
         return sum(w * k for w, k in zip(weights, ks, strict=True) if w != 0.0)
@@ -183,8 +184,8 @@ def _formed_once_when_differentiated(x, one):
     that grows with the stage) has several in a gradient's forward pass: the stage's
     vector field and the residuals kept for the backward pass. A divide counts as
     expensive, so XLA forms the sum once. Measured on the pendulum's Tsit5 gradient:
-    0.93 of the fastest hand-written scan at 1,024 episodes without it, 1.00-1.09 with
-    it, and batch 1 unchanged (``benchmarks/RESULTS.md``). A plain forward pass keeps
+    0.92-0.96 of the fastest hand-written scan at 1,024 episodes without it, 1.07-1.12
+    with it, and batch 1 unchanged (``benchmarks/RESULTS.md``). A plain forward pass keeps
     ``x``: there the divide made 1,024 episodes about 1.5x slower.
     """
     return x
