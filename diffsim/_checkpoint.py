@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import jax.random as jr
 from jax.experimental import multihost_utils
 from jaxtyping import PyTree
 
-from ._errors import DiffsimError
+from ._errors import DiffsimError, first_line
 from ._sharding import gather
 
 _MAGIC = b"diffsim-checkpoint 2\n"
@@ -88,7 +88,11 @@ def _write(path: Path, tree: PyTree, metadata: dict | None) -> Path:
         raise DiffsimError(f"checkpoint metadata must be JSON-serialisable: {error}") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        # not mkstemp: its file is private (0600); this one gets the umask's mode, as
+        # every other file a run writes
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        descriptor = os.open(temporary, flags, 0o666)
     except OSError as error:
         raise DiffsimError(f"cannot write a checkpoint at {path}: {error.strerror}") from None
     try:
@@ -163,7 +167,11 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
     try:
         loaded = eqx.tree_deserialise_leaves(stream, _keys_as_data(like))
     except Exception as error:  # equinox raises several types for a mismatched tree
-        raise DiffsimError(f"{path} does not match the expected model structure: {error}") from None
+        raise DiffsimError(
+            f"{path} does not match the expected model structure (has the env or the controller "
+            f"changed since it was saved: a field added or removed, another dtype?): "
+            f"{first_line(error)}"
+        ) from None
     return jax.tree_util.tree_map(
         lambda template, x: (
             jr.wrap_key_data(x, impl=jr.key_impl(template)) if _is_key(template) else x

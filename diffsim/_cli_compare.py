@@ -38,7 +38,11 @@ def add_commands(subparsers) -> None:
         "(the first N); the recipe's batch size must be a multiple of it",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default runs/compare/ENV)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default runs/compare/ENV; runs/compare/NAME for a FILE.py:NAME or "
+        "module:NAME env)",
     )
     parser.add_argument("--json", action="store_true", help="print results.json")
     parser.set_defaults(run=_compare, validate=_validate)

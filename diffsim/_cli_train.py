@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shlex
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 from . import _validate as validate
@@ -14,12 +15,14 @@ from ._checkpoint import read_metadata
 from ._errors import CommandInterrupted, DiffsimError, first_line
 from ._evaluate import evaluate, initial_states
 from ._recipe import Recipe, adam_cosine
-from ._registry import load_recipe, recipes
+from ._registry import env_name, env_record, load_recipe, recipes, same_env
 from ._rollout import rollout
 from ._runner import TrainingInterrupted
 from ._sharding import as_mesh, check_divisible, gather
 from ._train import check_same_settings
 
+CHECKPOINT_EVERY = 10
+"""``--checkpoint-every``'s default (updates)."""
 ENV_HELP = (
     "an installed env's name (see `diffsim list`), or path/to/file.py:Name, or package.module:Name"
 )
@@ -35,7 +38,13 @@ def add_commands(subparsers) -> None:
     )
     train.add_argument("env", help=ENV_HELP)
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    train.add_argument("--out", type=Path, default=None, help="output folder (default runs/ENV)")
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default runs/ENV, or runs/NAME for path/to/file.py:NAME and "
+        "package.module:NAME)",
+    )
     train.add_argument("--episodes", type=int, default=None, help="final evaluation episodes")
     train.add_argument(
         "--quick", action="store_true", help="the recipe's short run (for tests and demos)"
@@ -43,8 +52,8 @@ def add_commands(subparsers) -> None:
     train.add_argument(
         "--checkpoint-every",
         type=int,
-        default=10,
-        help="updates between checkpoints (default 10; 0: only at evaluations)",
+        default=CHECKPOINT_EVERY,
+        help=f"updates between checkpoints (default {CHECKPOINT_EVERY}; 0: only at evaluations)",
     )
     train.add_argument(
         "--resume", action="store_true", help="continue the run saved in --out's checkpoint"
@@ -108,7 +117,12 @@ def add_commands(subparsers) -> None:
     )
     evaluate_parser.add_argument("env", help=ENV_HELP)
     evaluate_parser.add_argument("checkpoint", type=Path, help="checkpoint file")
-    evaluate_parser.add_argument("--episodes", type=int, default=1000)
+    evaluate_parser.add_argument(
+        "--episodes",
+        type=int,
+        default=1000,
+        help="episodes, from fixed start states (default 1000)",
+    )
     evaluate_parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
     evaluate_parser.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate_parser.set_defaults(run=_evaluate, validate=_validate_evaluate)
@@ -127,7 +141,8 @@ def check_writable_folder(out: Path) -> None:
 
 
 def _output_folder(args) -> Path:
-    return Path("runs") / args.env if args.out is None else args.out
+    """``--out``, else ``runs/`` and the env's name (:func:`env_name`)."""
+    return Path("runs") / env_name(args.env) if args.out is None else args.out
 
 
 def _join_processes(args) -> None:
@@ -173,7 +188,10 @@ def _validate_train(args) -> None:
     args.resumed_from = None
     if args.resume:
         metadata = read_metadata(checkpoint)
-        check_same_settings(checkpoint, metadata.get("options", {}), _options(args), prefix="--")
+        saved = dict(metadata.get("options", {}))
+        if same_env(metadata, args.env):
+            saved["env"] = args.env  # the same file, named by another path
+        check_same_settings(checkpoint, saved, _options(args), describe=_as_given)
         args.resumed_from = metadata.get("iteration")
 
 
@@ -182,6 +200,33 @@ def _options(args) -> dict:
     required unchanged by ``--resume``)."""
     names = ("seed", "quick", "iterations", "batch_size", "window", "lr", "keep_last")
     return {"env": args.env} | {name.replace("_", "-"): getattr(args, name) for name in names}
+
+
+def _as_given(name: str, value) -> str:
+    if name == "env":
+        return f"env {value!r}"
+    if value is None or value is False:
+        return f"--{name} not given"
+    return f"--{name}" if value is True else f"--{name} {value!r}"
+
+
+def _resume_command(args) -> str:
+    """The command line that continues this run: its env, ``--out``, every option
+    ``--resume`` requires unchanged and those of its evaluation and output, with the run's
+    values, quoted for a POSIX shell."""
+    words = ["diffsim", "train", args.env, "--out", str(_output_folder(args))]
+    options = {name: value for name, value in _options(args).items() if name != "env"}
+    if args.checkpoint_every != CHECKPOINT_EVERY:  # where a resumed run's calls end
+        options["checkpoint-every"] = args.checkpoint_every
+    for name in ("devices", "episodes", "plots", "json", "distributed", "coordinator",
+                 "num_processes", "process_id"):  # fmt: skip
+        options[name.replace("_", "-")] = getattr(args, name)
+    for name, value in options.items():
+        if value is True:
+            words.append(f"--{name}")
+        elif value is not None and value is not False:
+            words += [f"--{name}", str(value)]
+    return shlex.join([*words, "--resume"])
 
 
 def _with_overrides(recipe: Recipe, args) -> Recipe:
@@ -231,7 +276,9 @@ def _train(args) -> dict:
     episodes = recipe.eval_episodes if args.episodes is None else args.episodes
     out = _output_folder(args)
     checkpoint = out / "controller.eqx"
-    started = time.perf_counter()
+    first = jax.process_index() == 0  # of several processes, the first writes the files
+    if first and not args.resume:
+        _replace_earlier_run(out)
     try:
         env, controller, history = recipe.run(
             args.seed,
@@ -241,17 +288,14 @@ def _train(args) -> dict:
             checkpoint_every=args.checkpoint_every,
             resume=checkpoint if args.resume else None,
             keep_best=not args.keep_last,
-            metadata={"env": args.env, "seed": args.seed, "quick": args.quick}
+            metadata=env_record(args.env) | {"seed": args.seed, "quick": args.quick}
             | {"options": _options(args)},
         )
     except TrainingInterrupted as interrupted:
         raise CommandInterrupted(
-            f"{interrupted}; continue with: diffsim train {args.env} --out {out} "
-            f"--seed {args.seed}{' --quick' if args.quick else ''} --resume",
+            f"{interrupted}; continue with: {_resume_command(args)}",
             128 + interrupted.signal_number,
         ) from None
-    wall = time.perf_counter() - started
-    first = jax.process_index() == 0  # of several processes, the first writes the files
     if first:
         (out / "history.json").write_text(json.dumps(history.to_dict()))
     devices = recipe.train_options.get("devices")
@@ -264,7 +308,7 @@ def _train(args) -> dict:
         **({"resumed_from_iteration": args.resumed_from} if args.resume else {}),
         "env_steps": history.total_env_steps,
         "episodes_of_training": history.total_env_steps / env.episode_steps,
-        "wall_seconds": round(wall, 2),
+        "wall_seconds": round(history.train_seconds, 2),  # all parts of a resumed run
         "compile_seconds": round(history.compile_seconds, 2),
         "warnings": [w["message"] for w in history.warnings],
         "evaluation": result.summary(),
@@ -274,6 +318,34 @@ def _train(args) -> dict:
         if first:
             summary["plots"] = _write_plots(out, env, controller, history)
     return summary
+
+
+RUN_FILES = (
+    "controller.eqx",
+    "history.json",
+    "learning_curve.png",
+    "trajectory.png",
+    "animation.gif",
+)
+"""The files ``diffsim train`` writes in its folder."""
+
+
+def _replace_earlier_run(out: Path) -> None:
+    """Say that ``out`` holds an earlier run that this one replaces, and remove that run's
+    files but its checkpoint, so that none of them is left beside this run's (an
+    interrupted run writes no history, a run without --plots or of an env that draws
+    nothing no plots). The checkpoint, which holds its run's history too, is overwritten
+    by the first save; until then it is the earlier run, whole. Other files are left
+    alone."""
+    found = [name for name in RUN_FILES if (out / name).is_file()]
+    if not found:
+        return
+    print(
+        f"diffsim train: replacing the earlier run in {out} ({', '.join(found)})", file=sys.stderr
+    )
+    for name in found:
+        if name != "controller.eqx":
+            (out / name).unlink()
 
 
 def _write_plots(out: Path, env, controller, history) -> list[str]:
@@ -295,7 +367,12 @@ def _write_plots(out: Path, env, controller, history) -> list[str]:
     written = [str(out / "learning_curve.png"), str(out / "trajectory.png")]
     try:
         anim = animate(env, trajectory, every=2)
-    except NotImplementedError:
+    except NotImplementedError as error:
+        print(
+            f"diffsim train: animation.gif skipped: {first_line(error)} (an env's draw(y) "
+            "method pictures a state)",
+            file=sys.stderr,
+        )
         return written
     anim.save(out / "animation.gif", writer="pillow", fps=max(1, round(1 / (2 * env.control_dt))))
     return [*written, str(out / "animation.gif")]
@@ -304,7 +381,7 @@ def _write_plots(out: Path, env, controller, history) -> list[str]:
 def _evaluate(args) -> dict:
     env, controller = args.loaded
     result = evaluate(env, controller, episodes=args.episodes, seed=args.seed)
-    return {"mean": result.mean, "std": result.std, "episodes": result.episodes}
+    return result.summary() | {"mean": result.mean, "std": result.std}  # unrounded
 
 
 def _list(args) -> dict:

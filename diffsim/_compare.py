@@ -32,7 +32,7 @@ from ._errors import DiffsimError
 from ._evaluate import Evaluation, evaluate, initial_states
 from ._methods import CURVE_EPISODES, CURVE_SEED, AbstractMethod, MethodRun, resolve
 from ._recipe import Recipe
-from ._registry import load_recipe
+from ._registry import env_name, env_record, load_recipe
 from ._rollout import Controller, rollout
 from ._sharding import Devices, as_mesh, check_divisible
 from ._stateful import AbstractStatefulController
@@ -44,8 +44,9 @@ def _stderr(line: str) -> None:
 
 
 def default_out(env: str) -> Path:
-    """``runs/compare/ENV`` (a file path's separators replaced)."""
-    return Path("runs") / "compare" / env.replace("/", "_").replace(":", "_")
+    """``runs/compare/`` and the env's name (:func:`env_name`), as ``diffsim train``'s
+    ``runs/NAME``."""
+    return Path("runs") / "compare" / env_name(env)
 
 
 def threshold_key(value: float) -> str:
@@ -196,8 +197,7 @@ def _save(
 ) -> dict:
     """Save the run's controller as a checkpoint and return its ``results.json`` row."""
     checkpoint = out / f"{method.name}-seed{run.seed}.eqx"
-    metadata = {
-        "env": name,
+    metadata = env_record(name) | {
         "env_type": type(run.env).__name__,
         "method": method.name,
         "seed": run.seed,

@@ -75,7 +75,8 @@ class AbstractEnv(eqx.Module):
                 f"transition must be a diffsim.AbstractTransition, got {self.transition!r}"
             )
         _check_parameter_shapes(self)
-        check_positive(**_positive_parameters(self))
+        name = type(self).__name__
+        check_positive(**{f"{name}.{k}": v for k, v in _positive_parameters(self).items()})
 
     @property
     @abc.abstractmethod
@@ -249,7 +250,14 @@ def parameter(default: float, *, positive: bool = False):
     """
     validate.numbers("a parameter's default", default, "a number or an array of numbers")
     metadata = {"positive": positive, "shape": np.shape(default)}
-    return eqx.field(default=default, converter=jnp.asarray, metadata=metadata)
+    return eqx.field(default=default, converter=_as_parameter, metadata=metadata)
+
+
+def _as_parameter(value: ArrayLike) -> Array:
+    """A parameter's value as a JAX array; integers become floats (``Pendulum(g=10)``), since
+    gradients, and so system identification, skip integer arrays."""
+    value = jnp.asarray(value)
+    return value if jnp.issubdtype(value.dtype, jnp.inexact) else value.astype(float)
 
 
 def batch_size(env: AbstractEnv) -> int | None:

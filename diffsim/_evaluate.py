@@ -93,7 +93,15 @@ def initial_states(env: AbstractEnv, episodes: int, seed: int) -> Float[Array, "
     check_model("initial_states", env, needs_controller=False)
     validate.positive_int("episodes", episodes)
     validate.seed("seed", seed)
-    return jax.vmap(env.initial_state)(jr.split(jr.key(seed), episodes))
+    return start_states(env, jr.split(jr.key(seed), episodes))
+
+
+def start_states(env: AbstractEnv, keys) -> Float[Array, "batch n"]:
+    """``env.initial_state`` of each key, as floats: integer states are converted, as a
+    state given to :func:`diffsim.rollout` is (evaluation, training and ``initial_states``
+    draw theirs here)."""
+    states = jax.vmap(env.initial_state)(keys)
+    return states if jnp.issubdtype(states.dtype, jnp.floating) else states.astype(float)
 
 
 def _episode_returns(env, controller, states):
@@ -104,7 +112,7 @@ def _episode_returns(env, controller, states):
 @eqx.filter_jit
 def _returns(env, controller, keys, batched):
     def one_env(env):
-        return _episode_returns(env, controller, jax.vmap(env.initial_state)(keys))
+        return _episode_returns(env, controller, start_states(env, keys))
 
     return eqx.filter_vmap(one_env)(env) if batched else one_env(env)
 

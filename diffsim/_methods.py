@@ -28,7 +28,7 @@ from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import initial_states
 from ._recipe import Recipe
-from ._registry import load_recipe, named_entry_points
+from ._registry import load_recipe, named_entry_points, same_env
 from ._rollout import Controller, check_model, rollout
 from ._stateful import AbstractStatefulController
 from ._timing import Stopwatch
@@ -321,7 +321,7 @@ def load_trained(
     like = recipe.make_env()
     metadata = read_metadata(path)
     env_type = type(like).__name__
-    if metadata.get("env", env) != env or metadata.get("env_type", env_type) != env_type:
+    if not same_env(metadata, env) or metadata.get("env_type", env_type) != env_type:
         trained_on = metadata.get("env") or metadata.get("env_type")
         raise DiffsimError(f"{path} was trained on {trained_on!r}, not {env!r}")
     return load_checkpoint(path, (like, controller_template(recipe, like, metadata)))

@@ -96,7 +96,13 @@ def load_recipe(spec: str) -> Recipe:
         raise DiffsimError(f"{where} has no {name!r}")
     if isinstance(obj, Recipe):
         return dataclasses.replace(obj, name=spec)
-    if inspect.isclass(obj) and issubclass(obj, AbstractEnv) and not inspect.isabstract(obj):
+    if inspect.isclass(obj) and issubclass(obj, AbstractEnv):
+        # equinox's own record of what a Module subclass leaves abstract
+        missing = obj.__abstractmethods__ | obj.__abstractvars__ | obj.__abstractclassvars__
+        if missing:
+            raise DiffsimError(
+                f"{spec} is an abstract class: it does not define {', '.join(sorted(missing))}"
+            )
         return default_recipe(spec, obj)
     if isinstance(obj, AbstractEnv):
         return default_recipe(spec, lambda: obj)
@@ -105,12 +111,45 @@ def load_recipe(spec: str) -> Recipe:
     )
 
 
+def env_name(spec: str) -> str:
+    """The name a run's default folder takes: an installed env's, or the class (or
+    object) that ``path/to/file.py:NAME`` or ``package.module:NAME`` names."""
+    return spec.rpartition(":")[2]
+
+
+def env_record(spec: str) -> dict[str, str]:
+    """What a checkpoint records of the env ``spec`` names: ``{"env": spec}``, and for a
+    ``FILE.py:Name`` spec the file's absolute path as ``"env_file"``, so that any path to
+    that file, from any working directory, finds it again (:func:`same_env`)."""
+    where = spec.rpartition(":")[0]
+    if not where.endswith(".py"):
+        return {"env": spec}
+    return {"env": spec, "env_file": str(Path(where).resolve())}
+
+
+def same_env(recorded: dict, given: str) -> bool:
+    """Whether the env a checkpoint's metadata records (:func:`env_record`) is the one
+    ``given`` names: the same installed name or module, or the same class in the same file,
+    whichever path names it (``my_env.py:Env``, ``./my_env.py:Env``, its absolute path). A
+    record without ``"env_file"`` (written before it existed) resolves its path from the
+    working directory."""
+    spec = recorded.get("env", given)
+    (where, _, name), (other_where, _, other_name) = spec.rpartition(":"), given.rpartition(":")
+    if not (where.endswith(".py") and other_where.endswith(".py")):
+        return spec == given
+    file = Path(recorded.get("env_file") or Path(where).resolve())
+    return name == other_name and file == Path(other_where).resolve()
+
+
 def _load_module(where: str):
     try:
         if where.endswith(".py"):
             path = Path(where)
             if not path.is_file():
                 raise DiffsimError(f"no Python file at {path}")
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:  # its own imports find the modules beside it
+                sys.path.insert(0, folder)
             name = f"_diffsim_user_{path.stem}"
             module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -120,7 +159,7 @@ def _load_module(where: str):
         return importlib.import_module(where)
     except DiffsimError:
         raise
-    except Exception as error:  # the user's code: report it in one line, whatever it is
+    except (Exception, SystemExit) as error:  # the user's code: one line, whatever it is
         raise DiffsimError(
             f"cannot import {where}: {type(error).__name__}: {first_line(error)}"
         ) from None
@@ -144,7 +183,14 @@ def default_recipe(name: str, make_env: Callable[[], AbstractEnv]) -> Recipe:
 
     validate.instance("name", name, str, "the env's name on the command line, a string")
     validate.callable_("make_env", make_env, "a function make_env() -> env")
-    env = make_env()
+    try:
+        env = make_env()
+    except DiffsimError:
+        raise
+    except Exception as error:  # the user's code: report it in one line, whatever it is
+        raise DiffsimError(
+            f"cannot build {name}: {type(error).__name__}: {first_line(error)}"
+        ) from None
     if not isinstance(env, AbstractEnv):
         raise DiffsimError(f"make_env() must return a diffsim.AbstractEnv, got {env!r:.60}")
     options = dict(

@@ -120,7 +120,8 @@ def user_code(what: str, shape_hint: str) -> Iterator[None]:
                 f"{what} fails under jax.jit: {type(error).__name__}: "
                 f"{message.rstrip('.')}; {TRACING_HINT}"
             ) from error
-        shaped = any(word in message for word in ("shape", "broadcast", "index", "dimension"))
+        words = ("shape", "broadcast", "index", "dimension", "unpack")
+        shaped = any(word in message for word in words)
         raise DiffsimError(f"{what} failed: {message}{shaped * shape_hint}") from error
 
 
@@ -132,9 +133,9 @@ TRACING_HINT = (
 
 def _index_hint(env: AbstractEnv) -> str:
     return (
-        f" (states y have shape ({env.state_size},) and controls u shape "
-        f"({env.action_space.control_size},): index components, e.g. u[0] for the first "
-        "control, y[1] for the second state)"
+        f" (states y have shape ({env.state_size},), as initial_state returns them, and "
+        f"controls u shape ({env.action_space.control_size},): index components, e.g. u[0] "
+        "for the first control, y[1] for the second state)"
     )
 
 

@@ -142,8 +142,9 @@ class History:
 
     ``env_steps`` counts every simulated control step of every parallel episode
     (evaluation excluded; empty for fits that simulate no env). ``compile_seconds`` is
-    the time JAX spent tracing and compiling the training step, ``train_seconds`` the
-    wall-clock of the run, compilation and evaluations included. ``warnings`` lists
+    the time (s) JAX spent tracing and compiling the training step, ``train_seconds`` the
+    wall-clock (s) of the run, compilation and evaluations included; both add up over the
+    parts of a resumed run, and a checkpoint holds them as of its writing. ``warnings`` lists
     ``{"iteration", "kind", "message"}`` for each :class:`TrainingWarning`.
 
     Example:
@@ -293,6 +294,12 @@ def run(
     start = int(state.iteration)
     bar = _progress_bar(until, start, description) if progress else None
     started, watch = time.perf_counter(), Stopwatch()
+    before = history.train_seconds, history.compile_seconds  # of the parts resumed from
+
+    def clock() -> None:  # the times so far, before a checkpoint records them
+        history.train_seconds = before[0] + time.perf_counter() - started
+        history.compile_seconds = before[1] + watch.compile_seconds
+
     build = stopped or (lambda cls, message, state, extra: cls(message, state=state, **extra))
     try:
         with _signals_caught() as caught:
@@ -311,7 +318,11 @@ def run(
                 due = (every and iteration % every == 0) or iteration == until
                 extra = on_every(state) if on_every is not None and due else {}
                 saving = due or (checkpoint_every and iteration % checkpoint_every == 0) or caught
-                path = on_checkpoint(state) if on_checkpoint is not None and saving else None
+                if on_checkpoint is not None and saving:
+                    clock()
+                    path = on_checkpoint(state)
+                else:
+                    path = None
                 if callback is not None:
                     for i in range(iteration - taken + 1, iteration + 1):
                         losses = {"loss": history.loss[i - 1]}
@@ -329,8 +340,7 @@ def run(
     finally:
         if bar is not None:
             bar.close()
-        history.train_seconds += time.perf_counter() - started
-        history.compile_seconds += watch.compile_seconds
+        clock()
     return state
 
 

@@ -20,7 +20,7 @@ from . import _validate as validate
 from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from ._env import AbstractEnv
 from ._errors import DiffsimError
-from ._evaluate import evaluate
+from ._evaluate import evaluate, start_states
 from ._rollout import Controller, Trajectory, check_model, rollout
 from ._runner import History, check_evaluation, run
 from ._sharding import Devices, as_mesh, check_divisible, replicate, shard_batch
@@ -184,14 +184,21 @@ class Trainer(eqx.Module):
 
         Raises:
             DiffsimError: for an :class:`AbstractStatefulController` trained on windows
-                shorter than an episode (its state would restart at every window), or a
-                ``horizon`` longer than the env's episode.
+                shorter than an episode (its state would restart at every window), a
+                ``horizon`` longer than the env's episode, or a ``window`` longer than a
+                training episode.
         """
         check_model("Trainer.init", env, controller)
         if self.horizon_for(env) > env.episode_steps:
             raise DiffsimError(
                 f"horizon={self.horizon} is longer than {type(env).__name__}'s episode of "
                 f"{env.episode_steps} steps: training episodes can only be cut shorter"
+            )
+        if self.window_for(env) > self.horizon_for(env):
+            raise DiffsimError(
+                f"window={self.window} is longer than a training episode of "
+                f"{type(env).__name__} ({self.horizon_for(env)} steps): a window is a part "
+                "of an episode (window=None: whole episodes)"
             )
         if isinstance(controller, AbstractStatefulController) and (
             self.window_for(env) < self.horizon_for(env)
@@ -244,7 +251,7 @@ class Trainer(eqx.Module):
 
     def _fresh(self, env: AbstractEnv, key: PRNGKeyArray) -> Episodes:
         keys = shard_batch(jr.split(key, self.batch_size), self.mesh)
-        states = jax.vmap(env.initial_state)(keys)
+        states = start_states(env, keys)
         return shard_batch(Episodes(states, jnp.zeros(self.batch_size, jnp.int32)), self.mesh)
 
     def windows(
@@ -454,14 +461,17 @@ def _resumed(path, template: TrainState, settings: dict):
     return state, history, best
 
 
-def check_same_settings(path, saved: dict, now: dict, prefix: str = "") -> None:
+def check_same_settings(
+    path, saved: dict, now: dict, describe: Callable[[str, object], str] | None = None
+) -> None:
     """A :class:`DiffsimError` naming every setting of ``now`` that differs from the
-    ``saved`` ones a checkpoint was written with (``prefix`` before each name: ``--`` for
-    command-line options)."""
+    ``saved`` ones a checkpoint was written with, each shown as ``describe(name, value)``
+    (default ``name value``; the command line shows its options as they were given)."""
+    describe = describe or (lambda name, value: f"{name} {value!r}")
     changed = [name for name in now if saved.get(name) != now[name]]
     if changed:
-        was = ", ".join(f"{prefix}{name} {saved.get(name)!r}" for name in changed)
-        asked = ", ".join(f"{prefix}{name} {now[name]!r}" for name in changed)
+        was = ", ".join(describe(name, saved.get(name)) for name in changed)
+        asked = ", ".join(describe(name, now[name]) for name in changed)
         raise DiffsimError(
             f"cannot resume {path}: it was trained with {was}, not {asked}; resume with the "
             "same settings, or start a new run"

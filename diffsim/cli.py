@@ -72,9 +72,11 @@ def _use_compilation_cache() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a ``diffsim`` command; returns its exit status (0, 2 for bad input or a failed
-    computation, 130/143 after SIGINT/SIGTERM). Errors are one line on stderr."""
+    """Run a ``diffsim`` command; returns its exit status (0, 2 for bad input, a failed
+    computation or too little memory, 130/143 after SIGINT/SIGTERM, 141 when the reader of
+    its output has gone). Errors are one line on stderr."""
     import equinox as eqx
+    import jax
 
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -99,8 +101,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as error:
         print(f"{prefix}: error: {first_line(error)}", file=sys.stderr)
         return 2
+    except jax.errors.JaxRuntimeError as error:
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        sizes = [name for name in ("batch_size", "episodes", "seeds") if hasattr(args, name)]
+        smaller = " or ".join(f"--{name.replace('_', '-')}" for name in sizes) or "problem"
+        print(
+            f"{prefix}: error: out of memory: {first_line(error)}; try a smaller {smaller}",
+            file=sys.stderr,
+        )
+        return 2
     if result is not None:
-        emit(result, getattr(args, "json", False))
+        try:
+            emit(result, getattr(args, "json", False))
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader has gone (`diffsim list | head -1`)
+            # as Python's documentation (signal module, "Note on SIGPIPE") does, with the
+            # status a shell shows for a process that SIGPIPE ended: 128 + 13
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
     return 0
 
 

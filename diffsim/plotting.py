@@ -7,6 +7,7 @@ the polylines that ``env.draw(state)`` returns.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
@@ -199,7 +200,7 @@ def animate(
     Returns:
         A ``matplotlib.animation.FuncAnimation``.
     """
-    states = np.asarray(trajectory.states)[::every]
+    states = jnp.asarray(trajectory.states)[::every]  # draw takes JAX arrays, as annotated
     frames = [[np.asarray(p) for p in jax.device_get(env.draw(y))] for y in states]
     points = np.concatenate([p for frame in frames for p in frame])
     low, high = points.min(axis=0), points.max(axis=0)

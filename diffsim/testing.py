@@ -70,6 +70,10 @@ one crossed a discontinuity (a termination or a discrete choice that changed).""
 BATCH = 3
 """Examples in the ``jax.vmap`` checks."""
 
+SPREAD = 256
+"""Initial states whose rollouts must stay finite: a NaN on part of the start range (a
+``jnp.sqrt`` or ``jnp.log`` of a state that is sometimes negative) shows there."""
+
 
 class ContractWarning(UserWarning):
     """Something in an env that works but is probably not what was meant, e.g. a physical
@@ -112,7 +116,10 @@ class CheckReport:
             (gym's -1 per step) still has the dynamics' derivatives checked.
         zero_gradients: the :func:`diffsim.parameter` fields (and ``"controller"``) with
             respect to which the gradient of the total cost of the short rollout is
-            exactly zero, e.g. a cost of -1 per step, or a bound never reached. Not an error.
+            exactly zero, e.g. a cost of -1 per step, or a bound never reached; and
+            ``"u[j]"`` for a control component that changes neither the next state nor
+            the cost at the checked states (an action space larger than what the vector
+            field reads). Not an error.
         warnings: the :class:`ContractWarning` messages issued.
 
     Example:
@@ -312,11 +319,8 @@ class _Checker:
                 if eqx.is_array(value) and not jnp.issubdtype(value.dtype, jnp.inexact):
                     messages.append(
                         f"{self.name}.{field.name} is a diffsim.parameter of dtype "
-                        f"{value.dtype} ({value}): gradients skip integer arrays; write its "
-                        f"default as a float, e.g. diffsim.parameter({float(value)})"
-                        if value.size == 1
-                        else f"{self.name}.{field.name} is a diffsim.parameter of dtype "
                         f"{value.dtype}: gradients skip integer arrays; give it float values"
+                        " (the env's constructor converts integers; eqx.tree_at does not)"
                     )
             elif _holds_python_float(value):
                 messages.append(
@@ -643,8 +647,35 @@ class _Checker:
                 row, one, f"a {steps}-step diffsim.rollout from {_values(self.batch_states[i])} "
                 "under jax.vmap over a batch of envs and initial states",
             )  # fmt: skip
+        self.check_spread()
         self.passed.append("rollout_vmap")
         self.grads = grads
+
+    def check_spread(self) -> None:
+        """Rollouts from ``SPREAD`` initial states stay finite."""
+        states = jax.vmap(self.env.initial_state)(jr.split(self.batch_key, SPREAD))
+        batch = _public(
+            f"diffsim.rollout under jax.vmap over {SPREAD} initial states",
+            lambda: _vmapped_rollouts(self.env, self.controller, states, self.steps, False),
+        )
+        finite = jnp.all(jnp.isfinite(batch.states[:, 1:]), axis=-1) & jnp.isfinite(batch.costs)
+        if bool(jnp.all(finite)):
+            return
+        episode = int(jnp.argmin(jnp.all(finite, axis=1)))
+        step = int(jnp.argmin(finite[episode]))
+        state, y_next = batch.states[episode, step], batch.states[episode, step + 1]
+        culprit = (
+            f"the transition (vector_field) gave the state {_values(y_next)}"
+            if not bool(jnp.all(jnp.isfinite(y_next)))
+            else f"{cost_method(self.env)} gave {_values(batch.costs[episode, step])}"
+        )
+        raise DiffsimError(
+            f"a {self.steps}-step diffsim.rollout from the initial state "
+            f"{_values(states[episode])} (one of {SPREAD} drawn) diverged: at step {step}, from "
+            f"the state {_values(state)}, {culprit}, expected finite values: look for "
+            "jnp.sqrt, jnp.log, a power or a division that is undefined on part of the "
+            "states initial_state draws"
+        )
 
     def check_same(self, trajectory, reference, what: str) -> None:
         """A vmapped trajectory against the same rollout alone."""
@@ -679,7 +710,28 @@ class _Checker:
             value = getattr(env_grads, field.name, None)
             if "shape" in field.metadata and eqx.is_array(value) and not bool(jnp.any(value != 0)):
                 zero.append(field.name)
-        return tuple(zero)
+        return (*zero, *self.controls_without_effect())
+
+    def controls_without_effect(self) -> list[str]:
+        """``u[j]`` for each control component that moves neither the next state nor the
+        cost at any of the ``BATCH`` initial states (an action space larger than what the
+        vector field reads)."""
+        env, t = self.env, self.t0
+
+        def effect(u, y):
+            y_next = env.transition(env, t, y, u)
+            cost = _METHODS["running_cost"](env, None, t, y, u, None, y_next)
+            return jnp.concatenate([jnp.ravel(y_next), jnp.ravel(cost)])
+
+        def jacobian(y):
+            u = self.space.to_control(self.controller(t, env.observe(y)))
+            return jax.jacfwd(effect)(u, y)
+
+        jacobians = _public(
+            "the controls' effect", eqx.filter_jit(jax.vmap(jacobian)), self.batch_states
+        )
+        moves = jnp.any(jacobians != 0, axis=(0, 1))
+        return [f"u[{j}]" for j in range(moves.shape[0]) if not bool(moves[j])]
 
     def path_name(self, path) -> str:
         group, rest = path[0].idx, jax.tree_util.keystr(tuple(path[1:]))
@@ -775,9 +827,10 @@ def _rollout_and_gradient(controller, env, y0, steps, estimator):
 
 
 @eqx.filter_jit
-def _vmapped_rollouts(envs, controller, states, steps):
+def _vmapped_rollouts(envs, controller, states, steps, batched_envs=True):
     return eqx.filter_vmap(
-        lambda env, y0: rollout(env, controller, y0, num_steps=steps), in_axes=(eqx.if_array(0), 0)
+        lambda env, y0: rollout(env, controller, y0, num_steps=steps),
+        in_axes=(eqx.if_array(0) if batched_envs else None, 0),
     )(envs, states)
 
 

@@ -74,6 +74,13 @@ MISUSES = [
         lambda: diffsim.Trainer(optax.adam(1e-3), horizon=300).init(ENV, POLICY, jr.key(0)),
         "horizon=300 is longer than Pendulum's episode of 200 steps",
     ),
+    (
+        "Trainer window past the episode",
+        lambda: diffsim.Trainer(optax.adam(1e-3), window=80, horizon=50).init(
+            ENV, POLICY, jr.key(0)
+        ),
+        "window=80 is longer than a training episode of Pendulum (50 steps)",
+    ),
     ("Trainer unknown part", lambda: diffsim.Trainer(optax.adam(1e-3), trainable="all"),
      "trainable must be one of 'controller', 'env', 'both'"),
     ("Trainer devices by name", lambda: diffsim.Trainer(optax.adam(1e-3), devices="all"),

@@ -5,6 +5,7 @@ back (or, for a plain float field, a ContractWarning naming the field)."""
 import re
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -480,11 +481,18 @@ def test_a_plain_float_field_warns_naming_the_field_and_the_fix():
     assert record[0].filename == __file__
 
 
-def test_an_integer_parameter_warns():
+def test_an_integer_parameter_is_converted_when_built_and_warned_about_when_set_later():
+    built = IntegerGain(gain=2)  # a Python int, as users write it
+    assert jnp.issubdtype(built.gain.dtype, jnp.floating)
+    y = jnp.array([0.3, -0.2])
+    gain_gradient = jax.grad(lambda env: env.vector_field(0.0, y, jnp.ones(1))[1])(built).gain
+    assert gain_gradient == 1.0  # d(gain * u) / d gain; an integer gain would get none
     with pytest.warns(ContractWarning, match=r"IntegerGain\.gain is a diffsim\.parameter of "):
-        # an int32 array: no gradient
-        report = check_env(IntegerGain(gain=jnp.array(2)), finite_differences=False)
-    assert "diffsim.parameter(2.0)" in report.warnings[0]
+        # eqx.tree_at skips the constructor: an int32 array, no gradient
+        report = check_env(
+            eqx.tree_at(lambda env: env.gain, built, jnp.array(2)), finite_differences=False
+        )
+    assert "give it float values" in report.warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -519,3 +527,37 @@ def test_bad_arguments():
         check_env("Pendulum")
     with pytest.raises(diffsim.DiffsimError, match="steps must be a positive integer, got 0"):
         check_env(Oscillator(), steps=0)
+
+
+class RootForce(Oscillator):
+    """NaN where ``x < -0.95``: on a sliver of the start range ``U(-1, 1)``."""
+
+    def vector_field(self, t, y, u):
+        return super().vector_field(t, y, u) + jnp.stack([0.0, 0.1 * jnp.sqrt(y[0] + 0.95)])
+
+
+def test_a_nan_on_part_of_the_start_range_names_the_start_state_and_the_method():
+    key = jr.key(0)
+    states = jax.vmap(RootForce().initial_state)(jr.split(jr.split(key, 4)[2], 256))
+    assert int(jnp.sum(states[:, 0] < -0.95)) > 0  # some of the 256 start in the sliver
+    with pytest.raises(diffsim.DiffsimError) as error:
+        check_env(RootForce(), key=key, finite_differences=False)
+    message = str(error.value)
+    assert "(one of 256 drawn) diverged" in message
+    assert "the transition (vector_field) gave the state [nan, nan]" in message
+    start = np.array(re.search(r"initial state \[([^\]]+)\]", message).group(1).split(","), float)
+    assert start[0] < -0.95  # the named start state is one in the sliver
+
+
+class TwoForces(Oscillator):
+    """A Box of two controls; the vector field reads only the first."""
+
+    @property
+    def action_space(self):
+        return diffsim.Box(-jnp.ones(2), jnp.ones(2))
+
+
+def test_a_control_component_without_effect_is_reported():
+    report = check_env(TwoForces(), finite_differences=False)
+    assert report.zero_gradients == ("u[1]",)
+    assert "u[0]" not in check_env(Oscillator(), finite_differences=False).zero_gradients

@@ -42,7 +42,8 @@ def reset(env: AbstractEnv, key: PRNGKeyArray) -> tuple[Float[Array, " o"], EnvS
     Returns:
         The observation, shape ``(o,)``, and the :class:`EnvState`.
     """
-    y = env.initial_state(key)
+    y = jnp.asarray(env.initial_state(key))
+    y = y if jnp.issubdtype(y.dtype, jnp.floating) else y.astype(float)  # as diffsim's own
     return env.observe(y), EnvState(y=y, steps=jnp.zeros((), jnp.int32))
 
 
