@@ -42,7 +42,7 @@ from . import _validate as validate
 from ._env import AbstractEnv, cost_method
 from ._errors import DiffsimError, first_line, runtime_errors_as_diffsim_errors
 from ._mlp import MLPPolicy
-from ._rollout import TRACING_HINT, Controller, control, rollout, step
+from ._rollout import TRACING_HINT, Controller, Trajectory, control, rollout, step
 from ._spaces import AbstractActionSpace, Discrete, StraightThrough, describe_outputs
 from ._variables import Quantity, Variables
 
@@ -631,15 +631,19 @@ class _Checker:
                 f"{_values(again.total_cost)}, expected the same trajectory twice"
             )
         self.passed.append("rollout_jit")
-        # a batch of envs (domain randomisation) and of initial states, at once
+        # a batch of envs (domain randomisation) and of initial states, at once: the BATCH
+        # states checked one by one below, and more, whose rollouts must stay finite
+        more = jax.vmap(env.initial_state)(jr.split(jr.fold_in(self.batch_key, 1), SPREAD - BATCH))
+        states = jnp.concatenate([self.batch_states, jnp.asarray(more, self.batch_states.dtype)])
         envs = jax.tree_util.tree_map(
-            lambda x: jnp.stack([x] * BATCH), eqx.filter(env, eqx.is_array)
+            lambda x: jnp.broadcast_to(x, (SPREAD, *jnp.shape(x))), eqx.filter(env, eqx.is_array)
         )
         envs = eqx.combine(envs, eqx.filter(env, eqx.is_array, inverse=True))
         batch = _public(
             "diffsim.rollout under jax.vmap over a batch of envs and initial states",
-            lambda: _vmapped_rollouts(envs, controller, self.batch_states, steps),
+            lambda: _vmapped_rollouts(envs, controller, states, steps),
         )
+        self.check_spread(states, batch)
         for i in range(BATCH):
             one, _ = _rollout_and_gradient(controller, env, self.batch_states[i], steps, estimator)
             row = jax.tree_util.tree_map(lambda x, i=i: x[i], batch)
@@ -647,17 +651,11 @@ class _Checker:
                 row, one, f"a {steps}-step diffsim.rollout from {_values(self.batch_states[i])} "
                 "under jax.vmap over a batch of envs and initial states",
             )  # fmt: skip
-        self.check_spread()
         self.passed.append("rollout_vmap")
         self.grads = grads
 
-    def check_spread(self) -> None:
-        """Rollouts from ``SPREAD`` initial states stay finite."""
-        states = jax.vmap(self.env.initial_state)(jr.split(self.batch_key, SPREAD))
-        batch = _public(
-            f"diffsim.rollout under jax.vmap over {SPREAD} initial states",
-            lambda: _vmapped_rollouts(self.env, self.controller, states, self.steps, False),
-        )
+    def check_spread(self, states, batch: Trajectory) -> None:
+        """The rollouts from ``SPREAD`` initial states stayed finite."""
         finite = jnp.all(jnp.isfinite(batch.states[:, 1:]), axis=-1) & jnp.isfinite(batch.costs)
         if bool(jnp.all(finite)):
             return
@@ -827,10 +825,9 @@ def _rollout_and_gradient(controller, env, y0, steps, estimator):
 
 
 @eqx.filter_jit
-def _vmapped_rollouts(envs, controller, states, steps, batched_envs=True):
+def _vmapped_rollouts(envs, controller, states, steps):
     return eqx.filter_vmap(
-        lambda env, y0: rollout(env, controller, y0, num_steps=steps),
-        in_axes=(eqx.if_array(0) if batched_envs else None, 0),
+        lambda env, y0: rollout(env, controller, y0, num_steps=steps), in_axes=(eqx.if_array(0), 0)
     )(envs, states)
 
 

@@ -537,11 +537,8 @@ class RootForce(Oscillator):
 
 
 def test_a_nan_on_part_of_the_start_range_names_the_start_state_and_the_method():
-    key = jr.key(0)
-    states = jax.vmap(RootForce().initial_state)(jr.split(jr.split(key, 4)[2], 256))
-    assert int(jnp.sum(states[:, 0] < -0.95)) > 0  # some of the 256 start in the sliver
     with pytest.raises(diffsim.DiffsimError) as error:
-        check_env(RootForce(), key=key, finite_differences=False)
+        check_env(RootForce(), finite_differences=False)
     message = str(error.value)
     assert "(one of 256 drawn) diverged" in message
     assert "the transition (vector_field) gave the state [nan, nan]" in message
