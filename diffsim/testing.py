@@ -713,7 +713,10 @@ class _Checker:
     def controls_without_effect(self) -> list[str]:
         """``u[j]`` for each control component that moves neither the next state nor the
         cost at any of the ``BATCH`` initial states (an action space larger than what the
-        vector field reads)."""
+        vector field reads). With one control there is nothing to do: one without effect
+        gives the controller a zero gradient."""
+        if self.space.control_size < 2:
+            return []
         env, t = self.env, self.t0
 
         def effect(u, y):

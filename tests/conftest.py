@@ -55,6 +55,7 @@ LONGEST_FIRST = (
     "test_notebooks.py",
     "test_cartpole.py",
     "test_compare.py",
+    "test_cli_runs.py",
 )
 
 
