@@ -202,12 +202,18 @@ def _options(args) -> dict:
     return {"env": args.env} | {name.replace("_", "-"): getattr(args, name) for name in names}
 
 
+def _flag(name: str, value) -> list[str]:
+    """Option ``--name`` with ``value`` as command-line words: none where it was not given
+    (``None``, or ``False`` for a switch), the bare flag for a switch given."""
+    if value is None or value is False:
+        return []
+    return [f"--{name}"] if value is True else [f"--{name}", str(value)]
+
+
 def _as_given(name: str, value) -> str:
     if name == "env":
         return f"env {value!r}"
-    if value is None or value is False:
-        return f"--{name} not given"
-    return f"--{name}" if value is True else f"--{name} {value!r}"
+    return " ".join(_flag(name, value)) or f"--{name} not given"
 
 
 def _resume_command(args) -> str:
@@ -222,10 +228,7 @@ def _resume_command(args) -> str:
                  "num_processes", "process_id"):  # fmt: skip
         options[name.replace("_", "-")] = getattr(args, name)
     for name, value in options.items():
-        if value is True:
-            words.append(f"--{name}")
-        elif value is not None and value is not False:
-            words += [f"--{name}", str(value)]
+        words += _flag(name, value)
     return shlex.join([*words, "--resume"])
 
 

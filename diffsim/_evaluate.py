@@ -12,7 +12,7 @@ from jaxtyping import Array, Float
 from . import _validate as validate
 from ._env import AbstractEnv, batch_size
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
-from ._rollout import Controller, check_model, rollout
+from ._rollout import Controller, as_floats, check_model, rollout
 from ._sharding import Devices, as_mesh, gather, shard_batch
 from ._stateful import AbstractStatefulController
 
@@ -100,8 +100,7 @@ def start_states(env: AbstractEnv, keys) -> Float[Array, "batch n"]:
     """``env.initial_state`` of each key, as floats: integer states are converted, as a
     state given to :func:`diffsim.rollout` is (evaluation, training and ``initial_states``
     draw theirs here)."""
-    states = jax.vmap(env.initial_state)(keys)
-    return states if jnp.issubdtype(states.dtype, jnp.floating) else states.astype(float)
+    return as_floats(jax.vmap(env.initial_state)(keys))
 
 
 def _episode_returns(env, controller, states):

@@ -121,10 +121,8 @@ def env_record(spec: str) -> dict[str, str]:
     """What a checkpoint records of the env ``spec`` names: ``{"env": spec}``, and for a
     ``FILE.py:Name`` spec the file's absolute path as ``"env_file"``, so that any path to
     that file, from any working directory, finds it again (:func:`same_env`)."""
-    where = spec.rpartition(":")[0]
-    if not where.endswith(".py"):
-        return {"env": spec}
-    return {"env": spec, "env_file": str(Path(where).resolve())}
+    file = _file_of(spec)
+    return {"env": spec} | ({} if file is None else {"env_file": str(file)})
 
 
 def same_env(recorded: dict, given: str) -> bool:
@@ -134,11 +132,18 @@ def same_env(recorded: dict, given: str) -> bool:
     record without ``"env_file"`` (written before it existed) resolves its path from the
     working directory."""
     spec = recorded.get("env", given)
-    (where, _, name), (other_where, _, other_name) = spec.rpartition(":"), given.rpartition(":")
-    if not (where.endswith(".py") and other_where.endswith(".py")):
+    file, other = _file_of(spec), _file_of(given)
+    if file is None or other is None:
         return spec == given
-    file = Path(recorded.get("env_file") or Path(where).resolve())
-    return name == other_name and file == Path(other_where).resolve()
+    file = Path(recorded.get("env_file", file))
+    return env_name(spec) == env_name(given) and file == other
+
+
+def _file_of(spec: str) -> Path | None:
+    """The absolute path of the file a ``FILE.py:Name`` spec names (resolved from the
+    working directory), else ``None``."""
+    where = spec.rpartition(":")[0]
+    return Path(where).resolve() if where.endswith(".py") else None
 
 
 def _load_module(where: str):

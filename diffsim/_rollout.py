@@ -274,15 +274,20 @@ class Trajectory(eqx.Module):
         return self.terminated[..., None] & (steps == self.length[..., None] - 1)
 
 
+def as_floats(x: ArrayLike) -> Float[Array, "..."]:
+    """``x`` as a JAX array of floats: integers (and booleans) converted to the default
+    float type, floats kept as they are."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(float)
+
+
 def _as_vector(
     env: AbstractEnv, x: ArrayLike | Sequence[float | int], size: int, name: str
 ) -> Float[Array, " k"]:
     """``x`` as a float vector of ``size`` (lists and integer arrays converted), or a
     :class:`DiffsimError` naming the shape: never a broadcast."""
     validate.numbers(name, x, f"numbers, shape ({size},)")
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(float)
+    x = as_floats(x)
     if x.shape != (size,):
         raise DiffsimError(
             f"{name} has shape {x.shape} but {type(env).__name__} needs shape ({size},)"
@@ -642,9 +647,16 @@ def _scan(body, init, xs, length: int, every: int | None, unroll: int | bool = 1
     return carry, outputs
 
 
+def finite_steps(trajectory: Trajectory) -> Bool[Array, "*batch T"]:
+    """Per control step (of each episode of a batch), whether the state it reaches and its
+    cost are finite."""
+    states_finite = jnp.all(jnp.isfinite(trajectory.states[..., 1:, :]), axis=-1)
+    return states_finite & jnp.isfinite(trajectory.costs)
+
+
 def _check_diverged(trajectory: Trajectory) -> None:
     """A :class:`DiffsimError` naming the first step whose state or cost is not finite."""
-    finite = jnp.all(jnp.isfinite(trajectory.states[1:]), axis=-1) & jnp.isfinite(trajectory.costs)
+    finite = finite_steps(trajectory)
     if not bool(jnp.all(finite)) or not bool(jnp.isfinite(trajectory.terminal_cost)):
         first = int(jnp.argmin(finite)) if not bool(jnp.all(finite)) else finite.shape[0]
         raise DiffsimError(

@@ -42,7 +42,15 @@ from . import _validate as validate
 from ._env import AbstractEnv, cost_method
 from ._errors import DiffsimError, first_line, runtime_errors_as_diffsim_errors
 from ._mlp import MLPPolicy
-from ._rollout import TRACING_HINT, Controller, Trajectory, control, rollout, step
+from ._rollout import (
+    TRACING_HINT,
+    Controller,
+    Trajectory,
+    control,
+    finite_steps,
+    rollout,
+    step,
+)
 from ._spaces import AbstractActionSpace, Discrete, StraightThrough, describe_outputs
 from ._variables import Quantity, Variables
 
@@ -603,7 +611,7 @@ class _Checker:
             "diffsim.rollout and its gradient under jax.jit",
             lambda: _rollout_and_gradient(controller, env, y0, steps, estimator),
         )
-        finite = jnp.all(jnp.isfinite(jitted.states[1:]), axis=-1) & jnp.isfinite(jitted.costs)
+        finite = finite_steps(jitted)
         if not bool(jnp.all(finite)):
             first = int(jnp.argmin(finite))
             raise DiffsimError(
@@ -656,7 +664,7 @@ class _Checker:
 
     def check_spread(self, states, batch: Trajectory) -> None:
         """The rollouts from ``SPREAD`` initial states stayed finite."""
-        finite = jnp.all(jnp.isfinite(batch.states[:, 1:]), axis=-1) & jnp.isfinite(batch.costs)
+        finite = finite_steps(batch)
         if bool(jnp.all(finite)):
             return
         episode = int(jnp.argmin(jnp.all(finite, axis=1)))
