@@ -274,7 +274,7 @@ class Trajectory(eqx.Module):
         return self.terminated[..., None] & (steps == self.length[..., None] - 1)
 
 
-def as_floats(x: ArrayLike) -> Float[Array, "..."]:
+def as_floats(x: ArrayLike | Sequence[float | int]) -> Float[Array, "..."]:
     """``x`` as a JAX array of floats: integers (and booleans) converted to the default
     float type, floats kept as they are."""
     x = jnp.asarray(x)
