@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from . import _validate as validate
-from ._cli_train import ENV_HELP, check_writable_folder, devices
-from ._errors import DiffsimError
+from ._cli_train import ENV_HELP, devices
+from ._errors import CommandInterrupted, DiffsimError
 
 
 def add_commands(subparsers) -> None:
@@ -77,22 +78,34 @@ def _validate(args) -> None:
     )
     if args.out is None:
         args.out = default_out(args.env)
-    check_writable_folder(args.out)
+    validate.writable_folder("--out", args.out)
 
 
 def _compare(args) -> dict:
     from ._compare import compare, table
 
-    results = compare(
-        args.env,
-        methods=args.method_names,
-        seeds=args.seeds,
-        eval_seed=args.eval_seed,
-        episodes=args.episodes,
-        quick=args.quick,
-        out=args.out,
-        devices=args.device_list,
-    )
+    def stop(number, frame):
+        raise CommandInterrupted(
+            f"stopped by {signal.Signals(number).name}: {args.out / 'results.json'} holds the "
+            "methods that had finished, if any (a comparison does not resume)",
+            128 + number,
+        )
+
+    handlers = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        results = compare(
+            args.env,
+            methods=args.method_names,
+            seeds=args.seeds,
+            eval_seed=args.eval_seed,
+            episodes=args.episodes,
+            quick=args.quick,
+            out=args.out,
+            devices=args.device_list,
+        )
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     if args.json:
         return results
     print(table(results), end="")

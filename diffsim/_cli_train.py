@@ -7,7 +7,6 @@ import functools
 import json
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 from . import _validate as validate
@@ -128,18 +127,6 @@ def add_commands(subparsers) -> None:
     evaluate_parser.set_defaults(run=_evaluate, validate=_validate_evaluate)
 
 
-def check_writable_folder(out: Path) -> None:
-    """Create ``out`` and prove a file can be written there, before any work starts."""
-    if out.exists() and not out.is_dir():
-        raise DiffsimError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise DiffsimError(f"--out {out} is not a writable folder: {error.strerror}") from None
-
-
 def _output_folder(args) -> Path:
     """``--out``, else ``runs/`` and the env's name (:func:`env_name`)."""
     return Path("runs") / env_name(args.env) if args.out is None else args.out
@@ -183,7 +170,7 @@ def _validate_train(args) -> None:
     args.recipe = _with_overrides(load_recipe(args.env), args)
     validate.nonnegative_int("--checkpoint-every", args.checkpoint_every)
     out = _output_folder(args)
-    check_writable_folder(out)
+    validate.writable_folder("--out", out)
     checkpoint = out / "controller.eqx"
     args.resumed_from = None
     if args.resume:

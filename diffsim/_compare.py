@@ -95,7 +95,10 @@ def compare(
 ) -> dict:
     """Train every method on ``env`` for seeds ``0 .. seeds-1``, evaluate and save each
     final controller, and write ``results.json``, ``table.md``, ``curves_steps.png`` and
-    ``curves_time.png`` under ``out`` (default ``runs/compare/ENV``).
+    ``curves_time.png`` under ``out`` (default ``runs/compare/ENV``). The first two are
+    written again as each method finishes, so an interrupted comparison keeps the methods
+    it finished (its ``results.json`` has no ``wall_seconds`` yet). An earlier
+    comparison's files in ``out`` are removed first, said on ``log``.
 
     Args:
         env: an installed recipe's name (``pendulum``, ``cartpole``, ...) or
@@ -121,12 +124,14 @@ def compare(
 
     Example: ``diffsim.compare("pendulum", methods=["dp", "sac"], seeds=3)``.
     """
+    validate.seed("eval_seed", eval_seed)
+    validate.boolean("quick", quick)
     recipe, instance, chosen = prepare(
         env, methods, seeds=seeds, episodes=episodes, devices=devices
     )
-    out = default_out(env) if out is None else Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = validate.writable_folder("out", default_out(env) if out is None else Path(out))
     log = log or (lambda line: None)
+    _replace_earlier_run(out, log)
     results = {
         "env": env,
         "eval_seed": eval_seed,
@@ -160,11 +165,35 @@ def compare(
                 f"-> {row['checkpoint']}"
             )
         results["methods"][method.name] = rows
+        _write(results, out)  # an interrupted comparison keeps the methods it finished
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "table.md").write_text(table(results))
+    _write(results, out)
     plot_curves(results, out)
     return results
+
+
+def _write(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "table.md").write_text(table(results))
+
+
+COMPARE_FILES = ("results.json", "table.md", "curves_steps.png", "curves_time.png")
+"""The files a comparison writes beside its ``METHOD-seedN.eqx`` checkpoints."""
+
+
+def _replace_earlier_run(out: Path, log: Callable[[str], None]) -> None:
+    """Remove an earlier comparison's files from ``out``, saying so: none of its
+    checkpoints is left beside this run's results to be read as one of them."""
+    earlier = [out / name for name in COMPARE_FILES if (out / name).is_file()]
+    earlier += sorted(
+        path
+        for path in out.glob("*-seed*.eqx")
+        if path.stem.rpartition("-seed")[2].isdigit()
+    )
+    if earlier:
+        log(f"replacing the earlier comparison in {out} ({len(earlier)} files)")
+        for path in earlier:
+            path.unlink()
 
 
 def _measure(recipe: Recipe, run: MethodRun, eval_seed: int, episodes: int):

@@ -216,6 +216,16 @@ def _select(env, where, bounds):
     )[0]:
         if isinstance(leaf, _Marker):
             paths[leaf.index] = path
+    if len(paths) < len(leaves):  # eqx.tree_at put one marker where two were selected
+        twice = {
+            jax.tree_util.keystr(path).lstrip(".")
+            for j, path in paths.items()
+            for i in set(range(len(leaves))) - set(paths)
+            if leaves[i] is leaves[j]
+        }
+        raise DiffsimError(
+            f"where= selects the same parameter more than once: {sorted(twice) or selected!r:.120}"
+        )
     fields = {field.name: field for field in dataclasses.fields(env)}
     names, kinds, scalar_names = [], [], []
     bounds = dict(bounds or {})
@@ -452,6 +462,9 @@ def identify(
         validate.positive_int("segment_steps", segment_steps)
     validate.positive_float("max_residual", max_residual)
     validate.positive_float("max_autocorrelation", max_autocorrelation)
+    validate.positive_int("max_steps", max_steps)
+    validate.positive_float("rcond", rcond)
+    validate.positive_float("max_relative_error", max_relative_error)
     noise_vector = _positive_vector("noise", 1.0 if noise is None else noise, o, dtype)
     if continuity is None:
         continuity = noise_vector / 10 if observe is None else 1e-3

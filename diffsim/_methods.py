@@ -269,12 +269,25 @@ def default_methods(env: AbstractEnv) -> list[str]:
     return [name for name, method in methods().items() if method.by_default and method.fits(env)]
 
 
+def _runs_on(method: AbstractMethod, recipe: Recipe, env: AbstractEnv) -> bool:
+    """Whether ``method`` fits ``env`` and passes its own check (settings, extras)."""
+    if not method.fits(env):
+        return False
+    try:
+        method.check(recipe, env)
+    except DiffsimError:
+        return False
+    return True
+
+
 def resolve(names: Sequence[str] | None, recipe: Recipe, env: AbstractEnv) -> list[AbstractMethod]:
     """The methods named (default :func:`default_methods`), each checked against ``env``
     before any work: an unknown name, a method that does not fit the env or a missing extra
     is a :class:`DiffsimError` saying what to do."""
     known = methods()
-    names = default_methods(env) if not names else list(names)
+    if names is not None and not list(names):
+        raise DiffsimError("methods names no method: pass None for the default methods")
+    names = default_methods(env) if names is None else list(names)
     chosen = []
     for name in names:
         if name not in known:
@@ -284,7 +297,7 @@ def resolve(names: Sequence[str] | None, recipe: Recipe, env: AbstractEnv) -> li
             )
         method = known[name]
         if not method.fits(env):
-            fitting = [n for n, m in sorted(known.items()) if m.fits(env)]
+            fitting = [n for n, m in sorted(known.items()) if _runs_on(m, recipe, env)]
             raise DiffsimError(
                 f"method {name!r} needs {method.needs}, which {recipe.name} "
                 f"({type(env).__name__}, {type(env.action_space).__name__} actions) does not "

@@ -109,6 +109,11 @@ class Box(AbstractActionSpace):
         return jnp.clip(output, self.low, self.high)
 
     def from_action(self, action: Real[ArrayLike, "*m"]) -> Float[Array, " m"]:
+        if jnp.size(action) != self.low.size:
+            raise DiffsimError(
+                f"an action of this Box is {self.low.size} control value(s), got shape "
+                f"{jnp.shape(action)}"
+            )
         return self.to_control(jnp.reshape(jnp.asarray(action, self.low.dtype), self.low.shape))
 
 
@@ -162,6 +167,14 @@ class Discrete(AbstractActionSpace):
         return weights @ self.values
 
     def from_action(self, action: Int[ArrayLike, ""]) -> Float[Array, " m"]:
+        """The control of action index ``action`` (an integer from 0 to ``num_actions -
+        1``; under ``jit`` an index outside is clamped, as JAX indexes)."""
+        dtype = jnp.result_type(action)
+        if jnp.shape(action) != () or not jnp.issubdtype(dtype, jnp.integer):
+            raise DiffsimError(
+                f"a Discrete action is one integer index from 0 to {self.num_actions - 1}, "
+                f"got shape {jnp.shape(action)} and dtype {dtype}"
+            )
         return self.values[action]
 
 

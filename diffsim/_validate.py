@@ -5,7 +5,9 @@ and what is expected. Booleans are never accepted as numbers."""
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,26 @@ def positive_float(name: str, value: Any) -> float:
     if not _is_number(value) or not (math.isfinite(value) and value > 0):
         raise DiffsimError(f"{name} must be a positive, finite number, got {value!r}")
     return float(value)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise DiffsimError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def writable_folder(name: str, folder: Path) -> Path:
+    """``folder``, created, once a file could be written there: before any work starts."""
+    if folder.exists() and not folder.is_dir():
+        raise DiffsimError(f"{name} {folder} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise DiffsimError(f"{name} {folder} is not a writable folder: {error.strerror}") from None
+    return folder
 
 
 def seed(name: str, value: Any) -> int:

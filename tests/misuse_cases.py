@@ -7,8 +7,8 @@ import jax.random as jr
 import optax
 
 import diffsim
-from diffsim import MLPPolicy
-from diffsim.controllers import LQR, MPC, Mirrored, Squashed
+from diffsim import MLPPolicy, rl
+from diffsim.controllers import LQR, MPC, Mirrored, Residual, Squashed, ValueIteration
 from diffsim.envs import Acrobot, CartPole, Epidemic, Pendulum, PlanarQuadrotor
 
 ENV = Pendulum()
@@ -188,6 +188,42 @@ MISUSES = [
     ("check_env of a name", lambda: diffsim.testing.check_env("env"), "needs a diffsim.AbstractEnv"),
     ("Quantity of a number", lambda: diffsim.Quantity(3), "name must be a string"),
     ("Variables of names", lambda: diffsim.Variables(("x",), (), ()), "tuple of diffsim.Quantity"),
+    ("compare no methods", lambda: diffsim.compare("pendulum", methods=[]),
+     "methods names no method: pass None for the default methods"),
+    ("compare a negative eval seed", lambda: diffsim.compare("pendulum", eval_seed=-1),
+     "eval_seed must be a whole number from 0 to 4294967295, got -1"),
+    ("compare quick as text", lambda: diffsim.compare("pendulum", quick="no"),
+     "quick must be True or False, got 'no'"),
+    ("compare into a file", lambda: diffsim.compare("pendulum", methods=["dp"], out=__file__),
+     "misuse_cases.py exists and is not a folder"),
+    ("Residual of a number base", lambda: Residual.for_env(ENV, 3, bound=1.0, key=jr.key(0)),
+     'Residual needs a base callable as base(t, observation), got 3'),
+    ("Residual of a number network", lambda: Residual(lambda t, o: jnp.zeros(1), 3, bound=1.0),
+     'Residual needs a network callable as network(t, observation), got 3'),
+    ("Residual for a name", lambda: Residual.for_env("pendulum", lambda t, o: jnp.zeros(1), bound=1.0, key=jr.key(0)),
+     "Residual.for_env needs a diffsim.AbstractEnv, got 'pendulum'"),
+    ("MPC objective a number", lambda: MPC(ENV, 5, 5, optax.adam(0.1), objective=3),
+     'MPC objective must be callable as objective(env, trajectory), got 3'),
+    ("MPC iterations a float", lambda: MPC(ENV, 5, 2.0, optax.adam(0.1)),
+     'MPC iterations must be a positive integer, got 2.0'),
+    ("ValueIteration bound a number", lambda: ValueIteration.unsolved(ENV, {"theta_dot": 8.0}),
+     'bounds of theta_dot must be a pair (low, high) of numbers, got 8.0'),
+    ("ValueIteration bound of three", lambda: ValueIteration.unsolved(ENV, {"theta_dot": (1.0, 2.0, 3.0)}),
+     'bounds of theta_dot must be a pair (low, high) of numbers, got (1.0, 2.0, 3.0)'),
+    ("ValueIteration bound text", lambda: ValueIteration.unsolved(ENV, {"theta_dot": "18"}),
+     "bounds of theta_dot must be a pair (low, high) of numbers, got '18'"),
+    ("ValueIteration grid one number", lambda: ValueIteration.unsolved(ENV, {"theta_dot": (-8, 8)}, grid=11),
+     'grid must be two integers of at least 3, got 11'),
+    ("ValueIteration grid of floats", lambda: ValueIteration.unsolved(ENV, {"theta_dot": (-8, 8)}, grid=(11.0, 11)),
+     'grid must be two integers of at least 3, got (11.0, 11)'),
+    ("gymnax adapter of a non-env", lambda: rl.to_gymnax(object()),
+     "to_gymnax takes a diffsim env (an AbstractEnv instance), got <object"),
+    ("gymnasium adapter of a name", lambda: rl.to_gymnasium("pendulum"),
+     "to_gymnasium takes a diffsim env (an AbstractEnv instance), got 'pendulum'"),
+    ("RL step a float index", lambda: rl.step(CartPole(), rl.reset(CartPole(), jr.key(0))[1], 0.5),
+     "a Discrete action is one integer index from 0 to 1, got shape () and dtype float"),
+    ("RL reset with a seed", lambda: rl.reset(ENV, 0),
+     "key must be a JAX PRNG key (jax.random.key(seed)), got 0"),
 ]
 
 

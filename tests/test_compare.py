@@ -3,9 +3,12 @@ evaluation episodes) shared by the tests, its checkpoints re-evaluated through t
 `diffsim eval` takes, its table against its JSON; bad input rejected before any work."""
 
 import json
+import os
 import re
+import signal
 import statistics
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -23,6 +26,9 @@ def quick(tmp_path_factory):
     from diffsim._compare import compare
 
     out = tmp_path_factory.mktemp("compare")
+    # an earlier comparison in the same folder, and a file that is not one of its
+    for name in ("results.json", "table.md", "sac-seed4.eqx", "dp-seed1.eqx", "notes.txt"):
+        (out / name).write_text("earlier")
     lines = []
     results = compare(
         "cartpole",
@@ -131,6 +137,17 @@ def test_budgets_and_progress_lines(quick):
             assert any(re.match(rf"{method} seed {seed}: mean return", ln) for ln in lines)
 
 
+def test_an_earlier_comparison_in_the_folder_is_replaced_and_said_so(quick):
+    _, out, lines = quick
+    assert lines[0] == f"replacing the earlier comparison in {out} (4 files)"
+    written = sorted(path.name for path in out.iterdir())
+    assert "sac-seed4.eqx" not in written and "notes.txt" in written  # others' files stay
+    assert json.loads((out / "results.json").read_text())["env"] == "cartpole"
+    assert [n for n in written if n.endswith(".eqx")] == [
+        "dp-seed0.eqx", "dp-seed1.eqx", "dqn-seed0.eqx", "dqn-seed1.eqx"
+    ]  # fmt: skip
+
+
 @pytest.mark.slow  # 8-27 s (compilations): in `make test-all`
 @pytest.mark.parametrize("method", ["ppo"])  # sac: notebooks/dp_vs_rl.ipynb
 def test_continuous_rl_checkpoints_rebuild_from_their_metadata(method, tmp_path, capsys):
@@ -181,6 +198,28 @@ def test_bad_input_is_one_line_and_exit_status_2(argv, message, capsys, tmp_path
     captured = capsys.readouterr()
     assert message in captured.err and captured.err.count("\n") == 1, captured.err
     assert captured.out == "" and not any(tmp_path.iterdir())
+
+
+def test_a_stopped_comparison_keeps_the_methods_it_finished(monkeypatch, capsys, tmp_path):
+    from diffsim.controllers._methods import MPCMethod
+
+    def stopped(self, recipe, seeds, *, quick, log):  # SIGTERM while mpc runs
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises first
+        raise AssertionError("SIGTERM did not stop the comparison")
+
+    monkeypatch.setattr(MPCMethod, "run", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["compare", "pendulum", "--methods", "lqr,mpc", "--seeds", "1", "--episodes", "10"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 143
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"diffsim compare: stopped by SIGTERM: {tmp_path / 'results.json'} holds the methods "
+        "that had finished, if any (a comparison does not resume)"
+    )
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert list(saved["methods"]) == ["lqr"] and "wall_seconds" not in saved
+    assert (tmp_path / "lqr-seed0.eqx").is_file() and "lqr" in (tmp_path / "table.md").read_text()
+    assert signal.getsignal(signal.SIGTERM) is before  # the command's handler is gone
 
 
 def test_missing_rl_extra_says_what_to_install(capsys, monkeypatch, tmp_path):

@@ -1,6 +1,8 @@
 """LQR, residual control and MPC: the Riccati solution against scipy, closed loops that
 stabilise, bounds that hold, planners that beat simple baselines, bad inputs."""
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -77,6 +79,72 @@ def test_mirroring_before_the_squash_keeps_the_gradient_that_after_loses():
     mirrored = observation * jnp.array([1.0, -1.0, -1.0])
     policy = Squashed(Mirrored(_Offset(a), **signs), env.action_space)
     np.testing.assert_allclose(policy(0.0, mirrored), -policy(0.0, observation), rtol=1e-6)
+
+
+def _first(t, observation):
+    """A one-output policy: the observation's first value."""
+    return observation[:1]
+
+
+@pytest.mark.parametrize(
+    "observation_signs, output_signs, message",
+    [
+        (
+            (),
+            (-1,),
+            "observation_signs must be a sequence of +1 and -1 (non-empty, not booleans), got ()",
+        ),
+        (
+            (1, -1, -1),
+            [],
+            "output_signs must be a sequence of +1 and -1 (non-empty, not booleans), got []",
+        ),
+        ((True, -1, -1), (-1,), "got (True, -1, -1)"),
+        ((1, -1, -1), np.array([True]), "output_signs must be a sequence"),
+    ],
+)
+def test_mirrored_refuses_empty_and_boolean_signs(observation_signs, output_signs, message):
+    with pytest.raises(diffsim.DiffsimError) as error:
+        Mirrored(_first, observation_signs, output_signs)
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "observation_signs, output_signs, observation, message",
+    [
+        # a 1-output policy with 2 output signs would silently give 2 controls
+        (
+            (1, -1, -1),
+            (-1, 1),
+            jnp.ones(3),
+            "the policy's output has shape (1,), but output_signs has shape (2,)",
+        ),
+        (
+            (1, -1),
+            (-1,),
+            jnp.ones(3),
+            "the observation has shape (3,), but observation_signs has shape (2,)",
+        ),
+    ],
+)
+def test_mirrored_refuses_shapes_other_than_its_signs(
+    observation_signs, output_signs, observation, message
+):
+    policy = Mirrored(_first, observation_signs, output_signs)
+    with pytest.raises(diffsim.DiffsimError) as error:
+        policy(0.0, observation)
+    assert f"Mirrored: {message}" in str(error.value)
+    with pytest.raises(diffsim.DiffsimError):  # a static check: raised while tracing
+        eqx.filter_jit(policy)(0.0, observation)
+
+
+def test_squashed_refuses_an_output_of_another_shape_than_the_box():
+    policy = Squashed(lambda t, o: jnp.zeros(3), Pendulum().action_space)
+    with pytest.raises(diffsim.DiffsimError) as error:
+        policy(0.0, jnp.ones(3))
+    assert "Squashed: the policy's output has shape (3,), but the box's low has shape (1,)" in str(
+        error.value
+    )
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +233,33 @@ class _HalfControlled(diffsim.AbstractEnv):
     "env, y_eq, u_eq, Q, R, message",
     [
         (Pendulum(), [0.5, 0.0], [0.0], PENDULUM_Q, PENDULUM_R, "not an equilibrium"),
-        (Pendulum(), [0.0, 0.0], [3.0], PENDULUM_Q, PENDULUM_R, "not an equilibrium"),
+        # outside the 2 N m bound: reported as such, before the equilibrium check
+        (Pendulum(), [0.0, 0.0], [3.0], PENDULUM_Q, PENDULUM_R, "u_eq [3.] lies outside"),
+        (Pendulum(), [0.0, 0.0], [5.0], PENDULUM_Q, PENDULUM_R, "u_eq [5.] lies outside"),
+        (
+            Pendulum(),
+            [np.nan, 0.0],
+            [0.0],
+            PENDULUM_Q,
+            PENDULUM_R,
+            "y_eq contains NaN or inf: [nan",
+        ),
+        (
+            Pendulum(),
+            [0.0, 0.0],
+            [np.nan],
+            PENDULUM_Q,
+            PENDULUM_R,
+            "u_eq contains NaN or inf: [nan]",
+        ),
+        (
+            Pendulum(),
+            [0.0, 0.0],
+            [np.inf],
+            PENDULUM_Q,
+            PENDULUM_R,
+            "u_eq contains NaN or inf: [inf]",
+        ),
         (_HalfControlled(), [0.0, 0.0], [0.0], jnp.eye(2), jnp.eye(1), "rank 1 < 2"),
         (Pendulum(), [0.0, 0.0], [0.0], jnp.eye(3), PENDULUM_R, "Q must have shape (2, 2)"),
         (Pendulum(), [0.0, 0.0], [0.0], -PENDULUM_Q, PENDULUM_R, "positive semidefinite"),
@@ -177,8 +271,16 @@ class _HalfControlled(diffsim.AbstractEnv):
     ],
 )
 def test_lqr_bad_inputs(env, y_eq, u_eq, Q, R, message):
-    with pytest.raises(diffsim.DiffsimError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(diffsim.DiffsimError, match=re.escape(message)):
         LQR.from_env(env, jnp.asarray(y_eq), jnp.asarray(u_eq), Q, R)
+
+
+def test_lqr_refuses_an_observation_of_another_size(pendulum_lqr):
+    message = "LQR: the observation has shape (2,), but the env's observation has shape (3,)"
+    with pytest.raises(diffsim.DiffsimError, match=re.escape(message)):
+        pendulum_lqr(0.0, jnp.zeros(2))  # the pendulum observes (cos, sin, speed)
+    with pytest.raises(diffsim.DiffsimError, match=re.escape(message)):  # while tracing
+        eqx.filter_jit(pendulum_lqr)(0.0, jnp.zeros(2))
 
 
 def test_non_equilibrium_reports_the_residual():
@@ -199,6 +301,21 @@ def test_residual_correction_never_exceeds_its_bound(pendulum_lqr):
     assert float(jnp.max(jnp.abs(raw))) > 10  # the bound, not the network, keeps it small
     assert float(jnp.max(jnp.abs(corrections))) <= 0.25 + 1e-6
     assert float(jnp.max(jnp.abs(corrections))) > 0.2
+
+
+def test_residual_refuses_outputs_and_bounds_of_other_shapes(pendulum_lqr):
+    o = jnp.array([1.0, 0.0, 0.0])
+    # a bound per control of another env: 3 controls out of a 1-control base
+    with pytest.raises(diffsim.DiffsimError) as error:
+        Residual(pendulum_lqr, pendulum_lqr, bound=jnp.ones(3))(0.0, o)
+    assert "bound has shape (3,), but the base's output has shape (1,)" in str(error.value)
+    wide = Residual(pendulum_lqr, lambda t, o: jnp.zeros(3), bound=1.0)
+    with pytest.raises(diffsim.DiffsimError) as error:
+        eqx.filter_jit(wide)(0.0, o)  # raised while tracing
+    assert "the network's output has shape (3,), but the base's output has shape (1,)" in str(
+        error.value
+    )
+    assert Residual(pendulum_lqr, pendulum_lqr, bound=jnp.array([0.5]))(0.0, o).shape == (1,)
 
 
 @pytest.mark.slow  # 11 s: in `make test-all`
@@ -282,8 +399,14 @@ def test_mpc_warm_start_needs_fewer_iterations(short_mpc):
     ],
 )
 def test_mpc_bad_settings(options, message):
-    with pytest.raises(diffsim.DiffsimError, match=message):
+    with pytest.raises(diffsim.DiffsimError, match=re.escape(message)):
         MPC(BALANCE, optimiser=optax.adam(0.1), **options)
+
+
+def test_mpc_takes_numpy_integers():
+    mpc = MPC(BALANCE, horizon=np.int64(5), iterations=np.int32(2), optimiser=optax.adam(0.1))
+    assert (mpc.horizon, mpc.iterations) == (5, 2) and type(mpc.horizon) is int
+    assert mpc.init().plan.shape == (5, 1)
 
 
 def test_mpc_needs_continuous_controls():
@@ -303,7 +426,12 @@ def test_lqr_is_a_compare_method_with_the_running_cost_as_weights(tmp_path, caps
     from diffsim._compare import compare
 
     results = compare(
-        "pendulum", methods=["lqr"], seeds=1, episodes=20, eval_seed=1, out=tmp_path,
+        "pendulum",
+        methods=["lqr"],
+        seeds=1,
+        episodes=20,
+        eval_seed=1,
+        out=tmp_path,
         log=lambda line: None,
     )
     (row,) = results["methods"]["lqr"]
@@ -314,8 +442,12 @@ def test_lqr_is_a_compare_method_with_the_running_cost_as_weights(tmp_path, caps
     )
     saved = diffsim.load_checkpoint(row["checkpoint"], (env, reference))[1]
     np.testing.assert_allclose(saved.gain, reference.gain, rtol=1e-4)
-    assert cli.main(["eval", "pendulum", row["checkpoint"], "--episodes", "20", "--seed", "1",
-                     "--json"]) == 0
+    assert (
+        cli.main(
+            ["eval", "pendulum", row["checkpoint"], "--episodes", "20", "--seed", "1", "--json"]
+        )
+        == 0
+    )
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["mean"] == pytest.approx(row["mean_return"], rel=1e-6)
     assert cli.main(["compare", "cartpole", "--methods", "lqr", "--out", str(tmp_path / "x")]) == 2
@@ -335,7 +467,12 @@ def test_mpc_is_a_compare_method_and_its_checkpoint_re_evaluates(tmp_path, capsy
     from diffsim._compare import compare
 
     results = compare(
-        "pendulum", methods=["mpc"], seeds=2, episodes=4, eval_seed=1, out=tmp_path,
+        "pendulum",
+        methods=["mpc"],
+        seeds=2,
+        episodes=4,
+        eval_seed=1,
+        out=tmp_path,
         log=lambda line: None,
     )
     first, second = results["methods"]["mpc"]
@@ -344,8 +481,12 @@ def test_mpc_is_a_compare_method_and_its_checkpoint_re_evaluates(tmp_path, capsy
     mpc = MPC(Pendulum(), **recipe.method_options["mpc"])
     direct = diffsim.evaluate(Pendulum(), mpc, episodes=4, seed=1)
     assert first["mean_return"] == pytest.approx(direct.mean, rel=1e-5)
-    assert cli.main(["eval", "pendulum", second["checkpoint"], "--episodes", "4", "--seed", "1",
-                     "--json"]) == 0
+    assert (
+        cli.main(
+            ["eval", "pendulum", second["checkpoint"], "--episodes", "4", "--seed", "1", "--json"]
+        )
+        == 0
+    )
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["mean"] == pytest.approx(second["mean_return"], rel=1e-5)
     # an MPC step is `iterations` gradients of a `horizon`-step rollout
@@ -419,8 +560,9 @@ def test_value_iteration_recovers_the_riccati_optimum(integrator_optimum):
         assert exact <= approximate + 1e-3 and approximate <= 1.01 * exact + 0.05, (y, exact)
     # in closed loop: within 0.5 % of the time-varying LQR, the true optimum, per episode
     result = diffsim.evaluate(env, optimum, episodes=20, seed=0)
-    lqr = LQR.from_env(env, jnp.zeros(2), jnp.zeros(1), jnp.diag(jnp.array([1.0, 0.1])),
-                       jnp.array([[0.01]]))
+    lqr = LQR.from_env(
+        env, jnp.zeros(2), jnp.zeros(1), jnp.diag(jnp.array([1.0, 0.1])), jnp.array([[0.01]])
+    )
     stationary = diffsim.evaluate(env, lqr, episodes=20, seed=0)
     # the stationary LQR is near-optimal over 3 s; the grid's optimum is no worse than 0.5 %
     assert result.mean >= stationary.mean * 1.005
@@ -458,6 +600,28 @@ def test_value_iteration_bad_inputs():
         ValueIteration.solve(Oscillator(), {"y[0]": (1.0, -1.0), "y[1]": (-1, 1)})
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(grid=(True, 11)), "grid must be two integers of at least 3, got (True, 11)"),
+        (dict(actions=True), "actions must be an integer of at least 2, got True"),
+    ],
+)
+def test_value_iteration_refuses_booleans_as_sizes(options, message):
+    with pytest.raises(diffsim.DiffsimError) as error:
+        ValueIteration.unsolved(Pendulum(), {"theta_dot": (-8, 8)}, **options)
+    assert message in str(error.value)
+
+
+def test_value_iteration_takes_numpy_integers():
+    grid = np.array([11, 7])  # NumPy integers, as numbers.Integral
+    controller = ValueIteration.unsolved(
+        Pendulum(), {"theta_dot": (np.float64(-8.0), 8)}, grid=grid, actions=np.int64(3)
+    )
+    assert controller.value.shape == (11, 7) and controller.actions.shape == (3,)
+    np.testing.assert_allclose(controller.high, [np.pi, 8.0])
+
+
 def test_optimal_is_a_compare_method_with_every_gap_on_the_table(tmp_path, capsys):
     import json
 
@@ -465,7 +629,12 @@ def test_optimal_is_a_compare_method_with_every_gap_on_the_table(tmp_path, capsy
     from diffsim._compare import compare
 
     results = compare(
-        "pendulum", methods=["lqr", "optimal"], seeds=1, episodes=20, quick=True, out=tmp_path,
+        "pendulum",
+        methods=["lqr", "optimal"],
+        seeds=1,
+        episodes=20,
+        quick=True,
+        out=tmp_path,
         log=lambda line: None,
     )
     (row,) = results["methods"]["optimal"]

@@ -3,6 +3,7 @@
 import functools
 import warnings
 
+import equinox as eqx
 import gymnasium
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import diffsim
 from diffsim import rl
-from diffsim.envs import CartPole, Pendulum
+from diffsim.envs import CartPole, Epidemic, Pendulum
 from diffsim.envs.cartpole import GymEuler as CartPoleGymEuler
 from diffsim.envs.pendulum import GymEuler
 
@@ -67,7 +68,8 @@ def test_gymnax_adapter_steps_like_diffsim_and_auto_resets():
 def test_batch_of_envs_as_gymnax_params_steps_each_env_with_its_own_physics():
     gymnax_env = rl.to_gymnax(Pendulum())
     gravities = jnp.array([5.0, 10.0, 20.0])
-    params = jax.vmap(lambda g: gymnax_env.default_params.__class__(Pendulum(g=g), 200))(gravities)
+    envs = jax.vmap(lambda g: Pendulum(g=g))(gravities)
+    params = eqx.tree_at(lambda p: p.env, gymnax_env.default_params, envs)  # as rl.md shows
     _, states = jax.vmap(gymnax_env.reset)(jr.split(jr.key(0), 3), params)
     action = jnp.array([0.5])
     step = jax.vmap(gymnax_env.step, in_axes=(0, 0, None, 0))
@@ -78,6 +80,42 @@ def test_batch_of_envs_as_gymnax_params_steps_each_env_with_its_own_physics():
         assert float(rewards[i]) == pytest.approx(-float(cost), rel=1e-6)
     # different gravity, same start and torque: different states
     assert len({round(float(v), 6) for v in next_states.y[:, 1] - states.y[:, 1]}) == 3
+
+
+def test_an_episodes_rewards_sum_to_the_evaluated_return_terminal_cost_included():
+    """The epidemic charges a terminal cost (the infections still to come): RL's reward
+    charges it on the last step, so RL optimises the return that evaluate scores."""
+    env = Epidemic()
+    policy = lambda t, o: env.action_space.high  # noqa: E731  (postpones the epidemic)
+    y0 = diffsim.initial_states(env, 1, 0)[0]
+    _, state = rl.reset(env, jr.key(0))
+
+    def body(state, _):
+        _, state, reward, terminated, truncated = rl.step(env, state, policy(0.0, None))
+        return state, (reward, terminated | truncated)
+
+    state, (rewards, ends) = jax.lax.scan(
+        body, rl.EnvState(y=y0, steps=state.steps), None, length=env.episode_steps
+    )
+    assert np.flatnonzero(np.asarray(ends)).tolist() == [env.episode_steps - 1]
+    evaluated = diffsim.evaluate(env, policy, episodes=1, seed=0).mean
+    terminal = float(env.terminal_cost(state.y))
+    assert terminal > 0.1 * abs(evaluated)  # large enough to tell the two apart
+    assert float(jnp.sum(rewards)) == pytest.approx(evaluated, rel=1e-5)
+
+
+def test_bad_actions_are_diffsim_errors():
+    # a wrong env, key or action type: tests/misuse_cases.py (the suite's type checks would
+    # see them first)
+    _, state = rl.reset(Pendulum(), jr.key(0))
+    with pytest.raises(diffsim.DiffsimError, match=r"1 control value\(s\), got shape \(2,\)"):
+        rl.step(Pendulum(), state, jnp.ones(2))
+    gym_env = rl.to_gymnasium(CartPole())
+    gym_env.reset(seed=0)
+    for action in (2, -1, 0.0):
+        with pytest.raises(diffsim.DiffsimError, match="an action is an integer from 0 to 1"):
+            gym_env.step(action)
+    assert gym_env.step(np.int64(1))[1] == 1.0  # a valid index still steps
 
 
 @pytest.mark.slow  # 8-19 s (compilations): in `make test-all`

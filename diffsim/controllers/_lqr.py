@@ -11,6 +11,8 @@ from jaxtyping import Array, ArrayLike, Float, Real
 import diffsim
 from diffsim import AbstractEnv, Box, DiffsimError
 
+from ._checks import check_shape
+
 _MAX_DOUBLINGS = 64
 
 
@@ -118,13 +120,14 @@ class LQR(eqx.Module):
         and control weight ``R`` (``(m, m)``, symmetric positive definite).
 
         Raises:
-            DiffsimError: for an action space that is not a :class:`diffsim.Box`, weights
-                of the wrong shape, not symmetric or not positive (semi)definite, a point
-                that is not an equilibrium of the transition (the residual
-                ``y_next - y_eq`` and ``f(y_eq, u_eq)`` are reported), a ``u_eq`` outside
-                the action bounds, an uncontrollable linearisation (the rank of the
-                controllability matrix), an observation from which the state deviation
-                cannot be recovered, or a Riccati equation without a stabilising solution.
+            DiffsimError: for an action space that is not a :class:`diffsim.Box`, a
+                ``y_eq`` or ``u_eq`` that is not finite, a ``u_eq`` outside the action
+                bounds, weights of the wrong shape, not symmetric or not positive
+                (semi)definite, a point that is not an equilibrium of the transition (the
+                residual ``y_next - y_eq`` and ``f(y_eq, u_eq)`` are reported), an
+                uncontrollable linearisation (the rank of the controllability matrix), an
+                observation from which the state deviation cannot be recovered, or a
+                Riccati equation without a stabilising solution.
         """
         if not isinstance(env, AbstractEnv):
             raise DiffsimError(f"LQR.from_env needs a diffsim.AbstractEnv, got {env!r:.60}")
@@ -137,9 +140,9 @@ class LQR(eqx.Module):
         lin = diffsim.linearise(env, y_eq, u_eq)
         y_eq, u_eq = jnp.asarray(y_eq, lin.A.dtype), jnp.asarray(u_eq, lin.A.dtype)
         n, m = lin.B_discrete.shape
-        Q = _check_weight("Q", Q, n, definite=False)
-        R = _check_weight("R", R, m, definite=True)
-        _check_equilibrium(env, y_eq, u_eq, lin)
+        for name, value in (("y_eq", y_eq), ("u_eq", u_eq)):
+            if not np.all(np.isfinite(np.asarray(value))):
+                raise DiffsimError(f"{name} contains NaN or inf: {np.asarray(value)}")
         if np.any(np.asarray(u_eq) < np.asarray(space.low)) or np.any(
             np.asarray(u_eq) > np.asarray(space.high)
         ):
@@ -147,6 +150,9 @@ class LQR(eqx.Module):
                 f"u_eq {np.asarray(u_eq)} lies outside the action bounds "
                 f"[{np.asarray(space.low)}, {np.asarray(space.high)}]"
             )
+        Q = _check_weight("Q", Q, n, definite=False)
+        R = _check_weight("R", R, m, definite=True)
+        _check_equilibrium(env, y_eq, u_eq, lin)
         A, B = lin.A_discrete, lin.B_discrete
         _check_controllable(A, B)
         C = jax.jacfwd(env.observe)(y_eq)
@@ -184,6 +190,13 @@ class LQR(eqx.Module):
     def __call__(
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " m"]:
+        check_shape(
+            "LQR",
+            "the observation",
+            observation,
+            self.observation_eq.shape,
+            "the env's observation",
+        )
         u = self.u_eq - self.observation_gain @ (observation - self.observation_eq)
         return jnp.clip(u, self.low, self.high)
 

@@ -15,6 +15,8 @@ from jaxtyping import Array, ArrayLike, Float, Real
 import diffsim
 from diffsim import AbstractEnv, AbstractStatefulController, Box, DiffsimError, Trajectory
 
+from ._checks import Integer, is_integer
+
 Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
 
 
@@ -87,8 +89,8 @@ class MPC(AbstractStatefulController):
     def __init__(
         self,
         env: AbstractEnv,
-        horizon: int,
-        iterations: int,
+        horizon: Integer,
+        iterations: Integer,
         optimiser: optax.GradientTransformation,
         objective: Objective = diffsim.mean_step_cost,
     ):
@@ -105,7 +107,7 @@ class MPC(AbstractStatefulController):
         if not isinstance(env, AbstractEnv):
             raise DiffsimError(f"MPC plans through a diffsim.AbstractEnv, got {env!r:.60}")
         for name, value in (("horizon", horizon), ("iterations", iterations)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise DiffsimError(f"MPC {name} must be a positive integer, got {value!r}")
         if not isinstance(optimiser, optax.GradientTransformation):
             raise DiffsimError(
@@ -117,9 +119,12 @@ class MPC(AbstractStatefulController):
                 f"MPC plans continuous controls (a Box action space); {type(env).__name__} "
                 f"has {type(env.action_space).__name__}"
             )
-        if not isinstance(optimiser, optax.GradientTransformation):
-            raise DiffsimError(f"optimiser must be an optax transformation, got {optimiser!r}")
-        self.env, self.horizon, self.iterations = env, horizon, iterations
+        if not callable(objective):
+            raise DiffsimError(
+                f"MPC objective must be callable as objective(env, trajectory), got "
+                f"{objective!r:.60}"
+            )
+        self.env, self.horizon, self.iterations = env, int(horizon), int(iterations)
         self.optimiser, self.objective = optimiser, objective
 
     def init(self) -> MPCState:

@@ -9,11 +9,14 @@ from jaxtyping import Array, ArrayLike, Float, Real
 
 from diffsim import Box, Controller, DiffsimError
 
+from ._checks import check_callable, check_shape
+
 
 class Squashed(eqx.Module):
     """``policy``'s outputs squashed into the bounds of ``space`` with ``tanh``:
     ``u(o) = (high + low) / 2 + (high - low) / 2 * tanh(f(o))``, in the units of the
-    env's controls, shape ``(m,)`` as ``f(o)`` (``m`` = ``space.controller_size``). Alone,
+    env's controls, shape ``(m,)`` as ``f(o)`` (``m`` = ``space.controller_size``; another
+    shape of ``f(o)`` raises :class:`diffsim.DiffsimError` at trace time). Alone,
     it is what :class:`diffsim.MLPPolicy` does inside for a bounded :class:`diffsim.Box`;
     the bounds are the env's and are not trained.
 
@@ -45,10 +48,7 @@ class Squashed(eqx.Module):
     high: Float[Array, " m"]
 
     def __init__(self, policy: Controller, space: Box):
-        if not callable(policy):
-            raise DiffsimError(
-                f"Squashed needs a policy callable as policy(t, observation), got {policy!r:.60}"
-            )
+        check_callable("Squashed", "policy", policy)
         if not (isinstance(space, Box) and space.bounded):
             raise DiffsimError(
                 f"Squashed needs a diffsim.Box with finite bounds, got {space!r:.80}"
@@ -59,6 +59,8 @@ class Squashed(eqx.Module):
     def __call__(
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " m"]:
+        output = self.policy(t, observation)
+        check_shape("Squashed", "the policy's output", output, self.low.shape, "the box's low")
         low, high = jax.lax.stop_gradient(self.low), jax.lax.stop_gradient(self.high)
         middle, half = (high + low) / 2, (high - low) / 2
-        return middle + half * jnp.tanh(self.policy(t, observation))
+        return middle + half * jnp.tanh(output)

@@ -10,6 +10,8 @@ from jaxtyping import Array, ArrayLike, Float, Real
 
 from diffsim import Controller, DiffsimError
 
+from ._checks import check_callable, check_shape
+
 
 class Mirrored(eqx.Module):
     """``policy`` averaged with its mirror image, so the result respects a reflection
@@ -21,7 +23,9 @@ class Mirrored(eqx.Module):
     settle in a lopsided policy (swinging up from one side only), a local optimum that
     gradient training otherwise often falls into. For bounded controls, mirror the
     unbounded network and squash after (:class:`Squashed`): averaging two saturated
-    outputs can leave a dead policy.
+    outputs can leave a dead policy. An observation of another shape than
+    ``observation_signs``, or a policy output of another shape than ``output_signs``, raises
+    :class:`diffsim.DiffsimError` (checked at trace time).
 
     Example:
         ```python
@@ -44,15 +48,21 @@ class Mirrored(eqx.Module):
     output_signs: Float[Array, " k"]
 
     def __init__(self, policy: Controller, observation_signs, output_signs):
-        if not callable(policy):
-            raise DiffsimError(
-                f"Mirrored needs a policy callable as policy(t, observation), got {policy!r:.60}"
-            )
+        check_callable("Mirrored", "policy", policy)
         signs_by_name = {"observation_signs": observation_signs, "output_signs": output_signs}
         for name, signs in signs_by_name.items():
             values = np.asarray(signs, dtype=object)
-            if values.ndim != 1 or not all(value in (1, -1) for value in values):
-                raise DiffsimError(f"{name} must be a sequence of +1 and -1, got {signs!r}")
+            if (
+                values.ndim != 1
+                or values.size == 0
+                or not all(
+                    value in (1, -1) and not isinstance(value, (bool, np.bool_)) for value in values
+                )
+            ):
+                raise DiffsimError(
+                    f"{name} must be a sequence of +1 and -1 (non-empty, not booleans), "
+                    f"got {signs!r}"
+                )
         self.policy = policy
         self.observation_signs = jnp.asarray(observation_signs, dtype=float)
         self.output_signs = jnp.asarray(output_signs, dtype=float)
@@ -60,7 +70,18 @@ class Mirrored(eqx.Module):
     def __call__(
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " k"]:
+        check_shape(
+            "Mirrored",
+            "the observation",
+            observation,
+            self.observation_signs.shape,
+            "observation_signs",
+        )
         observation_signs = jax.lax.stop_gradient(self.observation_signs)
         output_signs = jax.lax.stop_gradient(self.output_signs)
+        output = self.policy(t, observation)
+        check_shape(
+            "Mirrored", "the policy's output", output, self.output_signs.shape, "output_signs"
+        )
         mirrored = output_signs * self.policy(t, observation_signs * observation)
-        return (self.policy(t, observation) + mirrored) / 2
+        return (output + mirrored) / 2

@@ -10,9 +10,12 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from diffsim import AbstractEnv, AbstractStatefulController, Box, DiffsimError
+
+from ._checks import Integer, is_integer
 
 
 class ValueIteration(AbstractStatefulController):
@@ -44,7 +47,7 @@ class ValueIteration(AbstractStatefulController):
         env = diffsim.envs.Pendulum()
         optimum = ValueIteration.solve(env, {"theta_dot": (-8.0, 8.0)}, grid=(41, 41),
                                        actions=11)
-        diffsim.evaluate(env, optimum, episodes=20).mean   # about -140 on this coarse grid
+        diffsim.evaluate(env, optimum, episodes=20).mean   # about -120 on this coarse grid
         ```
     """
 
@@ -63,8 +66,8 @@ class ValueIteration(AbstractStatefulController):
         env: AbstractEnv,
         bounds: Mapping[str, tuple[float | int, float | int]] | None = None,
         *,
-        grid: Sequence[int] = (401, 401),
-        actions: int = 41,
+        grid: Sequence[Integer] | np.ndarray = (401, 401),
+        actions: Integer = 41,
     ) -> ValueIteration:
         """Value iteration over the env's episode on a grid.
 
@@ -106,8 +109,8 @@ class ValueIteration(AbstractStatefulController):
         env: AbstractEnv,
         bounds: Mapping[str, tuple[float | int, float | int]] | None = None,
         *,
-        grid: Sequence[int] = (401, 401),
-        actions: int = 41,
+        grid: Sequence[Integer] | np.ndarray = (401, 401),
+        actions: Integer = 41,
     ) -> ValueIteration:
         """The controller of :meth:`solve`'s arguments with a zero ``value``: the
         structure a checkpoint of a solved one loads into. Raises as :meth:`solve`."""
@@ -148,12 +151,13 @@ def _grid(env, bounds, grid, actions):
             f"{type(space).__name__} of {space.control_size} controls"
             + ("" if not isinstance(space, Box) else f" in [{space.low}, {space.high}]")
         )
-    grid = tuple(grid) if isinstance(grid, (tuple, list)) else ()
-    if len(grid) != 2 or not all(
-        isinstance(n, int) and not isinstance(n, bool) and n >= 3 for n in grid
-    ):
+    try:
+        sizes = tuple(grid)
+    except TypeError:  # not iterable: a single number
+        sizes = ()
+    if len(sizes) != 2 or not all(is_integer(n) and n >= 3 for n in sizes):
         raise DiffsimError(f"grid must be two integers of at least 3, got {grid!r}")
-    if isinstance(actions, bool) or not isinstance(actions, int) or actions < 2:
+    if not is_integer(actions) or actions < 2:
         raise DiffsimError(f"actions must be an integer of at least 2, got {actions!r}")
     quantities = env.variables.states
     bounds = dict(bounds or {})
@@ -166,7 +170,7 @@ def _grid(env, bounds, grid, actions):
     low, high, periodic = [], [], []
     for quantity in quantities:
         if quantity.name in bounds:
-            a, b = (float(x) for x in bounds[quantity.name])
+            a, b = _range(quantity.name, bounds[quantity.name])
         elif quantity.angle:
             a, b = -math.pi, math.pi
         else:
@@ -181,7 +185,18 @@ def _grid(env, bounds, grid, actions):
         low.append(a)
         high.append(b)
         periodic.append(quantity.angle and quantity.name not in bounds)
-    return jnp.array(low), jnp.array(high), tuple(periodic), grid, actions
+    return jnp.array(low), jnp.array(high), tuple(periodic), tuple(map(int, sizes)), int(actions)
+
+
+def _range(name, given):
+    """``(low, high)`` of one state's bounds, as two floats."""
+    try:
+        values = np.asarray(given)
+    except ValueError:  # ragged
+        values = None
+    if values is None or values.shape != (2,) or values.dtype.kind not in "iuf":
+        raise DiffsimError(f"bounds of {name} must be a pair (low, high) of numbers, got {given!r}")
+    return float(values[0]), float(values[1])
 
 
 def _coordinates(controller, y):

@@ -14,7 +14,7 @@ of them.
 
 from __future__ import annotations
 
-from diffsim import AbstractEnv
+from diffsim import AbstractEnv, DiffsimError
 
 from ._functional import EnvState, reset, step
 from ._rejax import RejaxPolicy, policy_from_rejax
@@ -34,7 +34,7 @@ def to_gymnax(env: AbstractEnv):
     """
     from ._gymnax import GymnaxEnv
 
-    return GymnaxEnv(env)
+    return GymnaxEnv(_an_env("to_gymnax", env))
 
 
 def to_brax(env: AbstractEnv):
@@ -70,7 +70,7 @@ def to_brax(env: AbstractEnv):
     """
     from ._brax import brax_env
 
-    return brax_env(env)
+    return brax_env(_an_env("to_brax", env))
 
 
 def to_gymnasium(env: AbstractEnv):
@@ -85,7 +85,7 @@ def to_gymnasium(env: AbstractEnv):
     """
     from ._gymnasium import GymnasiumEnv
 
-    return GymnasiumEnv(env)
+    return GymnasiumEnv(_an_env("to_gymnasium", env))
 
 
 __all__ = [
@@ -98,3 +98,11 @@ __all__ = [
     "to_gymnasium",
     "to_gymnax",
 ]
+
+
+def _an_env(caller: str, env):
+    if not isinstance(env, AbstractEnv):
+        raise DiffsimError(
+            f"{caller} takes a diffsim env (an AbstractEnv instance), got {env!r:.80}"
+        )
+    return env

@@ -56,6 +56,11 @@ class GymnasiumEnv(gymnasium.Env):
     def step(self, action):
         if self._state is None:
             raise DiffsimError("call reset() before step()")
+        discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
+        if discrete and not self.action_space.contains(action):
+            raise DiffsimError(
+                f"an action is an integer from 0 to {self.action_space.n - 1}, got {action!r}"
+            )
         observation, self._state, reward, terminated, truncated = self._step(self._state, action)
         return (
             np.asarray(observation, np.float32),

@@ -962,11 +962,14 @@ class Shot(eqx.Module):
       5, 6, 7, and 3 with :class:`diffsim.ODESolve` numerics; with :class:`EulerHermite`
       numerics status 3 is Trebuchet.jl's release at the hang phase's time limit and the
       shot keeps its distance.
-    - ``lift_off_time``, ``release_time``, ``landing_time``: event times (s); where a
-      phase failed, the time it stopped.
+    - ``lift_off_time``, ``release_time``, ``landing_time``: event times (s); NaN for an
+      event the shot never reached (after a slack sling or no lift-off every one of them;
+      after no release, as a failure, release and landing; after no landing, landing);
+      after a solver failure or an imprecise event, the time the failing phase stopped.
     - ``lift_off_state``, ``release_state``: arm-phase states ``(a, w, s, da, dw, ds)``
-      (rad, rad/s) at lift-off and at release.
-    - ``release_position``, ``release_velocity``: the projectile's (m, m/s) at release.
+      (rad, rad/s) at lift-off and at release; NaN where the event was never reached.
+    - ``release_position``, ``release_velocity``: the projectile's (m, m/s) at release;
+      NaN where it was never released.
 
     With status 7 (invalid input) every float field is NaN: nothing was simulated.
 
@@ -1104,6 +1107,37 @@ def simulate(
         A :class:`Shot`. Inputs outside the domain above give status ``INVALID_INPUT``
         (7) with NaN in every float field; under ``vmap`` only the offending elements.
     """
+    return _what_happened(_simulated(wind, angle, weight, trebuchet))
+
+
+def _what_happened(shot: Shot) -> Shot:
+    """``shot`` with NaN for the events it never reached and the states at them: after a
+    slack sling or no lift-off the later phases ran from a placeholder lift-off (so that a
+    batch keeps one program), and their times and states mean nothing."""
+    never_lifted = jnp.isin(shot.status, jnp.array([SLING_SLACK, NO_LIFT_OFF]))
+    # no release is a failure only where it leaves the shot without a distance
+    never_released = never_lifted | ((shot.status == NO_RELEASE) & shot.failed)
+    never_landed = never_released | (shot.status == NO_LANDING)
+
+    def unless(missed, x):
+        missed = missed.reshape(missed.shape + (1,) * (x.ndim - missed.ndim))
+        return jnp.where(missed, jnp.nan, x)
+
+    return dataclasses.replace(
+        shot,
+        lift_off_time=unless(never_lifted, shot.lift_off_time),
+        lift_off_state=unless(never_lifted, shot.lift_off_state),
+        release_time=unless(never_released, shot.release_time),
+        release_state=unless(never_released, shot.release_state),
+        release_position=unless(never_released, shot.release_position),
+        release_velocity=unless(never_released, shot.release_velocity),
+        landing_time=unless(never_landed, shot.landing_time),
+    )
+
+
+def _simulated(wind, angle, weight, trebuchet: Trebuchet | None) -> Shot:
+    """:func:`simulate` before :func:`_what_happened`: every field a number where the
+    inputs are valid (the drawing of a shot integrates its phases between them)."""
     tb = trebuchet_default() if trebuchet is None else trebuchet
     wind, angle, weight = _float(wind), _float(angle), _float(weight)
     valid = _inputs_valid(wind, angle, weight) & _machine_valid(tb)

@@ -40,6 +40,8 @@ from ._physics import (
     _ground_forces,
     _hang_field,
     _points,
+    _simulated,
+    _what_happened,
     simulate,
     trebuchet_default,
 )
@@ -342,10 +344,11 @@ def trajectory(
     finite = np.all([np.isfinite(v).all(axis=-1) for v in frames.values() if v.ndim == 2], 0)
     if not finite.all():
         frames = {k: v[: max(int(np.argmin(finite)), 1)] for k, v in frames.items()}
+    shot = _what_happened(shot)  # as simulate returns it
     return ShotTrajectory(shot=shot, ground=-float(tb.pivot_height), trebuchet=tb, **frames)
 
 
-_simulate = eqx.filter_jit(simulate)
+_simulate = eqx.filter_jit(_simulated)
 
 
 # ----------------------------------------------------------------------------------------
