@@ -59,8 +59,8 @@ class Squashed(eqx.Module):
     def __call__(
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " m"]:
-        output = self.policy(t, observation)
-        check_shape("Squashed", "the policy's output", output, self.low.shape, "the box's low")
         low, high = jax.lax.stop_gradient(self.low), jax.lax.stop_gradient(self.high)
         middle, half = (high + low) / 2, (high - low) / 2
+        output = self.policy(t, observation)
+        check_shape("Squashed", "the policy's output", output, self.low.shape, "the box's low")
         return middle + half * jnp.tanh(output)

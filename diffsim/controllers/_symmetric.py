@@ -79,9 +79,9 @@ class Mirrored(eqx.Module):
         )
         observation_signs = jax.lax.stop_gradient(self.observation_signs)
         output_signs = jax.lax.stop_gradient(self.output_signs)
+        mirrored = output_signs * self.policy(t, observation_signs * observation)
         output = self.policy(t, observation)
         check_shape(
             "Mirrored", "the policy's output", output, self.output_signs.shape, "output_signs"
         )
-        mirrored = output_signs * self.policy(t, observation_signs * observation)
         return (output + mirrored) / 2
