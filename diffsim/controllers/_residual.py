@@ -88,7 +88,10 @@ class Residual(eqx.Module):
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
     ) -> Float[Array, " k"]:
         """The network's adjustment, ``|correction| < bound`` elementwise."""
-        return jax.lax.stop_gradient(self.bound) * jnp.tanh(self.network(t, observation))
+        return self._bounded(self.network(t, observation))
+
+    def _bounded(self, raw: Float[Array, " k"]) -> Float[Array, " k"]:
+        return jax.lax.stop_gradient(self.bound) * jnp.tanh(raw)
 
     def __call__(
         self, t: Real[ArrayLike, ""], observation: Float[Array, " o"]
@@ -108,4 +111,4 @@ class Residual(eqx.Module):
                 f"Residual: bound has shape {self.bound.shape}, but the base's output has shape "
                 f"{jnp.shape(output)}: give one bound or one per control"
             )
-        return output + jax.lax.stop_gradient(self.bound) * jnp.tanh(raw)
+        return output + self._bounded(raw)

@@ -102,7 +102,5 @@ __all__ = [
 
 def _an_env(caller: str, env):
     if not isinstance(env, AbstractEnv):
-        raise DiffsimError(
-            f"{caller} takes a diffsim env (an AbstractEnv instance), got {env!r:.80}"
-        )
+        raise DiffsimError(f"{caller} needs a diffsim.AbstractEnv, got {env!r:.60}")
     return env
