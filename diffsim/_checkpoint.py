@@ -25,6 +25,7 @@ import jax.random as jr
 from jax.experimental import multihost_utils
 from jaxtyping import PyTree
 
+from . import _validate as validate
 from ._errors import DiffsimError, first_line
 from ._sharding import gather
 
@@ -61,8 +62,7 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: dict | None
 
     Example: ``diffsim.save_checkpoint("runs/policy.eqx", (env, controller), {"seed": 0})``.
     """
-    if metadata is not None and not isinstance(metadata, dict):
-        raise DiffsimError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
+    check_metadata(metadata)
     path = Path(path)
     tree = gather(_keys_as_data(tree))
     if jax.process_count() == 1:
@@ -75,17 +75,42 @@ def save_checkpoint(path: str | os.PathLike, tree: PyTree, metadata: dict | None
     return path
 
 
+def check_metadata(metadata: Any) -> None:
+    """Refuse checkpoint ``metadata`` that is neither ``None`` nor a JSON-serialisable
+    dict."""
+    if metadata is not None and not isinstance(metadata, dict):
+        raise DiffsimError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as error:
+        raise DiffsimError(f"checkpoint metadata must be JSON-serialisable: {error}") from None
+
+
+def check_destination(path: str | os.PathLike, metadata: Any = None) -> Path:
+    """``path`` as a ``Path``, once a checkpoint with ``metadata`` could be written there
+    (a file, not a folder, in a folder that is created and written to): for an entry point
+    that saves only after hours of work to call first."""
+    check_metadata(metadata)
+    path = _not_a_folder(Path(path))
+    validate.writable_folder("the checkpoint's folder", path.parent)
+    return path
+
+
+def _not_a_folder(path: Path) -> Path:
+    if path.is_dir():
+        raise DiffsimError(f"cannot write a checkpoint at {path}: it is a folder (name a file)")
+    return path
+
+
 def _write(path: Path, tree: PyTree, metadata: dict | None) -> Path:
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, tree)
     arrays = buffer.getvalue()
-    try:
-        header = json.dumps(
-            (metadata or {})
-            | {"arrays_bytes": len(arrays), "arrays_sha256": hashlib.sha256(arrays).hexdigest()}
-        )
-    except TypeError as error:
-        raise DiffsimError(f"checkpoint metadata must be JSON-serialisable: {error}") from None
+    header = json.dumps(
+        (metadata or {})
+        | {"arrays_bytes": len(arrays), "arrays_sha256": hashlib.sha256(arrays).hexdigest()}
+    )
+    _not_a_folder(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # not mkstemp: its file is private (0600); this one gets the umask's mode, as
@@ -103,8 +128,12 @@ def _write(path: Path, tree: PyTree, metadata: dict | None) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise DiffsimError(
+                f"cannot write a checkpoint at {path}: {error.strerror}"
+            ) from None
         raise
     return path
 
@@ -168,9 +197,9 @@ def load_checkpoint(path: str | os.PathLike, like: PyTree) -> PyTree:
         loaded = eqx.tree_deserialise_leaves(stream, _keys_as_data(like))
     except Exception as error:  # equinox raises several types for a mismatched tree
         raise DiffsimError(
-            f"{path} does not match the expected model structure (has the env or the controller "
-            f"changed since it was saved: a field added or removed, another dtype?): "
-            f"{first_line(error)}"
+            f"{path} does not match the tree it is loaded into (has the env, the controller or "
+            f"the training setup changed since it was saved: a field added or removed, "
+            f"another dtype, another optimiser or trainable part?): {first_line(error)}"
         ) from None
     return jax.tree_util.tree_map(
         lambda template, x: (

@@ -150,10 +150,14 @@ def _act(env, controller, memory, t, y, estimator=None, key=None):
         )
     if isinstance(controller, AbstractStatefulController):
         x = y if controller.full_state else observation
-        output, memory = controller.step(memory, t, x)
+        output, memory = _stateful_step(controller, memory, t, x)
     else:
         what = f"the controller, given {type(env).__name__}'s observation of shape "
-        hint = " (a controller built for another env? diffsim.MLPPolicy.for_env(env, ...))"
+        hint = (
+            " (a controller built for another env? diffsim.MLPPolicy.for_env(env, ...); or "
+            "controllers of several seeds, trained vmapped? one of them is "
+            "jax.tree.map(lambda x: x[i], controllers))"
+        )
         with user_code(f"{what}{jnp.shape(observation)},", hint):
             output = controller(t, observation)
     expected = (env.action_space.controller_size,)
@@ -164,6 +168,33 @@ def _act(env, controller, memory, t, y, estimator=None, key=None):
             f"shape {expected} ({describe_outputs(env.action_space)})"
         )
     return env.action_space.to_control(output, estimator, key=key), memory
+
+
+def _stateful_step(controller: AbstractStatefulController, memory, t, x):
+    """``controller.step(memory, t, x)``, once it returns ``(output, next_state)`` with a
+    next state of the structure, shapes and dtypes of ``memory`` (the scan carries it)."""
+    name = type(controller).__name__
+    with user_code(f"{name}.step, given its state and an input of shape {jnp.shape(x)},", ""):
+        result = controller.step(memory, t, x)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise DiffsimError(
+            f"{name}.step must return (output, next_state), got {_kinds(result)}"
+        )
+    before, after = _kinds(memory), _kinds(result[1])
+    if before != after:
+        raise DiffsimError(
+            f"{name}.step returned a next state of another form than the state it was given "
+            f"(init()'s): {after} for {before}; the state keeps its structure, shapes and "
+            "dtypes from step to step"
+        )
+    return result
+
+
+def _kinds(tree: Any) -> str:
+    """``tree`` shown by its structure and its leaves' shapes and dtypes."""
+    return str(
+        jax.tree.map(lambda x: f"{jnp.result_type(x).name}{list(jnp.shape(x))}", tree)
+    )
 
 
 class ClosedLoop(eqx.Module):
@@ -443,6 +474,10 @@ def rollout(
     Returns:
         A :class:`Trajectory` with ``num_steps + 1`` states. The terminal cost is charged
         once, at the step where the episode terminates or reaches ``env.episode_steps``.
+        Steps from ``env.episode_steps`` on, where ``start_step + num_steps`` reaches
+        beyond it, are simulated and marked alive like any other (a planner such as
+        :class:`diffsim.controllers.MPC` looks beyond the episode's end);
+        :class:`diffsim.Trainer` marks them not alive.
 
     Raises:
         DiffsimError: for a state of the wrong shape, a controller output of the wrong

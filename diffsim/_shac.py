@@ -26,7 +26,7 @@ from ._errors import DiffsimError
 from ._rollout import Controller, Trajectory
 from ._sharding import Devices
 from ._spaces import AbstractEstimator
-from ._state import TrainState, init_state, optimiser_step, where_mask
+from ._state import TrainState, init_state, optimiser_step, stop_gradient, where_mask
 from ._train import Trainer
 
 
@@ -369,7 +369,7 @@ class SHAC(eqx.Module):
         actor, metrics = optimiser_step(actor_loss, self.trainer.optimiser, state.actor)
         episodes, trajectories = actor.carry
         actor = dataclasses.replace(actor, carry=episodes)
-        env = jax.lax.stop_gradient(self.trainer.env(actor))
+        env = stop_gradient(self.trainer.env(actor))
         targets, weights = self._targets(env, trajectories, target)
         observations = jax.vmap(jax.vmap(env.observe))(trajectories.states[:, :-1])
 

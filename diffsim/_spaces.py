@@ -80,6 +80,11 @@ class Box(AbstractActionSpace):
         high = validate.numbers("Box's high", high, "numbers (the highest controls)")
         self.low = jnp.atleast_1d(jnp.asarray(low, dtype=float))
         self.high = jnp.atleast_1d(jnp.asarray(high, dtype=float))
+        for name, bound in (("low", low), ("high", high)):
+            if isinstance(bound, np.ndarray) and np.any(np.isnan(bound)):
+                raise DiffsimError(
+                    f"Box's {name} must be numbers or infinities, not NaN, got {bound}"
+                )
         if isinstance(low, np.ndarray) and isinstance(high, np.ndarray) and np.any(low > high):
             raise DiffsimError(f"Box's low must not exceed its high, got low {low} and high {high}")
         if self.low.shape != self.high.shape or self.low.ndim != 1:

@@ -91,6 +91,12 @@ def init_state(
     )
 
 
+def stop_gradient(tree: PyTree) -> PyTree:
+    """``jax.lax.stop_gradient`` of ``tree``'s array-like leaves; the functions and other
+    objects in it (the norm of a diffrax step-size controller, say) pass as they are."""
+    return jax.tree.map(lambda x: jax.lax.stop_gradient(x) if eqx.is_array_like(x) else x, tree)
+
+
 def where_mask(model: PyTree, where: Callable[[PyTree], PyTree] | None) -> PyTree:
     """A boolean mask shaped like ``model``: ``True`` under the nodes ``where(model)``
     selects (as for ``eqx.tree_at``), everywhere when ``where`` is ``None``."""

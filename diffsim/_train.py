@@ -17,7 +17,13 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from . import _validate as validate
-from ._checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from ._checkpoint import (
+    check_destination,
+    check_metadata,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import evaluate, start_states
@@ -25,7 +31,7 @@ from ._rollout import Controller, Trajectory, check_model, rollout
 from ._runner import History, check_evaluation, run
 from ._sharding import Devices, as_mesh, check_divisible, replicate, shard_batch
 from ._spaces import AbstractEstimator
-from ._state import TrainState, init_state, optimiser_step, where_mask
+from ._state import TrainState, init_state, optimiser_step, stop_gradient, where_mask
 from ._stateful import AbstractStatefulController
 
 Objective = Callable[[AbstractEnv, Trajectory], Float[Array, ""]]
@@ -96,7 +102,11 @@ class Trainer(eqx.Module):
     Args:
         optimiser: any optax transformation (clipping and schedules come from optax).
         batch_size: episodes simulated in parallel.
-        window: control steps per differentiated window (default: a whole episode).
+        window: control steps per differentiated window (default: a whole episode). A
+            window that does not divide the training episode runs past the env's
+            ``episode_steps`` in an episode's last window: those steps are simulated but
+            marked not alive (the default objective leaves them out), and the episode
+            starts afresh after the window.
         horizon: control steps after which a training episode is cut (at the end of the
             window that reaches them) and a fresh one starts (default: the env's
             ``episode_steps``; at most that). A cut is not a
@@ -249,6 +259,12 @@ class Trainer(eqx.Module):
         """Control steps of a training episode of ``env`` (``horizon``, or the env's)."""
         return env.episode_steps if self.horizon is None else self.horizon
 
+    def _runs_past_episode_end(self, env: AbstractEnv) -> bool:
+        """Whether a carried window can start before the env's episode ends and end after
+        it (a window that does not divide the training episode)."""
+        window, horizon = self.window_for(env), self.horizon_for(env)
+        return self.carry_state and -(-horizon // window) * window > env.episode_steps
+
     def _fresh(self, env: AbstractEnv, key: PRNGKeyArray) -> Episodes:
         keys = shard_batch(jr.split(key, self.batch_size), self.mesh)
         states = start_states(env, keys)
@@ -286,7 +302,11 @@ class Trainer(eqx.Module):
         episodes = shard_batch(episodes, self.mesh)
         keys = shard_batch(jr.split(window_key, self.batch_size), self.mesh)
         trajectories = jax.vmap(one)(episodes.states, episodes.steps, keys)
-        fresh = self._fresh(jax.lax.stop_gradient(env), reset_key)
+        if self._runs_past_episode_end(env):
+            past_end = episodes.steps[:, None] + jnp.arange(window)[None] >= env.episode_steps
+            alive = trajectories.alive & ~past_end
+            trajectories = eqx.tree_at(lambda t: t.alive, trajectories, alive)
+        fresh = self._fresh(stop_gradient(env), reset_key)
         if self.carry_state:
             steps = episodes.steps + window
             finished = trajectories.terminated | (steps >= self.horizon_for(env))
@@ -340,13 +360,16 @@ def train(
             followed by the whole training state, from which ``resume`` continues.
         checkpoint_every: updates between checkpoints (0: only at evaluations and the end).
         resume: a checkpoint of an interrupted run with the same settings; the result is
-            the same, to the bit on CPU, as the uninterrupted run's.
+            the same, to the bit on CPU, as the uninterrupted run's. Other ``iterations``,
+            Trainer settings (the objective, ``trainable`` and the estimator by name) or
+            evaluation settings are refused; the optimiser is not compared, beyond the
+            structure of its state.
         metadata: extra JSON-serialisable entries for the checkpoint's header.
         progress: show a progress bar.
         callback: ``callback(iteration, metrics)`` for every update, after the compiled
             call that contains it (metrics: ``loss``, and ``eval_return`` after an
             evaluation).
-        **trainer_options: ``batch_size``, ``window``, ``carry_state``, ``trainable``,
+        **trainer_options: ``batch_size``, ``window``, ``horizon``, ``carry_state``, ``trainable``,
             ``objective``, ``estimator``, ``devices``: the :class:`Trainer`'s settings
             (evaluations run on the same ``devices``).
 
@@ -377,6 +400,11 @@ def train(
     validate.positive_int("eval_episodes", eval_episodes)
     validate.nonnegative_int("eval_every", eval_every)
     validate.nonnegative_int("checkpoint_every", checkpoint_every)
+    validate.seed("eval_seed", eval_seed)
+    if checkpoint is None:
+        check_metadata(metadata)
+    else:
+        check_destination(checkpoint, metadata)
     trainer = Trainer(optimiser, **trainer_options)
     state = trainer.init(env, controller, key)
     history, best = History(), {}
@@ -384,7 +412,11 @@ def train(
         "iterations": iterations,
         "batch_size": trainer.batch_size,
         "window": trainer.window,
+        "horizon": trainer.horizon,
         "carry_state": trainer.carry_state,
+        "trainable": _name(trainer.trainable),
+        "objective": _name(trainer.objective),
+        "estimator": None if trainer.estimator is None else _name(type(trainer.estimator)),
         "eval_every": eval_every,
         "eval_episodes": eval_episodes,
         "eval_seed": eval_seed,
@@ -461,6 +493,14 @@ def _resumed(path, template: TrainState, settings: dict):
     return state, history, best
 
 
+def _name(setting: object) -> object:
+    """A setting as a checkpoint records it: a string as it is, a function or class by its
+    qualified name (stable from one process to the next, unlike its ``repr``)."""
+    if isinstance(setting, str):
+        return setting
+    return getattr(setting, "__qualname__", type(setting).__name__)
+
+
 def check_same_settings(
     path, saved: dict, now: dict, describe: Callable[[str, object], str] | None = None
 ) -> None:
@@ -468,7 +508,8 @@ def check_same_settings(
     ``saved`` ones a checkpoint was written with, each shown as ``describe(name, value)``
     (default ``name value``; the command line shows its options as they were given)."""
     describe = describe or (lambda name, value: f"{name} {value!r}")
-    changed = [name for name in now if saved.get(name) != now[name]]
+    # a setting recorded only since a later version is not compared with older checkpoints
+    changed = [name for name in now if name in saved and saved[name] != now[name]]
     if changed:
         was = ", ".join(describe(name, saved.get(name)) for name in changed)
         asked = ", ".join(describe(name, now[name]) for name in changed)

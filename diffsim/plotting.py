@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
 
+from . import _validate as validate
 from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._identify import Identification
@@ -21,32 +22,48 @@ from ._train import History
 
 
 def plot_learning_curve(history: History, ax=None, *, label: str | None = None):
-    """Evaluation return (and training loss, on a second axis) against env steps.
+    """Evaluation return (and training loss, on a second axis) against training env steps;
+    a history without env steps (:func:`diffsim.fit`'s) against updates, its loss alone if
+    it holds no evaluation.
 
     Args:
-        history: the :class:`diffsim.History` of a training run.
+        history: the :class:`diffsim.History` of a training run or a fit.
         ax: a matplotlib axis (default: a new figure).
         label: the legend label of the evaluation curve.
 
     Returns:
         The axis.
+
+    Raises:
+        DiffsimError: for another object than a ``History``, or one with no update yet.
     """
+    validate.instance("history", history, History, "a diffsim.History (of train or fit)")
+    if not history.loss and not history.eval_return:
+        raise DiffsimError("history holds no update and no evaluation yet: nothing to plot")
+    by_env_steps = bool(history.env_steps)
+    updates = history.env_steps if by_env_steps else history.iteration
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    ax.plot(history.eval_env_steps, history.eval_return, "o-", label=label or "evaluation")
-    ax.set_xlabel("training env steps")
-    ax.set_ylabel("mean evaluation return")
+    ax.set_xlabel("training env steps" if by_env_steps else "updates")
     ax.grid(alpha=0.3)
+    loss_ax = ax
+    if history.eval_return:
+        evaluated = history.eval_env_steps if by_env_steps else history.eval_iteration
+        ax.plot(evaluated, history.eval_return, "o-", label=label or "evaluation")
+        ax.set_ylabel("mean evaluation return")
+        loss_ax = ax.twinx() if history.loss else None
     if history.loss:
         # windows of carried episodes cycle through episode phases: average over ~20 updates
         width = min(20, len(history.loss))
         smoothed = np.convolve(history.loss, np.ones(width) / width, mode="valid")
-        loss_ax = ax.twinx()
-        loss_ax.plot(history.env_steps[width - 1 :], smoothed, color="0.6", lw=1.0)
+        loss_ax.plot(updates[width - 1 :], smoothed, color="0.6", lw=1.0)
         loss_ax.set_ylabel(f"training loss ({width}-update mean)", color="0.5")
+    done = (
+        f"{history.total_env_steps:,} env steps" if by_env_steps
+        else f"{len(history.iteration):,} updates"
+    )
     ax.set_title(
-        f"{history.total_env_steps:,} env steps, {history.train_seconds:.1f} s "
-        f"({history.compile_seconds:.1f} s compile)",
+        f"{done}, {history.train_seconds:.1f} s ({history.compile_seconds:.1f} s compile)",
         fontsize=9,
     )
     return ax
@@ -69,14 +86,9 @@ def plot_trajectory(env: AbstractEnv, trajectory: Trajectory, *, axes=None):
         DiffsimError: for a batch of trajectories, or ``env.variables`` of the wrong
             lengths.
     """
-    states = np.asarray(trajectory.states, np.float64)
+    states = _one_episode("plot_trajectory", env, trajectory)
     controls = np.asarray(trajectory.controls, np.float64)
     times = np.asarray(trajectory.times)
-    if states.ndim != 2:
-        raise DiffsimError(
-            f"plot_trajectory takes one trajectory, got a batch of shape {states.shape[:-2]}: "
-            "index it first, jax.tree.map(lambda x: x[i], trajectory)"
-        )
     variables = env.variables
     for what, quantities, size in (
         ("states", variables.states, states.shape[1]),
@@ -168,6 +180,25 @@ def plot_identification(
     return axes
 
 
+def _one_episode(caller: str, env: AbstractEnv, trajectory: Trajectory) -> np.ndarray:
+    """The states of ``trajectory``, shape ``(T + 1, n)``, once it is one episode of an env
+    with ``env``'s state size."""
+    validate.instance("env", env, AbstractEnv, "a diffsim.AbstractEnv")
+    validate.instance("trajectory", trajectory, Trajectory, "a diffsim.Trajectory (rollout's)")
+    states = np.asarray(trajectory.states, np.float64)
+    if states.ndim != 2:
+        raise DiffsimError(
+            f"{caller} takes one trajectory, got a batch of shape {states.shape[:-2]}: "
+            "index it first, jax.tree.map(lambda x: x[i], trajectory)"
+        )
+    if states.shape[1] != env.state_size:
+        raise DiffsimError(
+            f"{caller}: the trajectory's states have {states.shape[1]} components, "
+            f"{type(env).__name__}'s {env.state_size}: a trajectory of another env?"
+        )
+    return states
+
+
 def _shown(values: np.ndarray, angle: bool) -> np.ndarray:
     """``values`` as plotted: an angle wrapped into ``[-pi, pi)``, NaN where it wraps."""
     if not angle:
@@ -199,7 +230,16 @@ def animate(
 
     Returns:
         A ``matplotlib.animation.FuncAnimation``.
+
+    Raises:
+        DiffsimError: for a batch of trajectories, one of another env, or a non-positive
+            ``every`` or ``interval_ms``.
+        NotImplementedError: for an env that defines no ``draw``.
     """
+    _one_episode("animate", env, trajectory)
+    validate.positive_int("every", every)
+    if interval_ms is not None:
+        validate.positive_float("interval_ms", interval_ms)
     states = jnp.asarray(trajectory.states)[::every]  # draw takes JAX arrays, as annotated
     frames = [[np.asarray(p) for p in jax.device_get(env.draw(y))] for y in states]
     points = np.concatenate([p for frame in frames for p in frame])

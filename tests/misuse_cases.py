@@ -1,13 +1,16 @@
 """The misuses of the public API that ``test_misuse.py`` runs, as a user would meet them:
 in a process of their own, without the test suite's runtime type checking."""
 
+import tempfile
+
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import optax
 
 import diffsim
-from diffsim import MLPPolicy, rl
+from diffsim import MLPPolicy, plotting, rl
 from diffsim.controllers import LQR, MPC, Mirrored, Residual, Squashed, ValueIteration
 from diffsim.envs import Acrobot, CartPole, Epidemic, Pendulum, PlanarQuadrotor
 
@@ -21,10 +24,43 @@ def _train(**options):
     return diffsim.train(ENV, POLICY, optax.adam(1e-3), **options)
 
 
+def _episodes(batch=None):
+    """Pendulum episodes of 5 steps: one, or a batch."""
+    one = lambda y: diffsim.rollout(ENV, POLICY, y, num_steps=5)  # noqa: E731
+    return one(Y) if batch is None else jax.vmap(one)(jnp.zeros((batch, 2)))
+
+
+class _OutputOnly(diffsim.AbstractStatefulController):
+    def init(self):
+        return jnp.zeros(())
+
+    def step(self, state, t, x):
+        return x[:1]
+
+
+class _Growing(diffsim.AbstractStatefulController):
+    def init(self):
+        return jnp.zeros(1)
+
+    def step(self, state, t, x):
+        return x[:1], jnp.concatenate([state, x[:1]])
+
+
+def _trained(iteration, metrics):
+    raise RuntimeError("train refused its argument only after training")
+
+
+def _train_first(**options):
+    """train, failing otherwise if it trains before it refuses an argument."""
+    return _train(callback=_trained, **options)
+
+
 MISUSES = [
     # (what, call, words the message must contain)
     ("Box of text", lambda: diffsim.Box("a", 1.0), "Box's low must be numbers"),
     ("Box upside down", lambda: diffsim.Box(2.0, 1.0), "low must not exceed its high"),
+    ("Box of NaN", lambda: diffsim.Box(float("nan"), 1.0), "Box's low must be numbers or "
+     "infinities, not NaN, got nan"),
     ("Discrete of text", lambda: diffsim.Discrete("ab"), "Discrete's values must be numbers"),
     ("Gumbel at zero temperature", lambda: diffsim.GumbelSoftmax(0.0), "temperature must be"),
     ("ODEStep solver by name", lambda: diffsim.ODEStep(solver="tsit5"), "diffrax.Tsit5()"),
@@ -159,7 +195,19 @@ MISUSES = [
     ("train negative schedule", lambda: _train(eval_every=-1), "eval_every must be"),
     ("train misspelt option", lambda: _train(batchsize=4), "unknown options ['batchsize']"),
     ("train callback by name", lambda: _train(callback="x"), "callback must be a function"),
-    ("train checkpoint nowhere", lambda: _train(checkpoint="/proc/x/y.eqx"), "cannot write"),
+    ("train checkpoint nowhere", lambda: _train_first(checkpoint="/proc/x/y.eqx"),
+     "the checkpoint's folder /proc/x is not a writable folder"),
+    ("train checkpoint a folder", lambda: _train_first(checkpoint=tempfile.gettempdir()),
+     "is a folder (name a file)"),
+    ("train negative evaluation seed", lambda: _train_first(eval_seed=-1),
+     "eval_seed must be a whole number from 0"),
+    ("train metadata a list", lambda: _train_first(metadata=[1, 2]),
+     "metadata must be a dict of JSON values, got list"),
+    ("train metadata not JSON", lambda: _train_first(
+     checkpoint=f"{tempfile.gettempdir()}/diffsim-misuse.eqx", metadata={"a": object()}),
+     "checkpoint metadata must be JSON-serialisable"),
+    ("save_checkpoint into a folder", lambda: diffsim.save_checkpoint(tempfile.gettempdir(),
+     POLICY), "is a folder (name a file)"),
     ("train resume missing", lambda: _train(resume="/no/such.eqx"), "no checkpoint file"),
     ("Pendulum one half-width", lambda: Pendulum(start=(1.0,)), "start must be two non-negative"),
     ("Pendulum negative mass", lambda: Pendulum(m=-1.0), "m must be positive and finite"),
@@ -224,6 +272,21 @@ MISUSES = [
      "a Discrete action is one integer index from 0 to 1, got shape () and dtype float"),
     ("RL reset with a seed", lambda: rl.reset(ENV, 0),
      "key must be a JAX PRNG key (jax.random.key(seed)), got 0"),
+    ("learning curve of a dict", lambda: plotting.plot_learning_curve({"loss": [1, 2]}),
+     "history must be a diffsim.History"),
+    ("learning curve of nothing", lambda: plotting.plot_learning_curve(diffsim.History()),
+     "history holds no update and no evaluation yet"),
+    ("animate a batch", lambda: plotting.animate(ENV, _episodes(2)),
+     "animate takes one trajectory, got a batch of shape (2,)"),
+    ("animate every 0th state", lambda: plotting.animate(ENV, _episodes(), every=0),
+     "every must be a positive integer, got 0"),
+    ("animate backwards in time", lambda: plotting.animate(ENV, _episodes(), interval_ms=-5),
+     "interval_ms must be a positive, finite number, got -5"),
+    ("stateful step without its state", lambda: diffsim.rollout(ENV, _OutputOnly(), Y),
+     "_OutputOnly.step must return (output, next_state), got float32[1]"),
+    ("stateful state that grows", lambda: diffsim.evaluate(ENV, _Growing(), episodes=2),
+     "_Growing.step returned a next state of another form than the state it was given "
+     "(init()'s): float32[2] for float32[1]"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 
 import equinox as eqx
@@ -173,6 +174,25 @@ def test_train_equals_a_hand_loop_of_trainer_steps():
     _leaves_allclose(TRAINER.controller(scanned), controller)
 
 
+def test_an_adaptive_ode_solve_trains_with_the_gradient_of_its_rollouts():
+    """ODESolve's default step-size controller holds a function (diffrax's norm): the
+    step's loss and gradient are those of the same rollouts differentiated directly."""
+    env = Pendulum(transition=diffsim.ODESolve())
+    trainer = diffsim.Trainer(optax.sgd(1.0), batch_size=2, window=5)
+    state = trainer.init(env, _policy(), jr.key(3))
+    starts = state.carry.states
+
+    def loss(controller):
+        windows = jax.vmap(lambda y: diffsim.rollout(env, controller, y, num_steps=5))(starts)
+        return jnp.mean(jax.vmap(diffsim.mean_step_cost, in_axes=(None, 0))(env, windows))
+
+    value, grad = eqx.filter_value_and_grad(loss)(_policy())
+    after, metrics = eqx.filter_jit(trainer.step)(state)
+    np.testing.assert_allclose(metrics["loss"], value, rtol=1e-5)
+    expected = jax.tree.map(lambda p, g: p - g, eqx.filter(_policy(), eqx.is_array), grad)
+    _leaves_allclose(trainer.controller(after), expected)
+
+
 def test_carried_windows_continue_episodes_and_reset_them_at_the_horizon():
     trainer = diffsim.Trainer(optax.sgd(0.0), batch_size=3, window=80)
     state = trainer.init(Pendulum(), _policy(), jr.key(0))
@@ -183,6 +203,26 @@ def test_carried_windows_continue_episodes_and_reset_them_at_the_horizon():
         steps.append(np.asarray(state.carry.steps).tolist())
     # 200-step episodes: 80, 160, then 240 >= 200 resets to 0, then 80
     assert steps == [[80] * 3, [160] * 3, [0] * 3, [80] * 3]
+
+
+def test_a_window_past_the_episode_end_counts_only_the_episode():
+    """Windows of 15 steps carried over 40-step episodes: the third runs from step 30 to
+    45, and its last 5 steps are beyond the episode: not alive, not in the loss."""
+    env = Pendulum(episode_steps=40)
+    trainer = diffsim.Trainer(optax.sgd(0.0), batch_size=2, window=15)
+    state = trainer.init(env, _policy(), jr.key(0))
+    step = jax.jit(trainer.step)
+    for _ in range(2):
+        state, _ = step(state)
+    assert np.asarray(state.carry.steps).tolist() == [30, 30]
+    windows, after = trainer.windows(env, _policy(), state.carry, jr.key(1))
+    assert np.asarray(windows.alive).sum(axis=1).tolist() == [10, 10]
+    assert not np.asarray(windows.alive[:, 10:]).any()
+    assert np.asarray(after.steps).tolist() == [0, 0]
+    inside = jax.vmap(
+        lambda y: diffsim.rollout(env, _policy(), y, start_step=30, num_steps=10)
+    )(state.carry.states)
+    np.testing.assert_allclose(windows.total_cost, inside.total_cost, rtol=1e-6)
 
 
 def test_system_identification_recovers_gravity():
@@ -370,6 +410,21 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
             resume=path,
             **(settings | {"keep_best": False}),
         )
+    others = [
+        ({"horizon": 100}, "horizon None, not horizon 100"),
+        ({"objective": lambda env, t: -t.episode_return}, "objective 'mean_step_cost', not"),
+        ({"trainable": "both"}, "trainable 'controller', not trainable 'both'"),
+    ]
+    for changed, refused in others:
+        with pytest.raises(diffsim.DiffsimError, match=re.escape(refused)):
+            diffsim.train(
+                Pendulum(),
+                _policy(),
+                optax.adam(1e-2),
+                key=jr.key(0),
+                resume=path,
+                **(settings | changed),
+            )
 
 
 def test_exploding_gradients_and_a_collapsing_evaluation_are_reported():
