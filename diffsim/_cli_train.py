@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import shlex
+import socket
 import sys
+import time
+import zlib
 from pathlib import Path
 
 from . import _validate as validate
@@ -22,6 +26,9 @@ from ._train import check_same_settings
 
 CHECKPOINT_EVERY = 10
 """``--checkpoint-every``'s default (updates)."""
+JOIN_TIMEOUT = 300
+"""``--join-timeout``'s default: seconds a process of a run of several processes waits for
+the others to join (JAX's own default)."""
 ENV_HELP = (
     "an installed env's name (see `diffsim list`), or path/to/file.py:Name, or package.module:Name"
 )
@@ -44,7 +51,12 @@ def add_commands(subparsers) -> None:
         help="output folder (default runs/ENV, or runs/NAME for path/to/file.py:NAME and "
         "package.module:NAME)",
     )
-    train.add_argument("--episodes", type=int, default=None, help="final evaluation episodes")
+    train.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="final evaluation episodes (default: the recipe's, 1000)",
+    )
     train.add_argument(
         "--quick", action="store_true", help="the recipe's short run (for tests and demos)"
     )
@@ -100,6 +112,13 @@ def add_commands(subparsers) -> None:
     )
     train.add_argument("--num-processes", type=int, default=None, help="processes in the run")
     train.add_argument("--process-id", type=int, default=None, help="this process, 0 to N-1")
+    train.add_argument(
+        "--join-timeout",
+        type=int,
+        default=JOIN_TIMEOUT,
+        metavar="S",
+        help=f"seconds to wait for every process of the run to join (default {JOIN_TIMEOUT})",
+    )
     train.add_argument("--json", action="store_true", help="print one JSON object")
     train.set_defaults(run=_train, validate=_validate_train)
 
@@ -122,7 +141,9 @@ def add_commands(subparsers) -> None:
         default=1000,
         help="episodes, from fixed start states (default 1000)",
     )
-    evaluate_parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    evaluate_parser.add_argument(
+        "--seed", type=int, default=0, help="evaluation seed (default 0)"
+    )
     evaluate_parser.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate_parser.set_defaults(run=_evaluate, validate=_validate_evaluate)
 
@@ -132,12 +153,17 @@ def _output_folder(args) -> Path:
     return Path("runs") / env_name(args.env) if args.out is None else args.out
 
 
-def _join_processes(args) -> None:
-    """``--distributed`` or ``--coordinator/--num-processes/--process-id``: join the run
-    of several processes (``jax.distributed.initialize``) before JAX touches a device."""
+def _joins_processes(args) -> bool:
+    """Whether the command joins a run of several processes, once its flags are checked
+    (without JAX: before anything waits)."""
     explicit = (args.coordinator, args.num_processes, args.process_id)
     if all(value is None for value in explicit) and not args.distributed:
-        return
+        return False
+    if args.distributed and any(value is not None for value in explicit):
+        raise DiffsimError(
+            "--distributed finds the run in the cluster's environment, --coordinator, "
+            "--num-processes and --process-id name it: give one or the other"
+        )
     if any(value is not None for value in explicit):
         if any(value is None for value in explicit):
             raise DiffsimError(
@@ -150,25 +176,112 @@ def _join_processes(args) -> None:
                 f"--process-id must be from 0 to {args.num_processes - 1}, got {args.process_id}"
             )
         host, _, port = args.coordinator.rpartition(":")
-        if not host or not port.isdigit():
-            raise DiffsimError(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise DiffsimError(
+                f"--coordinator must be HOST:PORT, a port from 1 to 65535, got {args.coordinator!r}"
+            )
+    validate.positive_int("--join-timeout", args.join_timeout)
+    if args.devices is None:
+        raise DiffsimError(
+            "a run of several processes splits its batch over them: add --devices all "
+            "(without it every process would train the whole batch alone)"
+        )
+    return True
+
+
+def _join_processes(args) -> None:
+    """Join the run of several processes (``jax.distributed.initialize``) before JAX
+    touches a device, saying so first: the others are waited for up to
+    ``--join-timeout`` s. A process other than the first waits for the coordinator
+    itself, so that one never started is a :class:`DiffsimError`, not JAX's abort."""
     import jax
 
+    if args.distributed:
+        where = "the run the cluster's environment describes"
+    else:
+        where = f"process {args.process_id} of {args.num_processes} at {args.coordinator}"
+    print(
+        f"diffsim train: joining {where}, waiting up to {args.join_timeout} s for every "
+        "process",
+        file=sys.stderr,
+        flush=True,
+    )
+    if args.coordinator is not None and args.process_id != 0:
+        _wait_for_coordinator(args.coordinator, args.join_timeout)
     try:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        jax.distributed.initialize(
+            args.coordinator, args.num_processes, args.process_id,
+            initialization_timeout=args.join_timeout,
+        )
     except (RuntimeError, ValueError) as error:
         raise DiffsimError(f"cannot join the distributed run: {first_line(error)}") from None
+    _keep_stdout_for_results()
+
+
+def _wait_for_coordinator(address: str, timeout: int) -> None:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise DiffsimError(
+                    f"no coordinator answered at {address} in {timeout} s: start process 0 "
+                    "there (its --coordinator is its own address)"
+                ) from None
+            time.sleep(1)
+
+
+def _keep_stdout_for_results() -> None:
+    """Send what the collectives' libraries print on standard output (Gloo's peer counts)
+    to standard error, keeping standard output for the command's result (``--json``: one
+    JSON object)."""
+    sys.stdout.flush()
+    results = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = open(results, "w", buffering=1, encoding=sys.stdout.encoding)  # noqa: SIM115
+
+
+def _agree_across_processes(args) -> None:
+    """A :class:`DiffsimError`, on every process, unless all the processes of the run were
+    started with the same options (each would otherwise run another program: a mix of
+    seeds, mismatched collectives)."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    if jax.process_count() == 1:
+        return
+    options = _options(args) | {
+        "out": str(_output_folder(args)),
+        "devices": args.devices,
+        "episodes": args.episodes,
+        "checkpoint-every": args.checkpoint_every,
+        "resume": args.resume,
+    }
+    codes = [zlib.crc32(json.dumps(value).encode()) & 0x7FFFFFFF for value in options.values()]
+    every = np.asarray(multihost_utils.process_allgather(np.asarray(codes, np.int32)))
+    differ = [name for i, name in enumerate(options) if len(set(every[:, i].tolist())) > 1]
+    if differ:
+        mine = ", ".join(_as_given(name, options[name]) for name in differ)
+        raise DiffsimError(
+            f"the processes of this run were started with different {', '.join(differ)} "
+            f"(process {jax.process_index()}: {mine}): start the same command on every process"
+        )
 
 
 def _validate_train(args) -> None:
-    _join_processes(args)
+    joins = _joins_processes(args)
     validate.seed("--seed", args.seed)
     for name in ("episodes", "iterations", "batch_size", "window"):
         validate.optional_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     if args.lr is not None:
         validate.positive_float("--lr", args.lr)
-    args.recipe = _with_overrides(load_recipe(args.env), args)
     validate.nonnegative_int("--checkpoint-every", args.checkpoint_every)
+    if args.devices is not None and not (args.devices == "all" or args.devices.isdigit()):
+        raise DiffsimError(f"--devices must be 'all' or a count, got {args.devices!r}")
     out = _output_folder(args)
     validate.writable_folder("--out", out)
     checkpoint = out / "controller.eqx"
@@ -180,6 +293,10 @@ def _validate_train(args) -> None:
             saved["env"] = args.env  # the same file, named by another path
         check_same_settings(checkpoint, saved, _options(args), describe=_as_given)
         args.resumed_from = metadata.get("iteration")
+    if joins:  # what follows builds the env: JAX's devices, which must join first
+        _join_processes(args)
+    args.recipe = _with_overrides(load_recipe(args.env), args)
+    _agree_across_processes(args)
 
 
 def _options(args) -> dict:
@@ -214,6 +331,8 @@ def _resume_command(args) -> str:
     for name in ("devices", "episodes", "plots", "json", "distributed", "coordinator",
                  "num_processes", "process_id"):  # fmt: skip
         options[name.replace("_", "-")] = getattr(args, name)
+    if args.join_timeout != JOIN_TIMEOUT:
+        options["join-timeout"] = args.join_timeout
     for name, value in options.items():
         words += _flag(name, value)
     return shlex.join([*words, "--resume"])

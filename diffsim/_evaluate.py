@@ -140,8 +140,10 @@ def evaluate(
         seed: the seed of the start states (:func:`initial_states`).
         devices: ``jax.devices()``, a list of devices or a ``jax.sharding.Mesh`` to split
             the episodes over; a count that does not divide evenly is padded with repeats
-            of the first start state, whose returns are dropped. The returns are the same
-            as on one device. ``None``: the default device.
+            of the first start state, whose returns are dropped. The returns are those of
+            one device up to float rounding, which a chaotic closed loop can amplify (a
+            program for another number of episodes per device rounds differently): compare
+            evaluations on the same devices. ``None``: the default device.
 
     Returns:
         An :class:`Evaluation`, returns and lengths of shape ``(episodes,)`` (or

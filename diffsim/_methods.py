@@ -28,7 +28,7 @@ from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import initial_states
 from ._recipe import Recipe
-from ._registry import load_recipe, named_entry_points, same_env
+from ._registry import _file_of, load_recipe, named_entry_points, same_env
 from ._rollout import Controller, check_model, rollout
 from ._stateful import AbstractStatefulController
 from ._timing import Stopwatch
@@ -296,14 +296,19 @@ def resolve(names: Sequence[str] | None, recipe: Recipe, env: AbstractEnv) -> li
                 "(comma-separated, e.g. --methods dp,ppo)"
             )
         method = known[name]
+        runnable = lambda: ", ".join(  # noqa: E731
+            n for n, m in sorted(known.items()) if _runs_on(m, recipe, env)
+        )
         if not method.fits(env):
-            fitting = [n for n, m in sorted(known.items()) if _runs_on(m, recipe, env)]
             raise DiffsimError(
                 f"method {name!r} needs {method.needs}, which {recipe.name} "
                 f"({type(env).__name__}, {type(env.action_space).__name__} actions) does not "
-                f"offer: choose from {', '.join(fitting)}"
+                f"offer: choose from {runnable()}"
             )
-        method.check(recipe, env)
+        try:
+            method.check(recipe, env)
+        except DiffsimError as error:
+            raise DiffsimError(f"{error}; choose from {runnable()}") from None
         if method not in chosen:
             chosen.append(method)
     return chosen
@@ -336,7 +341,13 @@ def load_trained(
     env_type = type(like).__name__
     if not same_env(metadata, env) or metadata.get("env_type", env_type) != env_type:
         trained_on = metadata.get("env") or metadata.get("env_type")
-        raise DiffsimError(f"{path} was trained on {trained_on!r}, not {env!r}")
+        where = ""
+        if trained_on == env and "env_file" in metadata:  # the same words, another file
+            where = (
+                f" (the file {metadata['env_file']}, not {_file_of(env)}: a copy or a moved "
+                "file is another env; name the file it was trained on)"
+            )
+        raise DiffsimError(f"{path} was trained on {trained_on!r}, not {env!r}{where}")
     return load_checkpoint(path, (like, controller_template(recipe, like, metadata)))
 
 

@@ -137,10 +137,12 @@ class Record(eqx.Module):
                     try:
                         values[i, j] = float(text)
                     except ValueError:
+                        values[i, j] = np.nan
+                    if not np.isfinite(values[i, j]):
                         raise DiffsimError(
-                            f"the record {os.fspath(path)!r}, row {first_row + i}, column "
-                            f"{name!r}: {text!r} is not a number"
-                        ) from None
+                            f"the record {os.fspath(path)!r}, line {first_row + i}, column "
+                            f"{name!r}: {text!r} is not a finite number"
+                        )
             return values
 
         return cls(
@@ -197,4 +199,4 @@ def _check_finite(name: str, values: ArrayLike) -> None:
     finite = np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)
     if not finite.all():
         row = int(np.argmin(finite))
-        raise DiffsimError(f"{name} row {row} contains NaN or inf: {values[row]}")
+        raise DiffsimError(f"{name}[{row}] contains NaN or inf: {values[row]}")

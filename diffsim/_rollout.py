@@ -343,6 +343,22 @@ def _check_state(
     return y
 
 
+def _check_precision(y: Array, **parts: Any) -> None:
+    """A :class:`DiffsimError` for a part (the env, the controller, a control) holding
+    floats wider than the state ``y``: a simulation computes in its state's dtype, and
+    float64 parameters would turn a float32 state float64 half-way through a step."""
+    bits = jnp.finfo(y.dtype).bits
+    for name, part in parts.items():
+        arrays = jax.tree.leaves(eqx.filter(part, eqx.is_inexact_array))
+        wider = sorted({x.dtype.name for x in arrays if jnp.finfo(x.dtype).bits > bits})
+        if wider:
+            raise DiffsimError(
+                f"the {name} holds {wider[0]} arrays and the state is {y.dtype.name}: a "
+                f"simulation computes in its state's dtype; give a {wider[0]} state, or build "
+                f"the {name} in {y.dtype.name} (before jax_enable_x64)"
+            )
+
+
 def _is_concrete(*arrays: Any) -> bool:
     """Whether we run eagerly (checks can raise at once) rather than under a trace."""
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(arrays))
@@ -375,6 +391,7 @@ def step(
     env = with_parameter_checks(env)
     y = _check_state(env, y, "state")
     u = _as_vector(env, u, env.action_space.control_size, "control")
+    _check_precision(y, env=env, control=u)
     if _is_concrete(u) and not np.all(np.isfinite(np.asarray(u))):
         raise DiffsimError(f"control contains NaN or inf: {u}")
     return _run(_advance, env, jnp.asarray(t, y.dtype), y, u)[:3]
@@ -405,7 +422,9 @@ def _advance(env, t, y, u, dynamics=None):
 
 
 def _expect(env: AbstractEnv, method: str, value: Any, shape: tuple, dtype) -> Array:
-    """``value`` as an array of ``shape``, or a :class:`DiffsimError` naming ``method``."""
+    """``value`` as an array of ``shape`` and ``dtype`` (numbers are converted: a rollout
+    computes in its state's dtype, whatever the env's parameters are), or a
+    :class:`DiffsimError` naming ``method``."""
     value = jnp.asarray(value)
     kind = "a boolean" if dtype == jnp.bool_ else "a floating-point"
     if value.shape != shape or (dtype == jnp.bool_) != (value.dtype == jnp.bool_):
@@ -414,7 +433,7 @@ def _expect(env: AbstractEnv, method: str, value: Any, shape: tuple, dtype) -> A
             f"{kind} array of shape {shape}"
             + (" (a scalar: index or sum, e.g. cost[0])" if shape == () else "")
         )
-    return value
+    return value if value.dtype == dtype else value.astype(dtype)
 
 
 def rollout(
@@ -522,6 +541,7 @@ def rollout(
         validate.positive_int("unroll", unroll)
     env = with_parameter_checks(env)
     y0 = _check_state(env, y0, "initial state")
+    _check_precision(y0, env=env, controller=controller)
     start = jnp.asarray(start_step, jnp.int32)
     options = (num_steps, mode, estimator, checkpoint_every, unroll)
     trajectory = _run(_simulate, env, controller, y0, start, key, *options)

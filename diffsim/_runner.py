@@ -355,6 +355,19 @@ def _record(history: History, metrics: dict, taken: np.ndarray, per_iteration: i
     return int(taken.sum())
 
 
+def left_range(model: Any) -> str | None:
+    """What to say of the trained env parameters in ``model`` that left their physical
+    range, ``None`` if none did."""
+    bad = non_physical_parameters(model)
+    if not bad:
+        return None
+    return (
+        f"trained env parameters left their physical range ({', '.join(bad)}; each must be "
+        "positive and finite); try a smaller learning rate or a parameterisation that keeps "
+        "them positive"
+    )
+
+
 def _divergence_message(metrics: dict, taken: int, state: TrainState) -> str:
     loss, grad_norm = metrics["loss"][taken], metrics["grad_norm"][taken]
     what = "loss" if not np.isfinite(loss) else "gradient"
@@ -362,13 +375,9 @@ def _divergence_message(metrics: dict, taken: int, state: TrainState) -> str:
         f"non-finite {what} at iteration {int(state.iteration) + 1} (loss {loss}, gradient "
         f"norm {grad_norm})"
     )
-    bad = non_physical_parameters(state.model)
-    if bad:
-        return (
-            f"{where}: trained env parameters left their physical range ({', '.join(bad)}; "
-            "each must be positive and finite); try a smaller learning rate or a "
-            "parameterisation that keeps them positive"
-        )
+    left = left_range(state.model)
+    if left:
+        return f"{where}: {left}"
     if int(state.iteration) == 0:
         return (
             f"{where}: the first update; check the env with diffsim.testing.check_env(env) "

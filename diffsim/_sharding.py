@@ -31,24 +31,44 @@ BATCH_AXIS = "batch"
 
 def as_mesh(devices: Devices) -> Mesh | None:
     """``devices`` as a mesh (one axis, ``"batch"``, for a list), ``None`` for ``None``."""
-    if devices is None or isinstance(devices, Mesh):
+    if devices is None:
+        return None
+    if isinstance(devices, Mesh):
+        check_every_process(devices)
         return devices
     if isinstance(devices, str):
         raise DiffsimError(
             f"devices must be jax devices, e.g. jax.devices() for all of them, got {devices!r} "
             "(a string names devices on the command line only: --devices all)"
         )
+    given = devices
     if isinstance(devices, jax.Device):
         devices = [devices]
+    if isinstance(devices, np.ndarray):
+        devices = devices.ravel().tolist()
     devices = list(devices) if isinstance(devices, Sequence) else None
     if not devices or not all(isinstance(device, jax.Device) for device in devices):
         raise DiffsimError(
             "devices must be a non-empty list of jax devices (e.g. jax.devices()), a "
-            f"jax.sharding.Mesh or None, got {devices!r}"
+            f"jax.sharding.Mesh or None, got {given!r:.80}"
         )
     if len(set(devices)) != len(devices):
         raise DiffsimError(f"devices lists a device twice: {devices}")
-    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+    mesh = Mesh(np.asarray(devices), (BATCH_AXIS,))
+    check_every_process(mesh)
+    return mesh
+
+
+def check_every_process(mesh: Mesh) -> None:
+    """A :class:`DiffsimError` unless ``mesh`` holds devices of every process of the run:
+    in a run of several processes, each simulates its share of the batch on its own."""
+    missing = sorted(set(range(jax.process_count())) - {d.process_index for d in mesh.devices.flat})
+    if missing:
+        raise DiffsimError(
+            f"the devices hold none of process(es) {missing} of this run of "
+            f"{jax.process_count()} processes: every process needs a share of the batch "
+            "(jax.devices(), or --devices all)"
+        )
 
 
 def check_divisible(mesh: Mesh | None, size: int, name: str) -> None:

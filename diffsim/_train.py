@@ -28,7 +28,7 @@ from ._env import AbstractEnv
 from ._errors import DiffsimError
 from ._evaluate import evaluate, start_states
 from ._rollout import Controller, Trajectory, check_model, rollout
-from ._runner import History, check_evaluation, run
+from ._runner import History, TrainingDiverged, check_evaluation, left_range, run
 from ._sharding import Devices, as_mesh, check_divisible, replicate, shard_batch
 from ._spaces import AbstractEstimator
 from ._state import TrainState, init_state, optimiser_step, stop_gradient, where_mask
@@ -429,6 +429,10 @@ def train(
     def evaluate_and_record(state: TrainState) -> dict:
         started = time.perf_counter()
         env, controller = trainer.env(state), trainer.controller(state)
+        left = left_range(env)  # a finite loss may not tell (an objective of the env alone)
+        if left:
+            message = f"iteration {int(state.iteration)}: {left}"
+            raise stopped(TrainingDiverged, message, state, {"history": history})
         mean = evaluate(
             env, controller, episodes=eval_episodes, seed=eval_seed, devices=trainer.mesh
         ).mean

@@ -81,6 +81,9 @@ MISUSES = [
     ("ClosedLoop of a name", lambda: diffsim.ClosedLoop("env", POLICY), "env must be a diffsim"),
     ("Recipe of numbers", lambda: diffsim.Recipe("x", 1, 1, 1, 10, 1), "make_env must be a function"),
     ("Trainer with a name", lambda: diffsim.Trainer("adam"), "optimiser must be an optax"),
+    ("Trainer on a count of devices", lambda: diffsim.Trainer(optax.adam(1e-3), devices=4),
+     "devices must be a non-empty list of jax devices (e.g. jax.devices()), a "
+     "jax.sharding.Mesh or None, got 4"),
     ("SHAC critic optimiser by name", lambda: diffsim.SHAC(optax.adam(1e-3), "adam"),
      "critic_optimiser must be an optax"),
     ("SHAC discount above 1", lambda: diffsim.SHAC(optax.adam(1e-3), optax.adam(1e-3), gamma=1.5),

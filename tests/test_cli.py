@@ -56,10 +56,27 @@ BAD_INPUTS = [
     (["train", "pendulum", "--lr", "-1"], "--lr must be a positive, finite number, got -1.0"),
     (["train", "pendulum", "--window", "0"], "--window must be a positive integer, got 0"),
     (["train", "pendulum", "--resume", "--out", "{empty}"], "no checkpoint file"),
+    # a run of several processes: every argument checked before any process waits for another
+    (["train", "pendulum", "--coordinator", "localhost:1", "--num-processes", "2",
+      "--process-id", "0", "--devices", "all", "--join-timeout", "5", "--batch-size", "0"],
+     "--batch-size must be a positive integer, got 0"),
+    (["train", "pendulum", "--coordinator", "localhost:1", "--num-processes", "2",
+      "--process-id", "0", "--devices", "all", "--join-timeout", "5", "--resume", "--out",
+      "{empty}"], "no checkpoint file"),
+    (["train", "pendulum", "--distributed", "--coordinator", "localhost:1", "--devices", "all"],
+     "--distributed finds the run in the cluster's environment"),
+    (["train", "pendulum", "--coordinator", "localhost:1", "--num-processes", "2",
+      "--process-id", "0"], "add --devices all"),
+    (["train", "pendulum", "--coordinator", "localhost:99999", "--num-processes", "2",
+      "--process-id", "0", "--devices", "all"], "a port from 1 to 65535, got 'localhost:99999'"),
+    (["train", "pendulum", "--devices", "two"], "--devices must be 'all' or a count, got 'two'"),
     (["eval", "pendulum", "{empty}/missing.eqx"], "no checkpoint file"),
     (["eval", "pendulum", "{not_a_folder}"], "not a diffsim checkpoint"),
     (["eval", "pendulum", "{truncated}"], "corrupt or truncated checkpoint"),
     (["eval", "cartpole", "{checkpoint}"], "was trained on 'pendulum', not 'cartpole'"),
+    (["eval", "{rocket}:Rocket", "{moved}"], "was trained on '{rocket}:Rocket', not "
+     "'{rocket}:Rocket' (the file /elsewhere/rocket.py, not {rocket}: a copy or a moved file "
+     "is another env"),
     (["eval", "pendulum", "{checkpoint}", "--episodes", "-5"], "--episodes must be a positive"),
     (["eval", "pendulum"], "the following arguments are required: checkpoint"),
     ([], "the following arguments are required: COMMAND"),
@@ -72,6 +89,10 @@ def files(tmp_path_factory, not_a_folder):
     env = Pendulum()
     controller = MLPPolicy.for_env(env, key=jr.key(0))
     checkpoint = diffsim.save_checkpoint(folder / "c.eqx", (env, controller), {"env": "pendulum"})
+    moved = diffsim.save_checkpoint(
+        folder / "moved.eqx", (env, controller),
+        {"env": f"{folder / 'rocket.py'}:Rocket", "env_file": "/elsewhere/rocket.py"},
+    )  # trained on a file of that name elsewhere
     truncated = folder / "truncated.eqx"
     truncated.write_bytes(checkpoint.read_bytes()[:-10])
     empty = folder / "empty"
@@ -85,6 +106,7 @@ def files(tmp_path_factory, not_a_folder):
         "broken": broken,
         "not_a_folder": not_a_folder,
         "checkpoint": checkpoint,
+        "moved": moved,
         "truncated": truncated,
         "empty": empty,
     }

@@ -16,6 +16,8 @@ import pytest
 
 import diffsim
 
+from helpers import cli_outcomes
+
 WORKER = Path(__file__).with_name("distributed_worker.py")
 ROOT = Path(__file__).parents[1]
 
@@ -109,7 +111,7 @@ def test_the_command_line_joins_a_run_of_two_processes(tmp_path):
     ]  # fmt: skip
     flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
     processes = [_start([*command, "--process-id", str(i)], tmp_path, **flags) for i in range(2)]
-    summaries = [json.loads(_finish(p).strip().splitlines()[-1]) for p in processes]
+    summaries = [json.loads(_finish(p)) for p in processes]  # stdout: one JSON object
     assert summaries[0]["evaluation"] == summaries[1]["evaluation"]
     assert summaries[0]["evaluation"]["episodes"] == 8
     written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".write"))
@@ -123,3 +125,58 @@ def test_the_command_line_joins_a_run_of_two_processes(tmp_path):
         "diffsim train: error: --coordinator, --num-processes and --process-id go together, "
         "got 'x:1', None, None"
     )
+
+
+def _refused_by_both(tmp_path, options) -> list[str]:
+    """The last stderr line of each of two processes started with ``options(i)``, both
+    having exited with status 2 before training."""
+    port = _free_port()
+    command = [
+        "-m", "diffsim.cli", "train", "pendulum", "--quick", "--iterations", "1",
+        "--batch-size", "4", "--out", str(tmp_path), "--coordinator", f"localhost:{port}",
+        "--num-processes", "2", "--join-timeout", "120",
+    ]  # fmt: skip
+    flags = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    processes = [
+        _start([*command, "--process-id", str(i), *options(i)], tmp_path, **flags)
+        for i in range(2)
+    ]
+    lines = []
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 2, err[-3000:]
+        lines.append(err.strip().splitlines()[-1])
+    assert not (tmp_path / "controller.eqx").exists()
+    return lines
+
+
+def test_processes_started_with_other_options_refuse_to_train(tmp_path):
+    lines = _refused_by_both(tmp_path, lambda i: ["--devices", "all", "--seed", str(i)])
+    assert lines == [
+        "diffsim train: error: the processes of this run were started with different seed "
+        f"(process {i}: --seed {i}): start the same command on every process"
+        for i in range(2)
+    ]
+
+
+def test_devices_of_one_process_only_are_refused_on_both(tmp_path):
+    lines = _refused_by_both(tmp_path, lambda i: ["--devices", "2"])  # process 0's two
+    assert lines == 2 * [
+        "diffsim train: error: the devices hold none of process(es) [1] of this run of 2 "
+        "processes: every process needs a share of the batch (jax.devices(), or --devices all)"
+    ]
+
+
+def test_a_process_whose_coordinator_never_starts_stops_with_one_line():
+    port = _free_port()  # nobody listens there
+    ((code, out, err),) = cli_outcomes([[
+        "train", "pendulum", "--devices", "all", "--coordinator", f"localhost:{port}",
+        "--num-processes", "2", "--process-id", "1", "--join-timeout", "2",
+    ]])  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"diffsim train: joining process 1 of 2 at localhost:{port}, waiting up to 2 s for "
+        "every process",
+        f"diffsim train: error: no coordinator answered at localhost:{port} in 2 s: start "
+        "process 0 there (its --coordinator is its own address)",
+    ]

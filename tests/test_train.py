@@ -290,6 +290,23 @@ def test_a_trained_env_parameter_that_leaves_its_range_stops_training_naming_it(
         )
     assert "trained env parameters left their physical range (Pendulum.g = -10.0" in str(info.value)
     assert float(info.value.env.g) == pytest.approx(-10.0)
+    # an objective of the env alone stays finite: the evaluation after the update names it
+    left = "iteration 1: trained env parameters left their physical range (Pendulum.g = -10.0"
+    with pytest.raises(diffsim.TrainingDiverged, match=re.escape(left)) as info:
+        diffsim.train(
+            Pendulum(),
+            _policy(),
+            optax.sgd(20.0),
+            key=jr.key(0),
+            iterations=3,
+            batch_size=2,
+            window=5,
+            eval_every=1,
+            trainable=lambda env, controller: env.g,
+            objective=lambda env, trajectory: env.g,
+            progress=False,
+        )
+    assert float(info.value.env.g) == pytest.approx(-10.0)
 
 
 def test_training_and_evaluation_programs_hold_no_host_callback():

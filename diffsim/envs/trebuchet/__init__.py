@@ -6,7 +6,7 @@ inputs and to the machine (:class:`Trebuchet`, a pytree of physical parameters).
 presets: :func:`trebuchet` (physically faithful, the default: a ``diffsim.ODESolve``
 with diffrax's Tsit5) and :func:`trebuchet_jl` (reproduces the published Trebuchet.jl
 numbers: :class:`EulerHermite`, explicit Euler at 60 Hz). Aiming: :func:`aim` (direct,
-optimistix least squares) and :class:`Aimer` / :func:`train_aimer` (a network trained
+bounded Newton root finds) and :class:`Aimer` / :func:`train_aimer` (a network trained
 through ``shoot`` by ``diffsim.fit``). Plots in :func:`animate_shot` and
 :func:`plot_distance`. Built on the public ``diffsim`` API only.
 """

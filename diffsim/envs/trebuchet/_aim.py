@@ -1,4 +1,5 @@
-"""Aiming: direct (optimistix least squares) and neural (an MLP trained through `shoot`)."""
+"""Aiming: direct (bounded Newton root finds through the simulator) and neural (an MLP
+trained through `shoot`)."""
 
 from __future__ import annotations
 

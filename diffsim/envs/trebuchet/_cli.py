@@ -58,7 +58,8 @@ def add_commands(subparsers) -> None:
     aim = subparsers.add_parser(
         "aim",
         help="find the (angle, weight) that hits a target",
-        description="Aim at a target by least squares through the simulator: release angle "
+        description="Aim at a target by bounded Newton root finds through the simulator "
+        "(differentiated shots): release angle "
         "(degrees) and counterweight (lb) in the allowed box, the miss (m), whether the "
         "target is reachable, and the solve time after compilation.",
     )
