@@ -273,39 +273,23 @@ def test_divergence_is_reported_with_the_last_finite_controller():
 
 
 def test_a_trained_env_parameter_that_leaves_its_range_stops_training_naming_it():
-    # loss g (+ 0 x the rollout's cost): one SGD step of 20 takes g from 10 to -10, and the
-    # rollout with a negative g is NaN, never a number
+    # loss g: one SGD step of 20 takes g from 10 to -10
+    def train_g(objective, **options):
+        return diffsim.train(
+            Pendulum(), _policy(), optax.sgd(20.0), key=jr.key(0), iterations=3, batch_size=2,
+            window=5, trainable=lambda env, controller: env.g, objective=objective,
+            progress=False, **options,
+        )  # fmt: skip
+
+    # (+ 0 x the rollout's cost): the rollout with a negative g is NaN, never a number
     with pytest.raises(diffsim.TrainingDiverged, match="non-finite loss at iteration 2") as info:
-        diffsim.train(
-            Pendulum(),
-            _policy(),
-            optax.sgd(20.0),
-            key=jr.key(0),
-            iterations=3,
-            batch_size=2,
-            window=5,
-            trainable=lambda env, controller: env.g,
-            objective=lambda env, trajectory: env.g + 0.0 * trajectory.total_cost,
-            progress=False,
-        )
+        train_g(lambda env, trajectory: env.g + 0.0 * trajectory.total_cost)
     assert "trained env parameters left their physical range (Pendulum.g = -10.0" in str(info.value)
     assert float(info.value.env.g) == pytest.approx(-10.0)
     # an objective of the env alone stays finite: the evaluation after the update names it
     left = "iteration 1: trained env parameters left their physical range (Pendulum.g = -10.0"
     with pytest.raises(diffsim.TrainingDiverged, match=re.escape(left)) as info:
-        diffsim.train(
-            Pendulum(),
-            _policy(),
-            optax.sgd(20.0),
-            key=jr.key(0),
-            iterations=3,
-            batch_size=2,
-            window=5,
-            eval_every=1,
-            trainable=lambda env, controller: env.g,
-            objective=lambda env, trajectory: env.g,
-            progress=False,
-        )
+        train_g(lambda env, trajectory: env.g, eval_every=1)
     assert float(info.value.env.g) == pytest.approx(-10.0)
 
 
@@ -417,17 +401,8 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     diffsim.train(
         Pendulum(), _policy(), optax.adam(1e-2), key=jr.key(0), checkpoint=path, **settings
     )
-    refused = "it was trained with keep_best True, not keep_best False"
-    with pytest.raises(diffsim.DiffsimError, match=refused):
-        diffsim.train(
-            Pendulum(),
-            _policy(),
-            optax.adam(1e-2),
-            key=jr.key(0),
-            resume=path,
-            **(settings | {"keep_best": False}),
-        )
     others = [
+        ({"keep_best": False}, "it was trained with keep_best True, not keep_best False"),
         ({"horizon": 100}, "horizon None, not horizon 100"),
         ({"objective": lambda env, t: -t.episode_return}, "objective 'mean_step_cost', not"),
         ({"trainable": "both"}, "trainable 'controller', not trainable 'both'"),
