@@ -156,6 +156,7 @@ def _output_folder(args) -> Path:
 def _joins_processes(args) -> bool:
     """Whether the command joins a run of several processes, once its flags are checked
     (without JAX: before anything waits)."""
+    validate.positive_int("--join-timeout", args.join_timeout)
     explicit = (args.coordinator, args.num_processes, args.process_id)
     if all(value is None for value in explicit) and not args.distributed:
         return False
@@ -180,7 +181,6 @@ def _joins_processes(args) -> bool:
             raise DiffsimError(
                 f"--coordinator must be HOST:PORT, a port from 1 to 65535, got {args.coordinator!r}"
             )
-    validate.positive_int("--join-timeout", args.join_timeout)
     if args.devices is None:
         raise DiffsimError(
             "a run of several processes splits its batch over them: add --devices all "
@@ -206,12 +206,13 @@ def _join_processes(args) -> None:
         file=sys.stderr,
         flush=True,
     )
+    deadline = time.monotonic() + args.join_timeout
     if args.coordinator is not None and args.process_id != 0:
         _wait_for_coordinator(args.coordinator, args.join_timeout)
     try:
         jax.distributed.initialize(
             args.coordinator, args.num_processes, args.process_id,
-            initialization_timeout=args.join_timeout,
+            initialization_timeout=max(1, round(deadline - time.monotonic())),
         )
     except (RuntimeError, ValueError) as error:
         raise DiffsimError(f"cannot join the distributed run: {first_line(error)}") from None
@@ -260,6 +261,7 @@ def _agree_across_processes(args) -> None:
         "episodes": args.episodes,
         "checkpoint-every": args.checkpoint_every,
         "resume": args.resume,
+        "plots": args.plots,  # they gather the model: a collective
     }
     codes = [zlib.crc32(json.dumps(value).encode()) & 0x7FFFFFFF for value in options.values()]
     every = np.asarray(multihost_utils.process_allgather(np.asarray(codes, np.int32)))
@@ -295,8 +297,8 @@ def _validate_train(args) -> None:
         args.resumed_from = metadata.get("iteration")
     if joins:  # what follows builds the env: JAX's devices, which must join first
         _join_processes(args)
+        _agree_across_processes(args)
     args.recipe = _with_overrides(load_recipe(args.env), args)
-    _agree_across_processes(args)
 
 
 def _options(args) -> dict:

@@ -15,6 +15,7 @@ import functools
 import os
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -342,7 +343,11 @@ def load_trained(
     if not same_env(metadata, env) or metadata.get("env_type", env_type) != env_type:
         trained_on = metadata.get("env") or metadata.get("env_type")
         where = ""
-        if trained_on == env and "env_file" in metadata:  # the same words, another file
+        if (  # the same words, another file
+            trained_on == env
+            and "env_file" in metadata
+            and Path(metadata["env_file"]) != _file_of(env)
+        ):
             where = (
                 f" (the file {metadata['env_file']}, not {_file_of(env)}: a copy or a moved "
                 "file is another env; name the file it was trained on)"

@@ -180,14 +180,28 @@ def _stateful_step(controller: AbstractStatefulController, memory, t, x):
         raise DiffsimError(
             f"{name}.step must return (output, next_state), got {_kinds(result)}"
         )
-    before, after = _kinds(memory), _kinds(result[1])
-    if before != after:
+    given, returned = jax.tree.flatten(memory), jax.tree.flatten(result[1])
+    if given[1] != returned[1] or not all(
+        _same_kind(x, y) for x, y in zip(given[0], returned[0], strict=True)
+    ):
         raise DiffsimError(
             f"{name}.step returned a next state of another form than the state it was given "
-            f"(init()'s): {after} for {before}; the state keeps its structure, shapes and "
-            "dtypes from step to step"
+            f"(init()'s): {_kinds(result[1])} for {_kinds(memory)}; the state keeps its "
+            "structure, shapes and dtypes from step to step"
         )
     return result
+
+
+def _same_kind(given: Any, returned: Any) -> bool:
+    """Whether a leaf of a stateful controller's next state can follow ``given`` in the
+    scan's carry: the same shape, and the same dtype or one a weakly typed ``given`` (a
+    Python number in ``init()``) is promoted to, as ``lax.scan`` promotes it."""
+    if jnp.shape(given) != jnp.shape(returned):
+        return False
+    kind = jnp.result_type(returned)
+    return jnp.result_type(given) == kind or (
+        jax.typeof(given).weak_type and jnp.result_type(given, returned) == kind
+    )
 
 
 def _kinds(tree: Any) -> str:
@@ -448,6 +462,7 @@ def rollout(
     key: PRNGKeyArray | None = None,
     checkpoint_every: int | None = None,
     unroll: int | bool = 1,
+    stop_at_episode_end: bool = False,
 ) -> Trajectory:
     """Simulate the closed loop from ``y0`` for ``num_steps`` control intervals.
 
@@ -489,14 +504,17 @@ def rollout(
         unroll: control steps per iteration of the compiled loop, ``jax.lax.scan``'s
             ``unroll`` passed through. The result is the same; on CPU, 4 runs a single
             episode (batch 1) faster and compiles slower (see ``benchmarks/RESULTS.md``).
+        stop_at_episode_end: where ``start_step + num_steps`` reaches beyond
+            ``env.episode_steps``, end the episode there: the later steps are still
+            simulated (``states`` go on) but are not part of it (not alive, not charged,
+            and a termination among them is no termination). ``False`` (default): they
+            count like any other (a planner such as :class:`diffsim.controllers.MPC`
+            looks beyond the episode's end). A :class:`diffsim.Trainer` whose windows run
+            past the end sets it.
 
     Returns:
         A :class:`Trajectory` with ``num_steps + 1`` states. The terminal cost is charged
         once, at the step where the episode terminates or reaches ``env.episode_steps``.
-        Steps from ``env.episode_steps`` on, where ``start_step + num_steps`` reaches
-        beyond it, are simulated and marked alive like any other (a planner such as
-        :class:`diffsim.controllers.MPC` looks beyond the episode's end);
-        :class:`diffsim.Trainer` marks them not alive.
 
     Raises:
         DiffsimError: for a state of the wrong shape, a controller output of the wrong
@@ -543,7 +561,8 @@ def rollout(
     y0 = _check_state(env, y0, "initial state")
     _check_precision(y0, env=env, controller=controller)
     start = jnp.asarray(start_step, jnp.int32)
-    options = (num_steps, mode, estimator, checkpoint_every, unroll)
+    validate.boolean("stop_at_episode_end", stop_at_episode_end)
+    options = (num_steps, mode, estimator, checkpoint_every, unroll, stop_at_episode_end)
     trajectory = _run(_simulate, env, controller, y0, start, key, *options)
     if _is_concrete(trajectory):
         _check_diverged(trajectory)
@@ -616,7 +635,9 @@ _UNTRACEABLE: set = set()
 """The program keys whose tracing failed: those calls run as called from then on."""
 
 
-def _simulate(env, controller, y0, start, key, num_steps, mode, estimator, every, unroll):
+def _simulate(
+    env, controller, y0, start, key, num_steps, mode, estimator, every, unroll, stop_at_end
+):
     """:func:`rollout` after its checks, from step ``start`` (an int32 array)."""
     stateful = isinstance(controller, AbstractStatefulController)
     keys = None if key is None else jr.split(key, num_steps)
@@ -634,7 +655,10 @@ def _simulate(env, controller, y0, start, key, num_steps, mode, estimator, every
             terminal_cost = terminal_cost + jnp.where(ends, env.terminal_cost(y_next), 0.0)
             carry = (k + 1, y_next, alive, taken, terminal_cost, end_time, memory)
             return carry, (y_next, u, cost)
-        terminal_cost = terminal_cost + jnp.where(alive & ends, env.terminal_cost(y_next), 0.0)
+        charged = alive & ends
+        if stop_at_end:  # a termination past the episode's end charges nothing
+            charged = charged & (k < env.episode_steps)
+        terminal_cost = terminal_cost + jnp.where(charged, env.terminal_cost(y_next), 0.0)
         if has_event:  # otherwise the end is the end of the last step taken
             end_time = jnp.where(alive, end, end_time)
         taken = jnp.where(alive & done, k + 1 - start, taken)
@@ -649,13 +673,17 @@ def _simulate(env, controller, y0, start, key, num_steps, mode, estimator, every
     (_, _, still_alive, taken, terminal_cost, end_time, _), (ys, us, costs) = _scan(
         body, init, keys, num_steps, every, unroll
     )
+    if stop_at_end:  # the steps from the episode's end on are not part of it
+        ended_inside = ~still_alive & (start + taken <= env.episode_steps)
+        taken = jnp.minimum(taken, env.episode_steps - start)
+        end_time = jnp.minimum(end_time, env.episode_steps * dt)
     return Trajectory(
         times=(start + jnp.arange(num_steps + 1)) * dt,
         states=jnp.concatenate([y0[None], ys]),
         controls=us,
         costs=costs,
         alive=jnp.arange(num_steps) < taken,
-        terminated=~still_alive,
+        terminated=ended_inside if stop_at_end else ~still_alive,
         terminal_cost=terminal_cost,
         end_time=end_time if has_event else (start + taken) * dt,
     )

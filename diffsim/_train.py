@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -104,9 +105,10 @@ class Trainer(eqx.Module):
         batch_size: episodes simulated in parallel.
         window: control steps per differentiated window (default: a whole episode). A
             window that does not divide the training episode runs past the env's
-            ``episode_steps`` in an episode's last window: those steps are simulated but
-            marked not alive (the default objective leaves them out), and the episode
-            starts afresh after the window.
+            ``episode_steps`` in an episode's last window: the episode ends there, as
+            ``rollout(..., stop_at_episode_end=True)`` ends it (the later steps are
+            simulated but not alive, not charged, and end nothing), and it starts afresh
+            after the window.
         horizon: control steps after which a training episode is cut (at the end of the
             window that reaches them) and a fresh one starts (default: the env's
             ``episode_steps``; at most that). A cut is not a
@@ -297,15 +299,13 @@ class Trainer(eqx.Module):
                 start_step=steps,
                 estimator=self.estimator,
                 key=key,
+                stop_at_episode_end=past_end,
             )
 
+        past_end = self._runs_past_episode_end(env)
         episodes = shard_batch(episodes, self.mesh)
         keys = shard_batch(jr.split(window_key, self.batch_size), self.mesh)
         trajectories = jax.vmap(one)(episodes.states, episodes.steps, keys)
-        if self._runs_past_episode_end(env):
-            past_end = episodes.steps[:, None] + jnp.arange(window)[None] >= env.episode_steps
-            alive = trajectories.alive & ~past_end
-            trajectories = eqx.tree_at(lambda t: t.alive, trajectories, alive)
         fresh = self._fresh(stop_gradient(env), reset_key)
         if self.carry_state:
             steps = episodes.steps + window
@@ -497,11 +497,19 @@ def _resumed(path, template: TrainState, settings: dict):
     return state, history, best
 
 
+RECORDED_SINCE = frozenset({"horizon", "trainable", "objective", "estimator"})
+"""Settings that checkpoints record since 2026-12-08: not compared with an older one."""
+
+
 def _name(setting: object) -> object:
     """A setting as a checkpoint records it: a string as it is, a function or class by its
-    qualified name (stable from one process to the next, unlike its ``repr``)."""
+    qualified name (stable from one process to the next, unlike its ``repr``), a
+    ``functools.partial`` by its function's and its keywords' names and values."""
     if isinstance(setting, str):
         return setting
+    if isinstance(setting, functools.partial):
+        keywords = ", ".join(f"{k}={v!r}" for k, v in sorted(setting.keywords.items()))
+        return f"partial({_name(setting.func)}{', ' if keywords else ''}{keywords})"
     return getattr(setting, "__qualname__", type(setting).__name__)
 
 
@@ -512,8 +520,10 @@ def check_same_settings(
     ``saved`` ones a checkpoint was written with, each shown as ``describe(name, value)``
     (default ``name value``; the command line shows its options as they were given)."""
     describe = describe or (lambda name, value: f"{name} {value!r}")
-    # a setting recorded only since a later version is not compared with older checkpoints
-    changed = [name for name in now if name in saved and saved[name] != now[name]]
+    changed = [
+        name for name in now
+        if (name in saved or name not in RECORDED_SINCE) and saved.get(name) != now[name]
+    ]  # fmt: skip
     if changed:
         was = ", ".join(describe(name, saved.get(name)) for name in changed)
         asked = ", ".join(describe(name, now[name]) for name in changed)

@@ -151,10 +151,12 @@ def _refused_by_both(tmp_path, options) -> list[str]:
 
 
 def test_processes_started_with_other_options_refuse_to_train(tmp_path):
-    lines = _refused_by_both(tmp_path, lambda i: ["--devices", "all", "--seed", str(i)])
-    assert lines == [
-        "diffsim train: error: the processes of this run were started with different seed "
-        f"(process {i}: --seed {i}): start the same command on every process"
+    # a batch of 6 does not split over the 4 devices: process 1 alone would find it
+    options = lambda i: ["--devices", "all", "--seed", str(i), "--batch-size", str(4 + 2 * i)]  # noqa: E731
+    assert _refused_by_both(tmp_path, options) == [
+        "diffsim train: error: the processes of this run were started with different seed, "
+        f"batch-size (process {i}: --seed {i}, --batch-size {4 + 2 * i}): start the same "
+        "command on every process"
         for i in range(2)
     ]
 

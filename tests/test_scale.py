@@ -259,10 +259,11 @@ def test_float64_gradient_of_10000_steps_matches_finite_differences():
 def test_a_rollout_computes_in_its_initial_states_dtype():
     gains = jnp.array([[0.5, -1.0, -0.2]], jnp.float32)
     y0 = jnp.array([2.0, 0.0], jnp.float32)
-    single = diffsim.rollout(Pendulum(), _Linear(gains), y0)
+    narrow = Pendulum()  # float32 parameters
+    single = diffsim.rollout(narrow, _Linear(gains), y0)
     with jax.enable_x64(True):
         # float32 parameters and controller, a float64 state: float64 throughout
-        wide = diffsim.rollout(Pendulum(), _Linear(gains), y0.astype(jnp.float64))
+        wide = diffsim.rollout(narrow, _Linear(gains), y0.astype(jnp.float64))
         assert wide.states.dtype == wide.costs.dtype == jnp.float64
         np.testing.assert_allclose(wide.states, single.states, rtol=1e-4, atol=1e-5)
         # float64 parameters and a float32 state: refused, naming both

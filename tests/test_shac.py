@@ -235,6 +235,7 @@ def test_compare_shac_without_the_recipes_settings_is_one_line_and_exit_status_2
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "shac: the 'cartpole-continuous' recipe has no method_options['shac']" in err
+    assert err.rstrip().endswith("; choose from dp, lqr, mpc, ppo, sac")
     assert err.count("\n") == 1
 
 

@@ -1,5 +1,6 @@
 """Training, checkpoints and the command line."""
 
+import functools
 import json
 import os
 import re
@@ -205,24 +206,28 @@ def test_carried_windows_continue_episodes_and_reset_them_at_the_horizon():
     assert steps == [[80] * 3, [160] * 3, [0] * 3, [80] * 3]
 
 
-def test_a_window_past_the_episode_end_counts_only_the_episode():
-    """Windows of 15 steps carried over 40-step episodes: the third runs from step 30 to
-    45, and its last 5 steps are beyond the episode: not alive, not in the loss."""
-    env = Pendulum(episode_steps=40)
-    trainer = diffsim.Trainer(optax.sgd(0.0), batch_size=2, window=15)
-    state = trainer.init(env, _policy(), jr.key(0))
+def test_a_window_past_the_episode_end_ends_the_episode_there():
+    """Rising (0.1 per step, 1 per step, terminal cost 10 y) over 10-step episodes, in
+    windows of 4: the third runs from step 8 to 12, the episode ends at 10 (y = 1), and the
+    termination it would reach at 11 (above 1.05) is beyond it: 2 steps and one terminal
+    cost, 12 in all, not terminated."""
+    env = Rising(ceiling=1.05)
+    policy = MLPPolicy.for_env(env, key=jr.key(0))
+    trainer = diffsim.Trainer(optax.sgd(0.0), batch_size=2, window=4)
+    state = trainer.init(env, policy, jr.key(0))
     step = jax.jit(trainer.step)
     for _ in range(2):
         state, _ = step(state)
-    assert np.asarray(state.carry.steps).tolist() == [30, 30]
-    windows, after = trainer.windows(env, _policy(), state.carry, jr.key(1))
-    assert np.asarray(windows.alive).sum(axis=1).tolist() == [10, 10]
-    assert not np.asarray(windows.alive[:, 10:]).any()
+    assert np.asarray(state.carry.steps).tolist() == [8, 8]
+    windows, after = trainer.windows(env, policy, state.carry, jr.key(1))
+    np.testing.assert_array_equal(windows.alive, [[True, True, False, False]] * 2)
+    assert not np.asarray(windows.terminated).any()
+    np.testing.assert_allclose(windows.terminal_cost, [10.0, 10.0], rtol=1e-6)
+    np.testing.assert_allclose(windows.total_cost, [12.0, 12.0], rtol=1e-6)
     assert np.asarray(after.steps).tolist() == [0, 0]
-    inside = jax.vmap(
-        lambda y: diffsim.rollout(env, _policy(), y, start_step=30, num_steps=10)
-    )(state.carry.states)
-    np.testing.assert_allclose(windows.total_cost, inside.total_cost, rtol=1e-6)
+    # a rollout without the option simulates on: terminated at 11, charged twice
+    on = diffsim.rollout(env, policy, state.carry.states[0], start_step=8, num_steps=4)
+    assert bool(on.terminated) and float(on.terminal_cost) == pytest.approx(21.0)
 
 
 def test_system_identification_recovers_gravity():
@@ -393,6 +398,19 @@ def test_an_interrupted_run_resumes_to_the_same_bits(tmp_path):
     assert got["history"]["loss"] == expected["history"]["loss"]
     assert got["history"]["eval_return"] == expected["history"]["eval_return"]
     assert history.iteration == list(range(1, 13))
+
+
+def test_a_checkpoint_older_than_a_setting_is_compared_on_the_others():
+    from diffsim._train import _name, check_same_settings
+
+    now = {"iterations": 2, "horizon": None, "objective": "mean_step_cost"}
+    check_same_settings("run.eqx", {"iterations": 2}, now)  # written before horizon/objective
+    with pytest.raises(diffsim.DiffsimError, match="iterations None, not iterations 2"):
+        check_same_settings("run.eqx", {}, now)  # iterations were always recorded
+    with pytest.raises(diffsim.DiffsimError, match="objective 'a', not objective 'mean_step"):
+        check_same_settings("run.eqx", {"iterations": 2, "objective": "a"}, now)
+    weighted = functools.partial(diffsim.mean_step_cost, weight=2.0)
+    assert _name(weighted) == "partial(mean_step_cost, weight=2.0)"
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
