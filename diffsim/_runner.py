@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from ._env import non_physical_parameters
 from ._errors import DiffsimError, runtime_errors_as_diffsim_errors
@@ -263,6 +264,17 @@ def _signals_caught() -> Iterator[list[int]]:
             signal.signal(number, handler)
 
 
+def _agreed_signal(caught: list[int]) -> int:
+    """The signal that stops the run after this compiled call (0: none): this process's,
+    and in a run of several processes any process's (one collective), so that a signal
+    that reached one process stops them all at the same update, each saving its part of
+    the checkpoint."""
+    number = caught[0] if caught else 0
+    if jax.process_count() == 1:
+        return number
+    return int(np.max(multihost_utils.process_allgather(np.asarray(number, np.int32))))
+
+
 def run(
     step: Callable[[TrainState], tuple[TrainState, dict]],
     state: TrainState,
@@ -317,7 +329,7 @@ def run(
                 _check_health(history, taken)
                 due = (every and iteration % every == 0) or iteration == until
                 extra = on_every(state) if on_every is not None and due else {}
-                saving = due or (checkpoint_every and iteration % checkpoint_every == 0) or caught
+                saving = due or (checkpoint_every and iteration % checkpoint_every == 0)
                 if on_checkpoint is not None and saving:
                     clock()
                     path = on_checkpoint(state)
@@ -331,11 +343,15 @@ def run(
                     bar.update(taken)
                     shown = {"loss": history.loss[-1]} | extra
                     bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
-                if caught:
-                    name = signal.Signals(caught[0]).name
+                number = _agreed_signal(caught)
+                if number:
+                    if on_checkpoint is not None and path is None:
+                        clock()
+                        path = on_checkpoint(state)
+                    name = signal.Signals(number).name
                     saved = f"; saved to {path}" if path else ""
                     message = f"{name} at iteration {iteration}{saved}"
-                    details = {"history": history, "signal_number": caught[0], "checkpoint": path}
+                    details = {"history": history, "signal_number": number, "checkpoint": path}
                     raise build(TrainingInterrupted, message, state, details)
     finally:
         if bar is not None:

@@ -4,7 +4,8 @@ every device of every process, as a user's script does after ``jax.distributed.i
     python tests/distributed_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR
 
 Runs with ``4 / NUM_PROCESSES`` CPU devices per process: a whole run of 6 updates, the same
-run stopped by SIGINT after 3 and resumed from its checkpoint, an evaluation, and 3 seeds
+run stopped after 3 by a SIGINT to the last process alone and resumed from its checkpoint,
+an evaluation, and 3 seeds
 trained together (``vmap`` of ``Trainer.step``) with each seed's batch split over the
 devices, beside each seed trained alone on one device; prints one JSON line.
 """
@@ -49,7 +50,10 @@ _, controller, whole = train(f"{out}/whole.eqx")
 try:
     train(
         f"{out}/part.eqx",
-        callback=lambda i, m: os.kill(os.getpid(), signal.SIGINT) if i == 3 else None,
+        # the last process alone is interrupted: every process stops there with it
+        callback=lambda i, m: (
+            os.kill(os.getpid(), signal.SIGINT) if i == 3 and process_id == processes - 1 else None
+        ),
     )
 except diffsim.TrainingInterrupted as stopped:
     interrupted_at = diffsim.read_metadata(stopped.checkpoint)["iteration"]
