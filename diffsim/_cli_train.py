@@ -282,8 +282,8 @@ def _validate_train(args) -> None:
     if args.lr is not None:
         validate.positive_float("--lr", args.lr)
     validate.nonnegative_int("--checkpoint-every", args.checkpoint_every)
-    if args.devices is not None and not (args.devices == "all" or args.devices.isdigit()):
-        raise DiffsimError(f"--devices must be 'all' or a count, got {args.devices!r}")
+    if args.devices is not None:
+        _device_count(args.devices)  # its form; the count against the devices after joining
     out = _output_folder(args)
     validate.writable_folder("--out", out)
     checkpoint = out / "controller.eqx"
@@ -356,14 +356,23 @@ def _with_overrides(recipe: Recipe, args) -> Recipe:
     return dataclasses.replace(recipe, **changes)
 
 
+def _device_count(spec: str) -> int | None:
+    """``--devices`` read without JAX: ``None`` for ``all``, else the count it asks for."""
+    if spec == "all":
+        return None
+    if not spec.isdigit():
+        raise DiffsimError(f"--devices must be 'all' or a count, got {spec!r}")
+    return int(spec)
+
+
 def devices(spec: str) -> list:
     """``--devices``: ``all`` or how many of ``jax.devices()``."""
     import jax
 
     available = jax.devices()
-    if spec == "all":
+    count = _device_count(spec)
+    if count is None:
         return available
-    count = int(spec) if spec.isdigit() else 0
     if not 1 <= count <= len(available):
         raise DiffsimError(
             f"--devices must be 'all' or a count from 1 to {len(available)} (the devices JAX "

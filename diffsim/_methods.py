@@ -281,6 +281,12 @@ def _runs_on(method: AbstractMethod, recipe: Recipe, env: AbstractEnv) -> bool:
     return True
 
 
+def _runnable(known: dict[str, AbstractMethod], recipe: Recipe, env: AbstractEnv) -> str:
+    """The names of the methods of ``known`` that run on ``env``, for a refusal to offer."""
+    runs = [name for name, method in sorted(known.items()) if _runs_on(method, recipe, env)]
+    return ", ".join(runs)
+
+
 def resolve(names: Sequence[str] | None, recipe: Recipe, env: AbstractEnv) -> list[AbstractMethod]:
     """The methods named (default :func:`default_methods`), each checked against ``env``
     before any work: an unknown name, a method that does not fit the env or a missing extra
@@ -297,19 +303,16 @@ def resolve(names: Sequence[str] | None, recipe: Recipe, env: AbstractEnv) -> li
                 "(comma-separated, e.g. --methods dp,ppo)"
             )
         method = known[name]
-        runnable = lambda: ", ".join(  # noqa: E731
-            n for n, m in sorted(known.items()) if _runs_on(m, recipe, env)
-        )
         if not method.fits(env):
             raise DiffsimError(
                 f"method {name!r} needs {method.needs}, which {recipe.name} "
                 f"({type(env).__name__}, {type(env.action_space).__name__} actions) does not "
-                f"offer: choose from {runnable()}"
+                f"offer: choose from {_runnable(known, recipe, env)}"
             )
         try:
             method.check(recipe, env)
         except DiffsimError as error:
-            raise DiffsimError(f"{error}; choose from {runnable()}") from None
+            raise DiffsimError(f"{error}; choose from {_runnable(known, recipe, env)}") from None
         if method not in chosen:
             chosen.append(method)
     return chosen

@@ -312,6 +312,12 @@ def run(
         history.train_seconds = before[0] + time.perf_counter() - started
         history.compile_seconds = before[1] + watch.compile_seconds
 
+    def checkpointed(state: TrainState) -> str | None:  # the path written, if any
+        if on_checkpoint is None:
+            return None
+        clock()
+        return on_checkpoint(state)
+
     build = stopped or (lambda cls, message, state, extra: cls(message, state=state, **extra))
     try:
         with _signals_caught() as caught:
@@ -330,11 +336,7 @@ def run(
                 due = (every and iteration % every == 0) or iteration == until
                 extra = on_every(state) if on_every is not None and due else {}
                 saving = due or (checkpoint_every and iteration % checkpoint_every == 0)
-                if on_checkpoint is not None and saving:
-                    clock()
-                    path = on_checkpoint(state)
-                else:
-                    path = None
+                path = checkpointed(state) if saving else None
                 if callback is not None:
                     for i in range(iteration - taken + 1, iteration + 1):
                         losses = {"loss": history.loss[i - 1]}
@@ -345,9 +347,7 @@ def run(
                     bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
                 number = _agreed_signal(caught)
                 if number:
-                    if on_checkpoint is not None and path is None:
-                        clock()
-                        path = on_checkpoint(state)
+                    path = path or checkpointed(state)
                     name = signal.Signals(number).name
                     saved = f"; saved to {path}" if path else ""
                     message = f"{name} at iteration {iteration}{saved}"

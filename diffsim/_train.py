@@ -288,6 +288,7 @@ class Trainer(eqx.Module):
             The trajectories (leading axis ``batch_size``) and the next :class:`Episodes`.
         """
         window = self.window_for(env)
+        past_end = self._runs_past_episode_end(env)
         window_key, reset_key = jr.split(key)
 
         def one(y, steps, key):
@@ -302,7 +303,6 @@ class Trainer(eqx.Module):
                 stop_at_episode_end=past_end,
             )
 
-        past_end = self._runs_past_episode_end(env)
         episodes = shard_batch(episodes, self.mesh)
         keys = shard_batch(jr.split(window_key, self.batch_size), self.mesh)
         trajectories = jax.vmap(one)(episodes.states, episodes.steps, keys)
